@@ -1,0 +1,162 @@
+/* cnn: convolutional neural networks in C. The library's whole public API.
+ *
+ * Every call returns a cnn_status; on failure cnn_last_error() says what was wrong
+ * and where (file:line of a cfg, byte offset of a bad file). Handles are opaque. */
+#ifndef CNN_CNN_H
+#define CNN_CNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum cnn_status {
+  CNN_OK = 0,
+  CNN_ERR_ARG,         /* bad argument from the caller */
+  CNN_ERR_PARSE,       /* malformed cfg or file */
+  CNN_ERR_SHAPE,       /* shapes that cannot connect, sizes out of range */
+  CNN_ERR_IO,          /* cannot open, read or write a file */
+  CNN_ERR_NOMEM,       /* out of host or device memory */
+  CNN_UNSUPPORTED,     /* this backend does not implement the op */
+  CNN_ERR_DEVICE,      /* a CUDA / device call failed */
+  CNN_ERR_NUMERIC      /* NaN or Inf where a finite value was needed */
+} cnn_status;
+
+/* The message of the last failed call on this thread ("" if none). */
+const char *cnn_last_error(void);
+const char *cnn_status_name(cnn_status s);
+
+/* ---- backends ---------------------------------------------------------- */
+typedef struct cnn_backend cnn_backend;
+
+/* name: "ref" (plain reference loops), "cpu" (OpenBLAS + OpenMP), "cuda". */
+cnn_status cnn_backend_create(const char *name, cnn_backend **out);
+void cnn_backend_destroy(cnn_backend *b);
+const char *cnn_backend_name(const cnn_backend *b);
+/* 1 if the CUDA backend was compiled into this library. */
+int cnn_have_cuda(void);
+
+/* ---- nets ---------------------------------------------------------------- */
+typedef struct cnn_net cnn_net;
+
+typedef enum cnn_mode { CNN_MODE_INFER = 0, CNN_MODE_TRAIN = 1 } cnn_mode;
+
+/* Parse a Darknet-format cfg (file or text) into an unbuilt net: layers and shapes
+ * are inferred, nothing is allocated yet. `name` is used in error messages. */
+cnn_status cnn_net_from_cfg_file(const char *path, cnn_net **out);
+cnn_status cnn_net_from_cfg_text(const char *text, const char *name, cnn_net **out);
+void cnn_net_destroy(cnn_net *net);
+
+typedef struct cnn_net_info {
+  int batch, height, width, channels; /* input, from [net] */
+  int classes;                        /* size of the last layer's output */
+  int num_layers;                     /* internal layers (a cfg section may be 1-3) */
+  int num_sections;                   /* cfg sections after [net] */
+  size_t num_params;                  /* trainable parameters */
+  size_t num_state;                   /* non-trainable (batch-norm running stats) */
+  double flops_per_image;             /* forward multiply-adds x2 */
+} cnn_net_info;
+cnn_status cnn_net_info_get(const cnn_net *net, cnn_net_info *info);
+
+/* Print the per-layer table (output shape, params, FLOPs), totals and the
+ * memory plan for `batch` images (0: the cfg's batch) to `f` (a FILE *). */
+cnn_status cnn_net_summary(const cnn_net *net, int batch, void *f);
+
+/* Training hyper-parameters: read from the cfg ([net] and an optional [train]
+ * section); a caller may change them before cnn_net_build. */
+typedef enum cnn_optimizer_kind { CNN_OPT_SGD = 0, CNN_OPT_ADAM, CNN_OPT_ADAMW } cnn_optimizer_kind;
+typedef enum cnn_schedule_kind {
+  CNN_SCHED_CONSTANT = 0, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_ONECYCLE
+} cnn_schedule_kind;
+
+typedef struct cnn_train_config {
+  cnn_optimizer_kind optimizer;
+  float learning_rate;
+  float momentum;          /* SGD momentum */
+  int nesterov;
+  float weight_decay;      /* SGD: L2 added to the gradient; AdamW: decoupled */
+  float beta1, beta2, eps; /* Adam */
+  cnn_schedule_kind schedule;
+  int warmup_steps;        /* linear warm-up from 0 (all schedules) */
+  int step_size;           /* STEP: multiply by gamma every step_size steps */
+  float gamma;
+  float final_lr_frac;     /* COSINE / ONECYCLE: lr at the end = lr * this */
+  float label_smoothing;
+  float bn_momentum;       /* running = (1-m) running + m batch, as PyTorch */
+  float bn_eps;
+  int init;                /* 0 Kaiming (He) normal, 1 Xavier uniform */
+  uint64_t seed;
+  int epochs;
+} cnn_train_config;
+cnn_status cnn_net_train_config(cnn_net *net, cnn_train_config *cfg);
+cnn_status cnn_net_set_train_config(cnn_net *net, const cnn_train_config *cfg);
+
+/* Plan and allocate everything for `batch` images (0: the cfg's) on backend `b`
+ * in `mode`; parameters are initialised from the seed. A built net may be built
+ * again (another batch, mode or backend): parameters are carried over. */
+cnn_status cnn_net_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode);
+
+typedef struct cnn_plan_info {
+  int batch;
+  cnn_mode mode;
+  size_t param_bytes, grad_bytes, opt_state_bytes, state_bytes;
+  size_t activation_bytes;      /* the arena after liveness placement */
+  size_t activation_bytes_naive;/* sum of all activation buffers, no reuse */
+  size_t workspace_bytes;
+  size_t peak_bytes;            /* all of the above */
+} cnn_plan_info;
+cnn_status cnn_net_plan_info(const cnn_net *net, cnn_plan_info *info);
+
+/* Re-initialise parameters from `seed` (counter-based RNG: same seed, same values
+ * on every backend). */
+cnn_status cnn_net_init_params(cnn_net *net, uint64_t seed);
+
+/* Inputs are host arrays: x is [n, height, width, channels] float (NHWC), labels
+ * [n] int32 in [0, classes). n must be <= the built batch. */
+typedef struct cnn_step_result {
+  double loss;     /* mean cross-entropy over the n images */
+  int correct;     /* top-1 hits */
+} cnn_step_result;
+cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *labels, int n,
+                              cnn_step_result *res);
+/* Forward in the built mode's inference semantics (running BN stats, no dropout).
+ * probs (optional) receives [n, classes] softmax probabilities. labels optional. */
+cnn_status cnn_net_predict(cnn_net *net, const float *x, const int32_t *labels, int n,
+                           float *probs, cnn_step_result *res);
+/* The learning rate the next train step will use, and the step counter. */
+float cnn_net_current_lr(const cnn_net *net);
+int64_t cnn_net_step_count(const cnn_net *net);
+cnn_status cnn_net_set_step_count(cnn_net *net, int64_t step, int64_t total_steps);
+
+/* Parameters and state by name, for checkpoints and interop. Tensor data is
+ * copied to/from host float arrays. */
+typedef struct cnn_param_desc {
+  const char *name;   /* e.g. "conv1.weight", "conv1.bn.running_mean" */
+  int ndim;
+  int64_t shape[4];
+  size_t count;
+  int trainable;      /* 0 for running statistics */
+} cnn_param_desc;
+int cnn_net_num_tensors(const cnn_net *net);
+cnn_status cnn_net_tensor_desc(const cnn_net *net, int i, cnn_param_desc *d);
+cnn_status cnn_net_tensor_get(const cnn_net *net, int i, float *dst);
+cnn_status cnn_net_tensor_set(cnn_net *net, int i, const float *src);
+/* Optimizer state tensors (momentum / Adam m and v), same order as trainable
+ * tensors; slot 0 or 1. Sizes match the parameter. */
+cnn_status cnn_net_opt_state_get(const cnn_net *net, int slot, float *dst, size_t count);
+cnn_status cnn_net_opt_state_set(cnn_net *net, int slot, const float *src, size_t count);
+int cnn_net_opt_slots(const cnn_net *net);
+
+/* Save / load every named tensor as safetensors (f32, row-major as stored,
+ * KRSC conv weights). Writes go to a temp file then rename. */
+cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metadata_json);
+cnn_status cnn_net_load(cnn_net *net, const char *path);
+
+const char *cnn_net_cfg_text(const cnn_net *net);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,71 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+int tu_failures = 0;
+int tu_checks = 0;
+
+void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(seed, i);
+}
+
+void tu_poison(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+double tu_max_rel_err(const float *a, const float *b, size_t n, size_t *where) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    double x = a[i], y = b[i];
+    double e;
+    if (isnan(x) || isnan(y) || isinf(x) || isinf(y)) {
+      e = INFINITY;
+    } else {
+      double s = fmax(fmax(fabs(x), fabs(y)), 1.0);
+      e = fabs(x - y) / s;
+    }
+    if (e > worst || (i == 0 && e == INFINITY)) {
+      worst = e;
+      at = i;
+    }
+  }
+  if (where) *where = at;
+  return worst;
+}
+
+int tu_check_close(const char *what, const float *got, const float *want, size_t n,
+                   double tol) {
+  size_t at = 0;
+  double e = tu_max_rel_err(got, want, n, &at);
+  tu_checks++;
+  if (!(e <= tol)) {
+    tu_failures++;
+    fprintf(stderr, "FAIL %s: max scaled error %.3g > %.3g at [%zu]: got %.9g want %.9g\n",
+            what, e, tol, at, n ? got[at] : 0.0f, n ? want[at] : 0.0f);
+    return 0;
+  }
+  return 1;
+}
+
+int tu_finish(const char *name) {
+  printf("%s: %d checks\n", name, tu_checks);
+  printf("%d passed, %d failed\n", tu_checks - tu_failures, tu_failures);
+  return tu_failures ? 1 : 0;
+}
+
+void tu_skip(const char *why) {
+  printf("SKIP: %s\n", why);
+  exit(77);
+}
+
+const char *tu_source_path(const char *rel, char *buf, size_t n) {
+  const char *root = getenv("CNN_SOURCE_DIR");
+  if (!root) root = ".";
+  snprintf(buf, n, "%s/%s", root, rel);
+  return buf;
+}

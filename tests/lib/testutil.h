@@ -1,0 +1,51 @@
+/* Small test harness shared by the ctest programs: checks that count and report,
+ * seeded random data, closeness with stated tolerances. */
+#ifndef CNN_TESTUTIL_H
+#define CNN_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern int tu_failures;
+extern int tu_checks;
+
+#define CHECK(cond, ...)                                              \
+  do {                                                                \
+    tu_checks++;                                                      \
+    if (!(cond)) {                                                    \
+      tu_failures++;                                                  \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                   \
+      fprintf(stderr, "\n");                                          \
+    }                                                                 \
+  } while (0)
+
+/* a status call that must succeed; prints cnn_last_error() if not */
+#define CHECK_OK(expr)                                                              \
+  do {                                                                              \
+    cnn_status tu_s_ = (expr);                                                      \
+    tu_checks++;                                                                    \
+    if (tu_s_ != CNN_OK) {                                                          \
+      tu_failures++;                                                                \
+      fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,      \
+              cnn_status_name(tu_s_), cnn_last_error());                            \
+    }                                                                               \
+  } while (0)
+
+/* fill with uniform values in [lo, hi) from a seeded counter RNG */
+void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+/* NaN poison so unwritten outputs are caught */
+void tu_poison(float *x, size_t n);
+/* max over i of |a-b| / max(|a|, |b|, 1); NaN in either gives +inf */
+double tu_max_rel_err(const float *a, const float *b, size_t n, size_t *where);
+/* CHECK that two arrays agree within tol (the scaled error above) */
+int tu_check_close(const char *what, const float *got, const float *want, size_t n, double tol);
+/* print "N passed, N failed" and return the exit code */
+int tu_finish(const char *name);
+/* exit 77 (ctest SKIP) with a reason */
+void tu_skip(const char *why);
+/* path of a file under the source tree ($CNN_SOURCE_DIR or the compile-time one) */
+const char *tu_source_path(const char *rel, char *buf, size_t n);
+
+#endif
