@@ -38,6 +38,19 @@ const char *cnn_backend_name(const cnn_backend *b);
 /* 1 if the CUDA backend was compiled into this library. */
 int cnn_have_cuda(void);
 
+/* CUDA devices visible to this process (0 without a GPU or without CUDA). */
+typedef struct cnn_device_info {
+  char name[256];
+  int cc_major, cc_minor;   /* compute capability */
+  int sms;                  /* streaming multiprocessors */
+  size_t mem_total, mem_free;
+  size_t l2_bytes;
+  size_t smem_per_block_optin;
+  int clock_khz, mem_bus_bits;
+} cnn_device_info;
+int cnn_cuda_device_count(void);
+cnn_status cnn_cuda_device_info(int index, cnn_device_info *info);
+
 /* ---- nets ---------------------------------------------------------------- */
 typedef struct cnn_net cnn_net;
 

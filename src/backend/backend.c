@@ -12,6 +12,11 @@ cnn_status cnn_backend_cuda_create(cnn_backend **out) {
   *out = NULL;
   return cnn_error(CNN_UNSUPPORTED, "this build of cnn has no CUDA backend (nvcc was not found)");
 }
+int cnn_cuda_device_count(void) { return 0; }
+cnn_status cnn_cuda_device_info(int index, cnn_device_info *info) {
+  (void)info;
+  return cnn_error(CNN_UNSUPPORTED, "no CUDA device %d: this build has no CUDA backend", index);
+}
 #endif
 
 cnn_status cnn_backend_create(const char *name, cnn_backend **out) {
