@@ -81,7 +81,8 @@ cnn_status cnn_net_summary(const cnn_net *net, int batch, void *f);
  * section); a caller may change them before cnn_net_build. */
 typedef enum cnn_optimizer_kind { CNN_OPT_SGD = 0, CNN_OPT_ADAM, CNN_OPT_ADAMW } cnn_optimizer_kind;
 typedef enum cnn_schedule_kind {
-  CNN_SCHED_CONSTANT = 0, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_ONECYCLE
+  CNN_SCHED_CONSTANT = 0, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_ONECYCLE,
+  CNN_SCHED_POLY           /* Darknet's poly: lr (1 - t/T)^power */
 } cnn_schedule_kind;
 
 typedef struct cnn_train_config {
@@ -96,6 +97,8 @@ typedef struct cnn_train_config {
   int step_size;           /* STEP: multiply by gamma every step_size steps */
   float gamma;
   float final_lr_frac;     /* COSINE / ONECYCLE: lr at the end = lr * this */
+  float power;             /* POLY */
+  int64_t total_steps;     /* for COSINE / ONECYCLE / POLY; 0: from epochs at train time */
   float label_smoothing;
   float bn_momentum;       /* running = (1-m) running + m batch, as PyTorch */
   float bn_eps;
@@ -121,6 +124,14 @@ typedef struct cnn_plan_info {
   size_t peak_bytes;            /* all of the above */
 } cnn_plan_info;
 cnn_status cnn_net_plan_info(const cnn_net *net, cnn_plan_info *info);
+
+/* Print a memory plan (cnn_net_plan_info or cnn_net_plan_estimate) to `f`. */
+cnn_status cnn_plan_print(const cnn_plan_info *plan, const char *backend, void *f);
+
+/* The plan cnn_net_build would make, computed without allocating (the backend
+ * is asked only for its conv workspace sizes). The net must not be built. */
+cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
+                                 cnn_plan_info *info);
 
 /* Re-initialise parameters from `seed` (counter-based RNG: same seed, same values
  * on every backend). */

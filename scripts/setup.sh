@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cnn needs that are missing; quick when none are.
+# The CUDA toolkit is not a Debian package here: the CUDA backend is built when
+# nvcc is found (PATH or /usr/local/cuda/bin) and skipped otherwise.
+set -euo pipefail
+pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libinih-dev libcjson-dev libstb-dev
+      dataset-fashion-mnist)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,12 @@
+/* The cnn command: one file per subcommand. */
+#ifndef CNN_CLI_H
+#define CNN_CLI_H
+
+int cnn_cmd_summary(int argc, char **argv);
+
+/* print "cnn: <message>" to stderr and return 1 */
+int cli_fail(const char *what);
+/* parse a positive int flag value; prints an error and returns 0 on failure */
+int cli_int(const char *flag, const char *v, int lo, int hi, int *out);
+
+#endif

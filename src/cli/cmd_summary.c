@@ -1,0 +1,58 @@
+/* cnn summary MODEL.cfg [--batch N] [--train] */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cnn/cnn.h"
+
+static void help(FILE *f) {
+  fprintf(f,
+          "usage: cnn summary MODEL.cfg [--batch N] [--infer]\n\n"
+          "Prints each layer's output shape, parameters and forward FLOPs, the totals,\n"
+          "and the memory plan for a batch of N images (default: the cfg's batch) in\n"
+          "training mode (--infer: inference, where activations are reused).\n");
+}
+
+int cnn_cmd_summary(int argc, char **argv) {
+  const char *path = NULL;
+  int batch = 0;
+  cnn_mode mode = CNN_MODE_TRAIN;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      help(stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--batch")) {
+      if (!cli_int("--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
+    } else if (!strcmp(argv[i], "--infer")) {
+      mode = CNN_MODE_INFER;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "cnn summary: unknown option '%s'\n", argv[i]);
+      help(stderr);
+      return 2;
+    } else if (!path) {
+      path = argv[i];
+    } else {
+      fprintf(stderr, "cnn summary: one model at a time\n");
+      return 2;
+    }
+  }
+  if (!path) {
+    help(stderr);
+    return 2;
+  }
+  cnn_net *net;
+  if (cnn_net_from_cfg_file(path, &net) != CNN_OK) return cli_fail(NULL);
+  cnn_backend *b = NULL;
+  cnn_plan_info plan;
+  int rc = 0;
+  if (cnn_net_summary(net, batch, stdout) != CNN_OK || cnn_backend_create("cpu", &b) != CNN_OK ||
+      cnn_net_plan_estimate(net, b, batch, mode, &plan) != CNN_OK)
+    rc = cli_fail(NULL);
+  else {
+    printf("\n");
+    cnn_plan_print(&plan, "cpu", stdout);
+  }
+  cnn_backend_destroy(b);
+  cnn_net_destroy(net);
+  return rc;
+}

@@ -1,0 +1,56 @@
+/* cnn: train and run convolutional neural networks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cnn/cnn.h"
+
+int cli_fail(const char *what) {
+  fprintf(stderr, "cnn: %s%s%s\n", what ? what : "", what && *cnn_last_error() ? ": " : "",
+          cnn_last_error());
+  return 1;
+}
+
+int cli_int(const char *flag, const char *v, int lo, int hi, int *out) {
+  char *end;
+  long x = v ? strtol(v, &end, 10) : 0;
+  if (!v || end == v || *end || x < lo || x > hi) {
+    fprintf(stderr, "cnn: %s needs an integer in [%d, %d], got '%s'\n", flag, lo, hi,
+            v ? v : "(nothing)");
+    return 0;
+  }
+  *out = (int)x;
+  return 1;
+}
+
+static const struct {
+  const char *name, *help;
+  int (*run)(int, char **);
+} commands[] = {
+    {"summary", "layers, output shapes, parameters, FLOPs and the memory plan of a model",
+     cnn_cmd_summary},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: cnn COMMAND [ARGS]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\n'cnn COMMAND --help' describes each command.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "cnn: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

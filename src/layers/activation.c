@@ -1,0 +1,58 @@
+/* Elementwise activation layer (relu, leaky, gelu, sigmoid/logistic, tanh). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/net.h"
+
+static const char *const act_names[CNN_ACT_COUNT] = {"linear", "relu", "leaky", "gelu",
+                                                     "logistic", "tanh"};
+
+cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha) {
+  *alpha = 0.1f; /* Darknet's leaky slope */
+  if (!strcmp(s, "sigmoid")) s = "logistic";
+  for (int i = 0; i < CNN_ACT_COUNT; i++)
+    if (!strcmp(s, act_names[i])) {
+      *out = (cnn_act)i;
+      return CNN_OK;
+    }
+  return cnn_error(CNN_ERR_PARSE,
+                   "unsupported activation '%s' (expected linear, relu, leaky, gelu, logistic, "
+                   "sigmoid or tanh)", s);
+}
+
+const char *cnn_act_name(cnn_act a) {
+  return (unsigned)a < CNN_ACT_COUNT ? act_names[a] : "?";
+}
+
+static cnn_status act_infer(cnn_net *net, cnn_layer *l) {
+  l->out = l->in_shape[0];
+  l->flops = (double)cnn_shape_count(l->out);
+  return CNN_OK;
+}
+
+static cnn_status act_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+  return CNN_OP(net, act_fwd, l->act, l->alpha, (size_t)n * cnn_shape_count(l->out),
+                cnn_layer_x(net, l, 0), l->y);
+}
+
+static cnn_status act_backward(cnn_net *net, cnn_layer *l, int n) {
+  float *dx = cnn_layer_dx(net, l, 0);
+  if (!dx) return CNN_OK;
+  return CNN_OP(net, act_bwd, l->act, l->alpha, (size_t)n * cnn_shape_count(l->out),
+                cnn_layer_x(net, l, 0), l->y, l->dy, dx);
+}
+
+static void act_describe(const cnn_layer *l, char *buf, size_t len) {
+  if (l->act == CNN_ACT_LEAKY)
+    snprintf(buf, len, "leaky %g", l->alpha);
+  else
+    snprintf(buf, len, "%s", cnn_act_name(l->act));
+}
+
+const cnn_layer_kind cnn_kind_act = {
+    .name = "activation",
+    .infer = act_infer,
+    .forward = act_forward,
+    .backward = act_backward,
+    .describe = act_describe,
+};

@@ -1,0 +1,48 @@
+/* Dropout: y = x * mask in training, mask[i] in {0, 1/(1-p)} drawn from the
+ * counter RNG keyed by (seed, step, layer), so a seed reproduces every mask on
+ * every backend; identity in inference. aux: mask [n, out]. */
+#include <stdio.h>
+
+#include "core/net.h"
+#include "core/rng.h"
+
+static cnn_status dropout_infer(cnn_net *net, cnn_layer *l) {
+  if (!(l->prob >= 0 && l->prob < 1))
+    return cnn_error(CNN_ERR_SHAPE, "probability must be in [0, 1)");
+  l->out = l->in_shape[0];
+  return CNN_OK;
+}
+
+static void dropout_aux(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]) {
+  count[0] = (size_t)n * cnn_shape_count(l->out);
+}
+
+static cnn_status dropout_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+  size_t count = (size_t)n * cnn_shape_count(l->out);
+  const float *x = cnn_layer_x(net, l, 0);
+  if (!train || l->prob == 0) return CNN_OP(net, copy, l->y, x, count * sizeof(float));
+  uint64_t seed = cnn_rng_u64(net->tc.seed, (uint64_t)net->step * 4096u + (uint64_t)(l - net->layers));
+  CNN_TRY(CNN_OP(net, dropout_mask, count, l->prob, seed, 0, l->aux[0]));
+  return CNN_OP(net, mul, count, x, l->aux[0], 0.0f, l->y);
+}
+
+static cnn_status dropout_backward(cnn_net *net, cnn_layer *l, int n) {
+  float *dx = cnn_layer_dx(net, l, 0);
+  if (!dx) return CNN_OK;
+  size_t count = (size_t)n * cnn_shape_count(l->out);
+  if (l->prob == 0) return CNN_OP(net, axpby, count, 1.0f, l->dy, 1.0f, dx);
+  return CNN_OP(net, mul, count, l->dy, l->aux[0], 1.0f, dx);
+}
+
+static void dropout_describe(const cnn_layer *l, char *buf, size_t len) {
+  snprintf(buf, len, "p %g", l->prob);
+}
+
+const cnn_layer_kind cnn_kind_dropout = {
+    .name = "dropout",
+    .infer = dropout_infer,
+    .aux = dropout_aux,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .describe = dropout_describe,
+};

@@ -1,0 +1,56 @@
+/* Concatenation along channels (Darknet [route]); one input is a plain copy. */
+#include <stdio.h>
+
+#include "core/net.h"
+
+static cnn_status route_infer(cnn_net *net, cnn_layer *l) {
+  cnn_shape o = l->in_shape[0];
+  for (int i = 1; i < l->n_in; i++) {
+    cnn_shape s = l->in_shape[i];
+    if (s.h != o.h || s.w != o.w)
+      return cnn_error(CNN_ERR_SHAPE, "cannot concatenate %dx%dx%d with %dx%dx%d: spatial sizes differ",
+                       o.h, o.w, o.c, s.h, s.w, s.c);
+    o.c += s.c;
+  }
+  l->out = o;
+  return CNN_OK;
+}
+
+static cnn_status route_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+  size_t rows = (size_t)n * l->out.h * l->out.w;
+  int off = 0;
+  for (int i = 0; i < l->n_in; i++) {
+    int c = l->in_shape[i].c;
+    CNN_TRY(CNN_OP(net, copy2d, rows, (size_t)c, cnn_layer_x(net, l, i), (size_t)c, l->y + off,
+                   (size_t)l->out.c, 0));
+    off += c;
+  }
+  return CNN_OK;
+}
+
+static cnn_status route_backward(cnn_net *net, cnn_layer *l, int n) {
+  size_t rows = (size_t)n * l->out.h * l->out.w;
+  int off = 0;
+  for (int i = 0; i < l->n_in; i++) {
+    int c = l->in_shape[i].c;
+    float *dx = cnn_layer_dx(net, l, i);
+    if (dx)
+      CNN_TRY(CNN_OP(net, copy2d, rows, (size_t)c, l->dy + off, (size_t)l->out.c, dx, (size_t)c, 1));
+    off += c;
+  }
+  return CNN_OK;
+}
+
+static void route_describe(const cnn_layer *l, char *buf, size_t len) {
+  int pos = snprintf(buf, len, "layers");
+  for (int i = 0; i < l->n_in && pos < (int)len; i++)
+    pos += snprintf(buf + pos, len - pos, " %d", l->in[i]);
+}
+
+const cnn_layer_kind cnn_kind_route = {
+    .name = "route",
+    .infer = route_infer,
+    .forward = route_forward,
+    .backward = route_backward,
+    .describe = route_describe,
+};
