@@ -25,7 +25,7 @@ cnn_status cnn_error_prefix(cnn_status s, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, last_error, sizeof old);
-  snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+  snprintf(last_error, sizeof last_error, "%.500s: %.520s", prefix, old);
   return s;
 }
 

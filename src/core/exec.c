@@ -98,9 +98,9 @@ static cnn_status collect(cnn_net *net, const int32_t *labels, int n, cnn_step_r
   return CNN_OK;
 }
 
-cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *labels, int n,
-                              cnn_step_result *res) {
-  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_train_step: NULL net");
+cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
+                             int do_backward, cnn_step_result *res) {
+  if (!net) return cnn_error(CNN_ERR_ARG, "NULL net");
   if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
   if (net->built && net->mode != CNN_MODE_TRAIN)
     return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
@@ -108,7 +108,12 @@ cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *label
   CNN_TRY(forward(net, n, 1));
   /* a non-finite loss stops here, before any parameter changes */
   CNN_TRY(collect(net, labels, n, res));
-  CNN_TRY(backward(net, n));
+  return do_backward ? backward(net, n) : CNN_OK;
+}
+
+cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *labels, int n,
+                              cnn_step_result *res) {
+  CNN_TRY(cnn_net_loss_grad(net, x, labels, n, 1, res));
   CNN_TRY(cnn_optim_step(net));
   net->step++;
   return CNN_OK;

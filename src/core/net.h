@@ -177,5 +177,9 @@ cnn_status cnn_net_sync_to_host(cnn_net *net);
 float cnn_schedule_lr(const cnn_train_config *tc, int64_t step, int64_t total);
 cnn_status cnn_optim_step(cnn_net *net);
 int cnn_net_classes(const cnn_net *net);
+/* forward in training mode, the loss, and (do_backward) every gradient, without
+ * an optimizer step: the training step's first half, and the gradient checker's */
+cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
+                             int do_backward, cnn_step_result *res);
 
 #endif
