@@ -1,0 +1,70 @@
+/* Datasets held in host memory as uint8 NHWC images plus int32 labels: IDX
+ * (MNIST / Fashion-MNIST, gzip'd or plain), CIFAR-10/100 binary, and folders of
+ * image files (one sub-folder per class). Every loader validates the files and
+ * names the file and byte offset (or record) of anything wrong. */
+#ifndef CNN_DATA_H
+#define CNN_DATA_H
+
+#include <stdint.h>
+
+#include "cnn/cnn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnn_dataset {
+  int n, h, w, c, classes;
+  uint8_t *images;     /* [n, h, w, c] */
+  int32_t *labels;     /* [n], each in [0, classes) */
+  char **class_names;  /* [classes] or NULL */
+} cnn_dataset;
+
+/* IDX image file (magic 0x00000803, [n, h, w] u8) and label file (0x00000801, [n]
+ * u8), gzip'd or plain. classes = largest label + 1; class_names = NULL. */
+cnn_status cnn_dataset_load_idx(const char *images_path, const char *labels_path,
+                                cnn_dataset *out);
+
+/* CIFAR binary batches in dir (or dir/cifar-10-batches-bin, dir/cifar-100-binary).
+ * CIFAR-10: train = data_batch_1..5.bin (those present, at least one), test =
+ * test_batch.bin; 3073-byte records (label, 1024 R, 1024 G, 1024 B). CIFAR-100:
+ * train.bin / test.bin, 3074-byte records (coarse, fine); the fine label is used.
+ * Class names from batches.meta.txt / fine_label_names.txt when present (CIFAR-10
+ * falls back to the standard names). */
+cnn_status cnn_dataset_load_cifar(const char *dir, int cifar100, int train, cnn_dataset *out);
+
+/* One sub-folder of dir per class (sorted by name: index = class, name = class
+ * name), holding PNG/JPEG/BMP/... files decoded to c channels (1, 3 or 4) and
+ * resized to h x w when their size differs. Hidden files and folders are skipped.
+ * h, w or c of 0: take the first image's size; 3 channels. */
+cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dataset *out);
+
+/* spec: "fashion-mnist" ($CNN_DATA_DIR/fashion-mnist, then
+ * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR", "idx:DIR"
+ * (train-images-idx3-ubyte[.gz] etc. in DIR), "cifar10:DIR", "cifar100:DIR",
+ * "folder:DIR" (DIR/train and DIR/test if present, else DIR for both; the test
+ * split uses the train split's class list). h, w, c: 0 keeps the dataset's own
+ * size; otherwise images are resized / converted (gray <-> RGB) to h x w x c. */
+cnn_status cnn_dataset_open(const char *spec, int train, int h, int w, int c,
+                            cnn_dataset *out);
+
+void cnn_dataset_free(cnn_dataset *d);
+
+/* Seeded shuffle (cnn_rng_u64); the last `fraction` of the shuffled order becomes
+ * val, the rest train. Each keeps the source order among its own images. src is
+ * not modified; train and val own their memory (free both and src). */
+cnn_status cnn_dataset_split(cnn_dataset *src, double fraction, uint64_t seed,
+                             cnn_dataset *train, cnn_dataset *val);
+
+/* Resize every image to h x w and convert to c channels (1: luminance, 3: gray
+ * replicated, 4: adds opaque alpha), in place. Values of 0 keep the current one. */
+cnn_status cnn_dataset_resize(cnn_dataset *d, int h, int w, int c);
+
+/* One image file -> [h, w, c] uint8, resized when its size differs. */
+cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out);
+cnn_status cnn_image_write_png(const char *path, int h, int w, int c, const uint8_t *img);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

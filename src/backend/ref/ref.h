@@ -1,0 +1,92 @@
+/* Private header of the `ref` backend: the op functions each ref_*.c file defines
+ * (gathered into the op table in ref_backend.c) and the argument checks they share.
+ *
+ * ref is the oracle every other backend is tested against, so it is written for
+ * the reader: loops straight from each op's definition in backend/backend.h,
+ * double accumulators for every sum, no threads, no BLAS, no tricks.
+ *
+ * Argument rule: every buffer is required unless backend.h says "if != NULL"
+ * (conv bias, conv db); a NULL required buffer gives CNN_ERR_ARG. The memory ops
+ * are no-ops for zero bytes whatever the pointers. */
+#ifndef CNN_REF_H
+#define CNN_REF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+/* Return CNN_ERR_ARG naming the op and the argument when `ptr` is NULL. */
+#define REF_NEED(ptr, op)                                                          \
+  do {                                                                             \
+    if (!(ptr)) return cnn_error(CNN_ERR_ARG, "ref %s: %s is NULL", (op), #ptr);   \
+  } while (0)
+
+/* ---- ref_elementwise.c ---- */
+cnn_status ref_fill(void *ctx, float *x, size_t n, float v);
+cnn_status ref_axpby(void *ctx, size_t n, float alpha, const float *x, float beta, float *y);
+cnn_status ref_add(void *ctx, size_t n, const float *a, const float *b, float *y);
+cnn_status ref_mul(void *ctx, size_t n, const float *a, const float *b, float beta, float *y);
+cnn_status ref_copy2d(void *ctx, size_t rows, size_t cols, const float *src, size_t src_stride,
+                      float *dst, size_t dst_stride, int accumulate);
+cnn_status ref_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x, float *y);
+cnn_status ref_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
+                       const float *y, const float *dy, float *dx);
+cnn_status ref_shortcut_fwd(void *ctx, const cnn_shortcut_desc *d, const float *from,
+                            float *out);
+cnn_status ref_shortcut_bwd(void *ctx, const cnn_shortcut_desc *d, const float *dout,
+                            float *dfrom);
+cnn_status ref_dropout_mask(void *ctx, size_t n, float p, uint64_t seed, uint64_t offset,
+                            float *mask);
+
+/* ---- ref_dense.c ---- */
+cnn_status ref_gemm(void *ctx, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                    const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                    int ldc);
+cnn_status ref_bias_add(void *ctx, size_t rows, size_t cols, const float *bias, float *y);
+cnn_status ref_bias_grad(void *ctx, size_t rows, size_t cols, const float *dy, float *db);
+
+/* ---- ref_conv.c ---- */
+size_t ref_conv_workspace(void *ctx, const cnn_conv_desc *d);
+cnn_status ref_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                        const float *bias, float *y, void *ws, size_t ws_bytes);
+cnn_status ref_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+                             const float *w, float *dx, void *ws, size_t ws_bytes);
+cnn_status ref_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+                               const float *dy, float *dw, float *db, void *ws,
+                               size_t ws_bytes);
+
+/* ---- ref_pool.c ---- */
+cnn_status ref_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
+cnn_status ref_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, const float *dy,
+                           float *dx);
+cnn_status ref_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
+cnn_status ref_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
+
+/* ---- ref_norm.c ---- */
+cnn_status ref_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, float eps, float momentum, float *running_mean,
+                            float *running_var, float *save_mean, float *save_invstd,
+                            float *y);
+cnn_status ref_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, const float *running_mean,
+                            const float *running_var, float eps, float *y);
+cnn_status ref_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                      const float *gamma, const float *save_mean, const float *save_invstd,
+                      float *dx, float *dgamma, float *dbeta);
+
+/* ---- ref_train.c: loss and optimizers ---- */
+cnn_status ref_softmax_xent_fwd(void *ctx, int n, int classes, const float *logits,
+                                const int32_t *labels, float smoothing, float *probs,
+                                float *loss);
+cnn_status ref_softmax_xent_bwd(void *ctx, int n, int classes, const float *probs,
+                                const int32_t *labels, float smoothing, float scale,
+                                float *dlogits);
+cnn_status ref_sgd_step(void *ctx, size_t n, float *p, const float *g, float *v, float lr,
+                        float momentum, float wd, int nesterov);
+cnn_status ref_adam_step(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                         float lr, float b1, float b2, float eps, float wd, int decoupled,
+                         int64_t t);
+
+#endif

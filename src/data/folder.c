@@ -1,0 +1,298 @@
+/* Image files: a dataset from one sub-folder per class, single-image load and PNG
+ * write, resizing and channel conversion. The stb implementations live here, and
+ * only here, as static functions so no stb symbol leaks from libcnn. */
+#define _POSIX_C_SOURCE 200809L
+
+/* This stb_image version declares stbi_set_unpremultiply_on_load_thread without
+ * defining it; GCC reports that at the end of the file, so the pragma stays on. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#define STBIDEF static __attribute__((unused))
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#define STBIWDEF static __attribute__((unused))
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBIRDEF static __attribute__((unused))
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb_image.h>
+#include <stb_image_resize.h>
+#include <stb_image_write.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cnn/data.h"
+#include "core/error.h"
+
+#define IMG_MAX_SIDE 65536
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void free_names(char **v, int n) {
+  for (int i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* Sorted non-hidden entries of dir that are directories (want_dirs) or regular
+ * files; sorted so class indices and image order do not depend on the file system. */
+static cnn_status list_dir(const char *dir, int want_dirs, char ***out, int *count) {
+  *out = NULL;
+  *count = 0;
+  DIR *d = opendir(dir);
+  if (!d) return cnn_error(CNN_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+  char **v = NULL;
+  int n = 0, cap = 0;
+  cnn_status s = CNN_OK;
+  size_t dlen = strlen(dir);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue; /* hidden files, "." and ".." */
+    size_t plen = dlen + strlen(e->d_name) + 2;
+    char *p = malloc(plen);
+    if (!p) {
+      s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory listing the folder", dir);
+      break;
+    }
+    snprintf(p, plen, "%s/%s", dir, e->d_name);
+    struct stat st;
+    int keep = stat(p, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+    free(p);
+    if (!keep) continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 64;
+      char **nv = n < INT_MAX / 2 ? realloc(v, (size_t)cap * sizeof *v) : NULL;
+      if (!nv) {
+        s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory listing the folder", dir);
+        break;
+      }
+      v = nv;
+    }
+    size_t len = strlen(e->d_name) + 1;
+    if (!(v[n] = malloc(len))) {
+      s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory listing the folder", dir);
+      break;
+    }
+    memcpy(v[n++], e->d_name, len);
+  }
+  closedir(d);
+  if (s != CNN_OK) {
+    free_names(v, n);
+    return s;
+  }
+  if (n > 1) qsort(v, (size_t)n, sizeof *v, name_cmp);
+  *out = v;
+  *count = n;
+  return CNN_OK;
+}
+
+/* ---- single images -------------------------------------------------------- */
+
+static cnn_status check_dims(const char *what, int h, int w, int c) {
+  if (h < 1 || w < 1 || h > IMG_MAX_SIDE || w > IMG_MAX_SIDE || c < 1 || c > 4)
+    return cnn_error(CNN_ERR_ARG, "%s: bad image size %dx%dx%d (channels must be 1-4)", what, h,
+                     w, c);
+  return CNN_OK;
+}
+
+cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out) {
+  if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_image_load: NULL argument");
+  CNN_TRY(check_dims(path, h, w, c));
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  int iw = 0, ih = 0, ic = 0;
+  uint8_t *img = stbi_load_from_file(fp, &iw, &ih, &ic, c);
+  fclose(fp);
+  if (!img)
+    return cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
+  cnn_status s = CNN_OK;
+  if (iw == w && ih == h)
+    memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
+  else if (!stbir_resize_uint8(img, iw, ih, 0, out, w, h, 0, c))
+    s = cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, iw, ih, w, h);
+  stbi_image_free(img);
+  return s;
+}
+
+cnn_status cnn_image_write_png(const char *path, int h, int w, int c, const uint8_t *img) {
+  if (!path || !img) return cnn_error(CNN_ERR_ARG, "cnn_image_write_png: NULL argument");
+  CNN_TRY(check_dims(path, h, w, c));
+  errno = 0;
+  if (!stbi_write_png(path, w, h, c, img, w * c))
+    return cnn_error(CNN_ERR_IO, "%s: cannot write PNG: %s", path,
+                     errno ? strerror(errno) : "encoder failed");
+  return CNN_OK;
+}
+
+/* ---- channel conversion and resizing ---------------------------------------- */
+
+/* src pixel with sc channels -> dst pixel with dc channels (gray <-> RGB, alpha) */
+static void convert_pixel(const uint8_t *s, int sc, uint8_t *d, int dc) {
+  uint8_t r, g, b, a = 255;
+  if (sc <= 2) {
+    r = g = b = s[0];
+    if (sc == 2) a = s[1];
+  } else {
+    r = s[0];
+    g = s[1];
+    b = s[2];
+    if (sc == 4) a = s[3];
+  }
+  if (dc <= 2) {
+    /* ITU-R BT.601 luma, as stb_image and PIL compute it */
+    d[0] = sc <= 2 ? r : (uint8_t)((r * 77 + g * 150 + b * 29 + 128) >> 8);
+    if (dc == 2) d[1] = a;
+  } else {
+    d[0] = r;
+    d[1] = g;
+    d[2] = b;
+    if (dc == 4) d[3] = a;
+  }
+}
+
+cnn_status cnn_dataset_resize(cnn_dataset *d, int h, int w, int c) {
+  if (!d) return cnn_error(CNN_ERR_ARG, "cnn_dataset_resize: NULL dataset");
+  if (!h) h = d->h;
+  if (!w) w = d->w;
+  if (!c) c = d->c;
+  CNN_TRY(check_dims("cnn_dataset_resize", h, w, c));
+  if (h == d->h && w == d->w && c == d->c) return CNN_OK;
+  size_t in_px = (size_t)d->h * d->w, out_sz = (size_t)h * w * c;
+  if (d->n > 0 && out_sz > SIZE_MAX / (size_t)d->n)
+    return cnn_error(CNN_ERR_NOMEM, "resizing %d images to %dx%dx%d: size overflows", d->n, h, w,
+                     c);
+  uint8_t *dst = malloc(out_sz * (size_t)(d->n ? d->n : 1));
+  uint8_t *conv = malloc(in_px * (size_t)c);
+  if (!dst || !conv) {
+    free(dst);
+    free(conv);
+    return cnn_error(CNN_ERR_NOMEM, "out of memory resizing %d images to %dx%dx%d", d->n, h, w,
+                     c);
+  }
+  for (int i = 0; i < d->n; i++) {
+    const uint8_t *src = d->images + (size_t)i * in_px * d->c;
+    uint8_t *o = dst + (size_t)i * out_sz;
+    const uint8_t *stage = src;
+    if (c != d->c) {
+      for (size_t p = 0; p < in_px; p++) convert_pixel(src + p * d->c, d->c, conv + p * c, c);
+      stage = conv;
+    }
+    if (h == d->h && w == d->w) {
+      memcpy(o, stage, out_sz);
+    } else if (!stbir_resize_uint8(stage, d->w, d->h, 0, o, w, h, 0, c)) {
+      free(dst);
+      free(conv);
+      return cnn_error(CNN_ERR_NOMEM, "resizing image %d from %dx%d to %dx%d failed", i, d->w,
+                       d->h, w, h);
+    }
+  }
+  free(conv);
+  free(d->images);
+  d->images = dst;
+  d->h = h;
+  d->w = w;
+  d->c = c;
+  return CNN_OK;
+}
+
+/* ---- folder datasets -------------------------------------------------------- */
+
+static char *join(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", a, b);
+  return p;
+}
+
+cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dataset *out) {
+  if (!dir || !out) return cnn_error(CNN_ERR_ARG, "cnn_dataset_load_folder: NULL argument");
+  memset(out, 0, sizeof *out);
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return cnn_error(CNN_ERR_IO, "%s: image folder not found (expected one sub-folder of "
+                     "images per class)", dir);
+  char **classes = NULL;
+  int ncls = 0;
+  CNN_TRY(list_dir(dir, 1, &classes, &ncls));
+  if (ncls == 0) {
+    free_names(classes, ncls);
+    return cnn_error(CNN_ERR_IO, "%s: no class sub-folders (expected one sub-folder of images "
+                     "per class, e.g. %s/cat/1.png)", dir, dir);
+  }
+  /* every image path with its class, gathered before decoding so we allocate once */
+  char **files = NULL;
+  int32_t *labels = NULL;
+  int nfiles = 0, cap = 0;
+  cnn_status s = CNN_OK;
+  for (int k = 0; k < ncls && s == CNN_OK; k++) {
+    char *cdir = join(dir, classes[k]);
+    char **names = NULL;
+    int nn = 0;
+    s = cdir ? list_dir(cdir, 0, &names, &nn) : cnn_error(CNN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nn && s == CNN_OK; i++) {
+      if (nfiles == cap) {
+        if (cap > INT_MAX / 4) {
+          s = cnn_error(CNN_ERR_ARG, "%s: too many images", dir);
+          break;
+        }
+        cap = cap ? 2 * cap : 256;
+        char **nf = realloc(files, (size_t)cap * sizeof *files);
+        if (nf) files = nf;
+        int32_t *nl = realloc(labels, (size_t)cap * sizeof *labels);
+        if (nl) labels = nl;
+        if (!nf || !nl) {
+          s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory listing images", dir);
+          break;
+        }
+      }
+      if (!(files[nfiles] = join(cdir, names[i]))) {
+        s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory listing images", dir);
+        break;
+      }
+      labels[nfiles++] = k;
+    }
+    free_names(names, nn);
+    free(cdir);
+  }
+  if (s == CNN_OK && nfiles == 0)
+    s = cnn_error(CNN_ERR_IO, "%s: the %d class sub-folders hold no image files", dir, ncls);
+  if (s == CNN_OK && (!h || !w)) {
+    /* size from the first image; the rest are resized to it */
+    int iw, ih, ic;
+    if (!stbi_info(files[0], &iw, &ih, &ic))
+      s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", files[0],
+                    stbi_failure_reason());
+    if (!h) h = ih;
+    if (!w) w = iw;
+  }
+  if (!c) c = 3;
+  if (s == CNN_OK) s = check_dims(dir, h, w, c);
+  if (s == CNN_OK) {
+    size_t isz = (size_t)h * w * c;
+    out->n = nfiles;
+    out->h = h;
+    out->w = w;
+    out->c = c;
+    out->classes = ncls;
+    out->class_names = classes;
+    classes = NULL;
+    out->labels = labels;
+    labels = NULL;
+    out->images = isz <= SIZE_MAX / (size_t)nfiles ? malloc(isz * (size_t)nfiles) : NULL;
+    if (!out->images)
+      s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %d images of %dx%dx%d", dir, nfiles,
+                    h, w, c);
+    for (int i = 0; i < nfiles && s == CNN_OK; i++)
+      s = cnn_image_load(files[i], h, w, c, out->images + (size_t)i * isz);
+  }
+  free_names(files, nfiles);
+  free(labels);
+  if (classes) free_names(classes, ncls);
+  if (s != CNN_OK) cnn_dataset_free(out);
+  return s;
+}
