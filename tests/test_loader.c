@@ -2,9 +2,12 @@
  * augmentation against a naive per-pixel reference, threaded == unthreaded bit for
  * bit, resume mid-epoch, restart while a batch is in flight, dataset mean/std and
  * bad configs. Runs on small synthetic datasets whose label is the image index. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cnn/cnn.h"
 #include "cnn/loader.h"
@@ -24,7 +27,8 @@ static cnn_dataset make_data(int n, int h, int w, int c) {
   for (int i = 0; i < n; i++) {
     d.labels[i] = i;
     for (int p = 0; p < h * w * c; p++)
-      d.images[(size_t)i * h * w * c + p] = (uint8_t)(cnn_rng_u64(1234, (uint64_t)i * 4096 + p) >> 56);
+      d.images[(size_t)i * h * w * c + p] =
+          (uint8_t)(cnn_rng_u64(1234, (uint64_t)i * 4096 + p) >> 56);
   }
   return d;
 }
@@ -463,9 +467,11 @@ static void test_threads_and_resume(int h, int w, int ch) {
       int n = run_epoch(l, 1, k, &d, xb, yb, NULL, NULL);
       int want = 103 - 10 * k > 0 ? 103 - 10 * k : 0;
       CHECK(n == want, "resume at %d: %d images, want %d", k, n, want);
-      CHECK(n == want && memcmp(xa + (size_t)10 * k * px, xb, sizeof(float) * px * (size_t)n) == 0 &&
-                memcmp(ya + 10 * k, yb, sizeof(int32_t) * (size_t)n) == 0,
-            "resume at batch %d (%s) differs from the full epoch", k, t ? "threaded" : "unthreaded");
+      int same = n == want &&
+                 memcmp(xa + (size_t)10 * k * px, xb, sizeof(float) * px * (size_t)n) == 0 &&
+                 memcmp(ya + 10 * k, yb, sizeof(int32_t) * (size_t)n) == 0;
+      CHECK(same, "resume at batch %d (%s) differs from the full epoch", k,
+            t ? "threaded" : "unthreaded");
     }
   }
   /* restarts at random points, with the worker mid-batch or waiting: every batch
@@ -492,6 +498,26 @@ static void test_threads_and_resume(int h, int w, int ch) {
     }
   }
   CHECK(bad == 0, "%d bad batches over 300 random restarts", bad);
+  /* a slow consumer: the batch it holds must not change while the worker runs
+   * ahead into the other buffer */
+  run_epoch(lu, 3, 0, &d, xa, ya, NULL, NULL);
+  CHECK_OK(cnn_loader_start_epoch(lt, 3, 0));
+  bad = 0;
+  for (int b = 0; b < 11; b++) {
+    const float *x;
+    const int32_t *y;
+    int n = 0;
+    if (!cnn_loader_next(lt, &x, &y, &n)) {
+      bad++;
+      break;
+    }
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    if (memcmp(x, xa + (size_t)b * 10 * px, sizeof(float) * px * n) ||
+        memcmp(y, ya + b * 10, sizeof(int32_t) * n))
+      bad++;
+  }
+  CHECK(bad == 0, "slow consumer: %d held batches changed", bad);
 out:
   cnn_loader_destroy(lu);
   cnn_loader_destroy(lt);

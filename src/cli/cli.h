@@ -3,6 +3,10 @@
 #define CNN_CLI_H
 
 int cnn_cmd_summary(int argc, char **argv);
+int cnn_cmd_train(int argc, char **argv);
+int cnn_cmd_eval(int argc, char **argv);
+int cnn_cmd_predict(int argc, char **argv);
+int cnn_cmd_devices(int argc, char **argv);
 
 /* print "cnn: <message>" to stderr and return 1 */
 int cli_fail(const char *what);

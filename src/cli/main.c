@@ -28,8 +28,12 @@ static const struct {
   const char *name, *help;
   int (*run)(int, char **);
 } commands[] = {
+    {"train", "train a model on a dataset (checkpoints, metrics, report.html)", cnn_cmd_train},
+    {"eval", "accuracy, per-class accuracy and confusion matrix of a checkpoint", cnn_cmd_eval},
+    {"predict", "top-k classes of image files", cnn_cmd_predict},
     {"summary", "layers, output shapes, parameters, FLOPs and the memory plan of a model",
      cnn_cmd_summary},
+    {"devices", "the CPU and the CUDA GPUs this build can use", cnn_cmd_devices},
 };
 
 static void usage(FILE *f) {

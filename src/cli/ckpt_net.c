@@ -1,0 +1,27 @@
+#include "cli/ckpt_net.h"
+
+#include <string.h>
+
+#include "core/error.h"
+
+cnn_status cli_model_open(const char *ckpt, const char *device, int batch, cli_model *m) {
+  memset(m, 0, sizeof *m);
+  CNN_TRY(cli_meta_read(ckpt, &m->meta));
+  CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, ckpt, &m->net));
+  CNN_TRY(cnn_net_info_get(m->net, &m->info));
+  if (m->meta.channels != m->info.channels)
+    return cnn_error(CNN_ERR_PARSE, "%s: normalisation has %d channels, the model %d", ckpt,
+                     m->meta.channels, m->info.channels);
+  m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
+                                                 : device;
+  CNN_TRY(cnn_backend_create(m->device, &m->b));
+  CNN_TRY(cnn_net_build(m->net, m->b, batch, CNN_MODE_INFER));
+  return cnn_net_load(m->net, ckpt);
+}
+
+void cli_model_close(cli_model *m) {
+  cnn_net_destroy(m->net);
+  cnn_backend_destroy(m->b);
+  cli_meta_free(&m->meta);
+  memset(m, 0, sizeof *m);
+}

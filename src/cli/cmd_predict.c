@@ -1,0 +1,110 @@
+/* cnn predict CKPT FILE... [--top K] [--json]: the top-k classes of each image. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/ckpt_net.h"
+#include "cli/cli.h"
+#include "cnn/data.h"
+#include "cnn/loader.h"
+
+static void help(FILE *f) {
+  fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--json]\n\n"
+             "Prints the K most probable classes (default 3) of each image file (PNG, JPEG,\n"
+             "BMP, ...), which is converted to the model's input size and channels.\n");
+}
+
+static int classify(cli_model *m, char **files, int n, int top, int json, int *first) {
+  int h = m->info.height, w = m->info.width, c = m->info.channels, k = m->info.classes;
+  size_t per = (size_t)h * w * c;
+  float *x = malloc((size_t)n * per * sizeof *x), *probs = malloc((size_t)n * k * sizeof *probs);
+  uint8_t *img = malloc(per);
+  int *ok = calloc((size_t)n, sizeof *ok), bad = 0, good = 0, oom = !x || !probs || !img || !ok;
+  if (oom) {
+    fprintf(stderr, "cnn predict: out of memory\n");
+    bad = n;
+  }
+  for (int i = 0; !oom && i < n; i++) {
+    if (cnn_image_load(files[i], h, w, c, img) != CNN_OK) {
+      fprintf(stderr, "cnn predict: %s\n", cnn_last_error());
+      bad++;
+      continue;
+    }
+    cnn_normalize_image(img, h, w, c, m->meta.mean, m->meta.std, x + (size_t)good * per);
+    ok[i] = 1;
+    good++;
+  }
+  if (good && cnn_net_predict(m->net, x, NULL, good, probs, NULL) != CNN_OK) {
+    cli_fail("predict");
+    good = 0;
+    bad = n;
+  }
+  for (int i = 0, j = 0; i < n && good; i++) {
+    if (!ok[i]) continue;
+    const float *p = probs + (size_t)j++ * k;
+    if (json) printf("%s{\"file\":\"%s\",\"top\":[", *first ? "" : ",\n", files[i]);
+    else printf("%s:", files[i]);
+    *first = 0;
+    int used[4096] = {0};
+    for (int t = 0; t < top && t < k; t++) {
+      int best = -1;
+      for (int q = 0; q < k; q++)
+        if ((q >= 4096 || !used[q]) && (best < 0 || p[q] > p[best])) best = q;
+      if (best < 4096) used[best] = 1;
+      const char *name = best < m->meta.classes ? m->meta.class_names[best] : "?";
+      if (json) printf("%s{\"class\":%d,\"name\":\"%s\",\"p\":%.6f}", t ? "," : "", best, name, p[best]);
+      else printf("  %d. %s (%d) %.4f", t + 1, name, best, p[best]);
+    }
+    printf(json ? "]}" : "\n");
+  }
+  free(x);
+  free(probs);
+  free(img);
+  free(ok);
+  return bad;
+}
+
+int cnn_cmd_predict(int argc, char **argv) {
+  const char *ckpt = NULL, *device = "auto";
+  int top = 3, json = 0, n = 0;
+  char **files = calloc((size_t)argc, sizeof *files);
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      help(stdout);
+      free(files);
+      return 0;
+    } else if (!strcmp(argv[i], "--top")) {
+      if (!cli_int("--top", i + 1 < argc ? argv[++i] : NULL, 1, 1000, &top)) return 2;
+    } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+      device = argv[++i];
+    } else if (!strcmp(argv[i], "--json")) {
+      json = 1;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "cnn predict: unknown option '%s'\n", argv[i]);
+      free(files);
+      return 2;
+    } else if (!ckpt) {
+      ckpt = argv[i];
+    } else {
+      files[n++] = argv[i];
+    }
+  }
+  if (!ckpt || !n) {
+    help(stderr);
+    free(files);
+    return 2;
+  }
+  int chunk = n < 64 ? n : 64, bad = 0, first = 1;
+  cli_model m;
+  if (cli_model_open(ckpt, device, chunk, &m) != CNN_OK) {
+    free(files);
+    cli_model_close(&m);
+    return cli_fail(NULL);
+  }
+  if (json) printf("[");
+  for (int i = 0; i < n; i += chunk) bad += classify(&m, files + i, n - i < chunk ? n - i : chunk, top, json, &first);
+  if (json) printf("]\n");
+  cli_model_close(&m);
+  free(files);
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,127 @@
+/* cnn train MODEL.cfg --data D [options]: argument parsing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/train_opts.h"
+
+static void help(FILE *f) {
+  fprintf(f,
+      "usage: cnn train MODEL.cfg --data D [options]\n"
+      "       cnn train --resume CKPT [options]\n\n"
+      "Trains MODEL.cfg; flags override the cfg's [net] and [train] sections.\n\n"
+      "  --data D            fashion-mnist | mnist:DIR | idx:DIR | cifar10:DIR | cifar100:DIR |\n"
+      "                      folder:DIR (one sub-folder per class; DIR/train, DIR/test if present)\n"
+      "  --epochs N          epochs to train (total, also when resuming)\n"
+      "  --batch N           batch size\n"
+      "  --lr F              peak learning rate\n"
+      "  --optimizer NAME    sgd | adam | adamw\n"
+      "  --schedule NAME     constant | step | cosine | onecycle | poly\n"
+      "  --momentum F  --nesterov 0|1  --wd F  --warmup STEPS  --label-smoothing F\n"
+      "  --crop PX  --flip 0|1  --cutout PX   augmentation (random crop with padding, flips)\n"
+      "  --val-split F       hold out this fraction of the training set for validation\n"
+      "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
+      "  --precision P       auto | fp32 (the only precision implemented so far)\n"
+      "  --threads N         CPU threads (default: OMP_NUM_THREADS or all cores)\n"
+      "  --seed N            seed of every random choice (init, order, augmentation, dropout)\n"
+      "  --out DIR           run folder (default runs/MODEL; a new one if that holds a run)\n"
+      "  --resume CKPT       continue from a checkpoint (its cfg, data and settings)\n"
+      "  --quiet             print only the final accuracy\n\n"
+      "Writes DIR/last.safetensors every epoch, DIR/best.safetensors for the best accuracy,\n"
+      "DIR/metrics.jsonl, and DIR/report.html at the end. On the CPU, runs are deterministic\n"
+      "for a given seed and thread count, and a resumed run repeats the uninterrupted one.\n");
+}
+
+static int need(int argc, char **argv, int *i, const char **v) {
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "cnn train: %s needs a value\n", argv[*i]);
+    return 0;
+  }
+  *v = argv[++*i];
+  return 1;
+}
+
+static int dbl(const char *flag, const char *v, double lo, double hi, double *out) {
+  char *end;
+  double x = strtod(v, &end);
+  if (end == v || *end || !(x >= lo && x <= hi)) {
+    fprintf(stderr, "cnn train: %s needs a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
+    return 0;
+  }
+  *out = x;
+  return 1;
+}
+
+int cli_train_parse(int argc, char **argv, train_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->device = "auto";
+  o->precision = "auto";
+  o->lr = o->momentum = o->wd = o->smoothing = o->val_split = -1;
+  o->crop = o->flip = o->cutout = o->warmup = o->nesterov = -1;
+  o->seed = -1;
+  o->kill_at_step = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    int iv;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      help(stdout);
+      return 0;
+    }
+#define STR(flag, field) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v)) return 2; o->field = v; }
+#define INT(flag, field, lo, hi) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v) || !cli_int(flag, v, lo, hi, &iv)) return 2; o->field = iv; }
+#define DBL(flag, field, lo, hi) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v) || !dbl(flag, v, lo, hi, &o->field)) return 2; }
+    STR("--data", data)
+    STR("--device", device)
+    STR("--precision", precision)
+    STR("--out", out)
+    STR("--resume", resume)
+    STR("--optimizer", optimizer)
+    STR("--schedule", schedule)
+    INT("--epochs", epochs, 1, 1 << 20)
+    INT("--batch", batch, 1, 65536)
+    INT("--threads", threads, 1, 1024)
+    INT("--warmup", warmup, 0, 1 << 30)
+    INT("--nesterov", nesterov, 0, 1)
+    INT("--crop", crop, 0, 1024)
+    INT("--flip", flip, 0, 1)
+    INT("--cutout", cutout, 0, 1024)
+    DBL("--lr", lr, 0, 1000)
+    DBL("--momentum", momentum, 0, 0.9999)
+    DBL("--wd", wd, 0, 1)
+    DBL("--label-smoothing", smoothing, 0, 0.999)
+    DBL("--val-split", val_split, 0, 0.9)
+    else if (!strcmp(a, "--seed")) {
+      if (!need(argc, argv, &i, &v) || !cli_int("--seed", v, 0, 0x7fffffff, &iv)) return 2;
+      o->seed = iv;
+    } else if (!strcmp(a, "--kill-at-step")) {
+      if (!need(argc, argv, &i, &v) || !cli_int("--kill-at-step", v, 1, 0x7fffffff, &iv)) return 2;
+      o->kill_at_step = iv;
+    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+      o->quiet = 1;
+    } else if (a[0] == '-') {
+      fprintf(stderr, "cnn train: unknown option '%s' (see cnn train --help)\n", a);
+      return 2;
+    } else if (!o->model) {
+      o->model = a;
+    } else {
+      fprintf(stderr, "cnn train: unexpected argument '%s'\n", a);
+      return 2;
+    }
+#undef STR
+#undef INT
+#undef DBL
+  }
+  if (!o->model && !o->resume) {
+    help(stderr);
+    return 2;
+  }
+  return -1; /* go on */
+}
+
+int cnn_cmd_train(int argc, char **argv) {
+  train_opts o;
+  int rc = cli_train_parse(argc, argv, &o);
+  if (rc >= 0) return rc;
+  return cli_train_run(&o);
+}

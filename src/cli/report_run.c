@@ -1,0 +1,132 @@
+/* Builds report.html for a run folder from its metrics.jsonl (so a resumed run
+ * reports its whole history), the model summary and the final confusion matrix. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/meta.h"
+#include "cli/report.h"
+#include "core/error.h"
+
+typedef struct hist {
+  cli_epoch_stats *ep;
+  int n_ep, cap_ep;
+  int64_t *si;
+  float *sl;
+  int n_st, cap_st;
+} hist;
+
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void add_line(hist *h, const char *line) {
+  cJSON *o = cJSON_Parse(line);
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+  if (cJSON_IsString(t) && !strcmp(t->valuestring, "step")) {
+    if (h->n_st == h->cap_st) {
+      h->cap_st = h->cap_st ? h->cap_st * 2 : 1024;
+      h->si = realloc(h->si, (size_t)h->cap_st * sizeof *h->si);
+      h->sl = realloc(h->sl, (size_t)h->cap_st * sizeof *h->sl);
+    }
+    h->si[h->n_st] = (int64_t)jnum(o, "step");
+    h->sl[h->n_st++] = (float)jnum(o, "loss");
+  } else if (cJSON_IsString(t) && !strcmp(t->valuestring, "epoch")) {
+    if (h->n_ep == h->cap_ep) {
+      h->cap_ep = h->cap_ep ? h->cap_ep * 2 : 64;
+      h->ep = realloc(h->ep, (size_t)h->cap_ep * sizeof *h->ep);
+    }
+    h->ep[h->n_ep++] = (cli_epoch_stats){(int)jnum(o, "epoch"), jnum(o, "train_loss"),
+                                         jnum(o, "train_acc"), jnum(o, "test_loss"),
+                                         jnum(o, "test_acc"), jnum(o, "lr"), jnum(o, "seconds"),
+                                         jnum(o, "images_per_s")};
+  }
+  cJSON_Delete(o);
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (s) s[fread(s, 1, (size_t)n, f)] = 0;
+  fclose(f);
+  return s;
+}
+
+int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
+                        const cli_meta *m, const char *device, const int64_t *confusion,
+                        int classes) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  hist h = {0};
+  FILE *f = fopen(path, "r");
+  char line[4096];
+  while (f && fgets(line, sizeof line, f)) add_line(&h, line);
+  if (f) fclose(f);
+  static const char *const opt[] = {"sgd", "adam", "adamw"};
+  static const char *const sch[] = {"constant", "step", "cosine", "onecycle", "poly"};
+  const cnn_train_config *t = &m->tc;
+  char v[16][64];
+  const char *keys[16] = {"optimizer", "learning rate", "schedule", "warm-up steps", "momentum",
+                          "nesterov", "weight decay", "label smoothing", "batch", "epochs",
+                          "seed", "augmentation", "normalisation mean", "normalisation std",
+                          "steps", "data"};
+  snprintf(v[0], 64, "%s", opt[t->optimizer]);
+  snprintf(v[1], 64, "%g", t->learning_rate);
+  snprintf(v[2], 64, "%s", sch[t->schedule]);
+  snprintf(v[3], 64, "%d", t->warmup_steps);
+  snprintf(v[4], 64, "%g", t->momentum);
+  snprintf(v[5], 64, "%d", t->nesterov);
+  snprintf(v[6], 64, "%g", t->weight_decay);
+  snprintf(v[7], 64, "%g", t->label_smoothing);
+  snprintf(v[8], 64, "%d", m->batch);
+  snprintf(v[9], 64, "%d", t->epochs);
+  snprintf(v[10], 64, "%llu", (unsigned long long)t->seed);
+  snprintf(v[11], 64, "crop %d, flip %d, cutout %d", m->crop, m->flip, m->cutout);
+  snprintf(v[12], 64, "%.4f %.4f %.4f", m->mean[0], m->channels > 1 ? m->mean[1] : 0.0, m->channels > 2 ? m->mean[2] : 0.0);
+  snprintf(v[13], 64, "%.4f %.4f %.4f", m->std[0], m->channels > 1 ? m->std[1] : 0.0, m->channels > 2 ? m->std[2] : 0.0);
+  snprintf(v[14], 64, "%lld", (long long)m->total_steps);
+  snprintf(v[15], 64, "%.63s", m->data ? m->data : "");
+  const char *vals[16];
+  for (int i = 0; i < 16; i++) vals[i] = v[i];
+  double total = 0;
+  for (int i = 0; i < h.n_ep; i++)
+    if (isfinite(h.ep[i].seconds)) total += h.ep[i].seconds;
+  char *summary = slurp(summary_file);
+  cli_report r = {0};
+  r.title = title;
+  r.model_path = title;
+  r.data_spec = m->data;
+  r.device = device;
+  r.precision = "fp32";
+  r.n_hyper = 16;
+  r.hyper_keys = keys;
+  r.hyper_values = vals;
+  r.summary_text = summary;
+  r.n_epochs = h.n_ep;
+  r.epochs = h.ep;
+  r.n_steps = h.n_st;
+  r.step_index = h.si;
+  r.step_loss = h.sl;
+  r.classes = classes;
+  r.class_names = (const char *const *)m->class_names;
+  r.confusion = confusion;
+  r.total_seconds = total;
+  r.best_acc = m->best_acc;
+  r.best_epoch = m->best_epoch;
+  snprintf(path, sizeof path, "%s/report.html", dir);
+  cnn_status st = cli_report_write(path, &r);
+  free(summary);
+  free(h.ep);
+  free(h.si);
+  free(h.sl);
+  return st == CNN_OK ? 0 : 1;
+}

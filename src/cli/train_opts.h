@@ -1,0 +1,19 @@
+/* Options of `cnn train`: flags override the cfg's [net]/[train] sections. */
+#ifndef CNN_CLI_TRAIN_OPTS_H
+#define CNN_CLI_TRAIN_OPTS_H
+
+#include <stdint.h>
+
+typedef struct train_opts {
+  const char *model, *data, *device, *precision, *out, *resume, *optimizer, *schedule;
+  int epochs, batch, quiet, threads, warmup, nesterov;
+  double lr, momentum, wd, smoothing, val_split;
+  int crop, flip, cutout;      /* -1: from the cfg */
+  int64_t seed;                /* -1: from the cfg */
+  int64_t kill_at_step;        /* testing aid: SIGKILL ourselves after this global step */
+} train_opts;
+
+int cli_train_parse(int argc, char **argv, train_opts *o);
+int cli_train_run(const train_opts *o);
+
+#endif

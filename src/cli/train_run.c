@@ -1,0 +1,463 @@
+/* cnn train: set-up, the epoch loop, evaluation, checkpoints, metrics. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/evaluate.h"
+#include "cli/meta.h"
+#include "cli/progress.h"
+#include "cli/train_opts.h"
+#include "cnn/cnn.h"
+#include "cnn/data.h"
+#include "cnn/loader.h"
+#include "core/cfg.h"
+#include "core/error.h"
+
+typedef struct run {
+  const train_opts *o;
+  cnn_net *net;
+  cnn_backend *b;
+  cnn_net_info info;
+  cnn_train_config tc;
+  cli_meta meta;             /* what goes into checkpoints */
+  cnn_dataset train, test;
+  const char *eval_name;     /* "test" or "val" */
+  cnn_loader *loader;
+  int batch;
+  char dir[1024];
+  char *cfg_text;
+  const char *model_name;
+  const char *device;
+} run;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = n >= 0 && n < (64l << 20) ? malloc((size_t)n + 1) : NULL;
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+    free(s);
+    s = NULL;
+  }
+  fclose(f);
+  if (!s) {
+    cnn_error(CNN_ERR_IO, "%s: cannot read (or larger than 64 MiB)", path);
+    return NULL;
+  }
+  s[n] = 0;
+  return s;
+}
+
+/* comma-separated floats (the cfg's mean= / std=) */
+static int parse_floats(const char *s, float *v, int max) {
+  int n = 0;
+  while (*s && n < max) {
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s) return -1;
+    v[n++] = (float)x;
+    s = end;
+    while (*s == ' ' || *s == ',') s++;
+  }
+  return *s ? -1 : n;
+}
+
+/* data keys of the cfg's [train] section, read here because they belong to the
+ * command's data pipeline, not to the net */
+static cnn_status cfg_data_keys(run *r) {
+  cnn_cfg cfg;
+  CNN_TRY(cnn_cfg_parse(r->cfg_text, r->model_name, &cfg));
+  cnn_status st = CNN_OK;
+  for (int i = 0; i < cfg.n && st == CNN_OK; i++) {
+    cnn_cfg_section *s = &cfg.sec[i];
+    if (strcmp(s->name, "train")) continue;
+    float f;
+    st = cnn_cfg_int(&cfg, s, "crop", r->meta.crop, 0, 1024, &r->meta.crop);
+    if (st == CNN_OK) st = cnn_cfg_int(&cfg, s, "flip", r->meta.flip, 0, 1, &r->meta.flip);
+    if (st == CNN_OK) st = cnn_cfg_int(&cfg, s, "cutout", r->meta.cutout, 0, 1024, &r->meta.cutout);
+    if (st == CNN_OK) st = cnn_cfg_float(&cfg, s, "val_split", r->meta.val_split, 0, 0.9, &f);
+    if (st == CNN_OK) r->meta.val_split = f;
+    const char *m = cnn_cfg_str(s, "mean", NULL), *d = cnn_cfg_str(s, "std", NULL);
+    if (st == CNN_OK && (m || d)) {
+      int nm = m ? parse_floats(m, r->meta.mean, 4) : -1, nd = d ? parse_floats(d, r->meta.std, 4) : -1;
+      if (nm != r->info.channels || nd != r->info.channels)
+        st = cnn_cfg_section_error(&cfg, s, CNN_ERR_PARSE,
+                                   "mean= and std= need %d comma-separated values (one per channel)",
+                                   r->info.channels);
+      for (int c = 0; st == CNN_OK && c < nd; c++)
+        if (!(r->meta.std[c] > 0)) st = cnn_cfg_section_error(&cfg, s, CNN_ERR_PARSE, "std must be > 0");
+      if (st == CNN_OK) r->meta.channels = nm;
+    }
+  }
+  cnn_cfg_free(&cfg);
+  return st;
+}
+
+static cnn_status apply_flags(run *r) {
+  const train_opts *o = r->o;
+  cnn_train_config *t = &r->tc;
+  if (o->optimizer) {
+    if (!strcmp(o->optimizer, "sgd")) t->optimizer = CNN_OPT_SGD;
+    else if (!strcmp(o->optimizer, "adam")) t->optimizer = CNN_OPT_ADAM;
+    else if (!strcmp(o->optimizer, "adamw")) t->optimizer = CNN_OPT_ADAMW;
+    else return cnn_error(CNN_ERR_ARG, "--optimizer must be sgd, adam or adamw, not '%s'", o->optimizer);
+  }
+  if (o->schedule) {
+    const char *names[] = {"constant", "step", "cosine", "onecycle", "poly"};
+    int k = -1;
+    for (int i = 0; i < 5; i++)
+      if (!strcmp(o->schedule, names[i])) k = i;
+    if (k < 0) return cnn_error(CNN_ERR_ARG, "--schedule must be constant, step, cosine, onecycle or poly");
+    t->schedule = (cnn_schedule_kind)k;
+  }
+  if (o->epochs) t->epochs = o->epochs;
+  if (o->lr >= 0) t->learning_rate = (float)o->lr;
+  if (o->momentum >= 0) t->momentum = (float)o->momentum;
+  if (o->wd >= 0) t->weight_decay = (float)o->wd;
+  if (o->smoothing >= 0) t->label_smoothing = (float)o->smoothing;
+  if (o->warmup >= 0) t->warmup_steps = o->warmup;
+  if (o->nesterov >= 0) t->nesterov = o->nesterov;
+  if (o->seed >= 0) t->seed = (uint64_t)o->seed;
+  if (o->crop >= 0) r->meta.crop = o->crop;
+  if (o->flip >= 0) r->meta.flip = o->flip;
+  if (o->cutout >= 0) r->meta.cutout = o->cutout;
+  if (o->val_split >= 0) r->meta.val_split = o->val_split;
+  return CNN_OK;
+}
+
+static cnn_status open_data(run *r) {
+  const char *spec = r->o->data ? r->o->data : r->meta.data;
+  if (!spec) return cnn_error(CNN_ERR_ARG, "--data is required (e.g. --data fashion-mnist)");
+  if (r->meta.data != spec) {
+    free(r->meta.data);
+    r->meta.data = strdup(spec);
+  }
+  int h = r->info.height, w = r->info.width, c = r->info.channels;
+  cnn_dataset full;
+  CNN_TRY(cnn_dataset_open(spec, 1, h, w, c, &full));
+  if (r->meta.val_split > 0) {
+    cnn_status st = cnn_dataset_split(&full, r->meta.val_split, r->tc.seed, &r->train, &r->test);
+    cnn_dataset_free(&full);
+    CNN_TRY(st);
+    r->eval_name = "val";
+  } else {
+    r->train = full;
+    CNN_TRY(cnn_dataset_open(spec, 0, h, w, c, &r->test));
+    r->eval_name = "test";
+  }
+  if (r->train.classes > r->info.classes)
+    return cnn_error(CNN_ERR_SHAPE, "%s has %d classes but %s has only %d outputs", spec,
+                     r->train.classes, r->model_name, r->info.classes);
+  return CNN_OK;
+}
+
+static void set_class_names(run *r) {
+  if (r->meta.class_names) return;
+  r->meta.classes = r->info.classes;
+  r->meta.class_names = calloc((size_t)r->info.classes, sizeof(char *));
+  for (int i = 0; i < r->info.classes; i++) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", i);
+    const char *n = r->train.class_names && i < r->train.classes ? r->train.class_names[i] : buf;
+    r->meta.class_names[i] = strdup(n);
+  }
+}
+
+/* a run folder that holds no earlier run: runs/NAME, runs/NAME-2, ... */
+static cnn_status pick_dir(run *r) {
+  if (r->o->resume) {
+    snprintf(r->dir, sizeof r->dir, "%s", r->o->resume);
+    char *slash = strrchr(r->dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(r->dir, sizeof r->dir, ".");
+    return CNN_OK;
+  }
+  char base[512];
+  if (r->o->out) {
+    snprintf(base, sizeof base, "%s", r->o->out);
+  } else {
+    const char *s = strrchr(r->model_name, '/');
+    s = s ? s + 1 : r->model_name;
+    snprintf(base, sizeof base, "runs/%.*s", (int)strcspn(s, "."), s);
+  }
+  for (int k = 1; k < 1000; k++) {
+    if (k == 1) snprintf(r->dir, sizeof r->dir, "%s", base);
+    else snprintf(r->dir, sizeof r->dir, "%s-%d", base, k);
+    char probe[1100];
+    snprintf(probe, sizeof probe, "%s/last.safetensors", r->dir);
+    struct stat st;
+    if (stat(probe, &st) != 0) {
+      if (k > 1 && !r->o->quiet)
+        fprintf(stderr, "cnn train: %s holds an earlier run; writing to %s\n", base, r->dir);
+      break;
+    }
+  }
+  if (cli_mkdirs(r->dir)) return cnn_error(CNN_ERR_IO, "cannot create %s: %s", r->dir, strerror(errno));
+  return CNN_OK;
+}
+
+static cnn_status save(run *r, const char *name) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/%s", r->dir, name);
+  r->meta.step = cnn_net_step_count(r->net);
+  r->meta.tc = r->tc;
+  r->meta.seed = r->tc.seed;
+  char *json = cli_meta_json(&r->meta);
+  cnn_status st = cnn_net_save(r->net, path, json);
+  free(json);
+  return st;
+}
+
+/* metrics.jsonl: on resume, drop what the interrupted run wrote after the checkpoint */
+static void trim_metrics(const char *path, int64_t max_step) {
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  char tmp[1200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *g = fopen(tmp, "w");
+  char line[4096];
+  while (g && fgets(line, sizeof line, f)) {
+    const char *s = strstr(line, "\"step\":");
+    if (s && strtoll(s + 7, NULL, 10) > max_step) continue;
+    fputs(line, g);
+  }
+  fclose(f);
+  if (g && fclose(g) == 0) rename(tmp, path);
+}
+
+static cnn_status setup(run *r) {
+  const train_opts *o = r->o;
+  if (o->resume) {
+    CNN_TRY(cli_meta_read(o->resume, &r->meta));
+    r->cfg_text = strdup(r->meta.cfg);
+    r->model_name = o->resume;
+  } else {
+    r->cfg_text = read_text(o->model);
+    if (!r->cfg_text) return CNN_ERR_IO;
+    r->model_name = o->model;
+    r->meta.cfg = strdup(r->cfg_text);
+  }
+  CNN_TRY(cnn_net_from_cfg_text(r->cfg_text, r->model_name, &r->net));
+  CNN_TRY(cnn_net_info_get(r->net, &r->info));
+  if (o->resume) r->tc = r->meta.tc;
+  else CNN_TRY(cnn_net_train_config(r->net, &r->tc));
+  if (!o->resume) CNN_TRY(cfg_data_keys(r));
+  CNN_TRY(apply_flags(r));
+  if (strcmp(o->precision, "auto") && strcmp(o->precision, "fp32"))
+    return cnn_error(CNN_UNSUPPORTED, "--precision %s is not implemented yet; fp32 is",
+                     o->precision);
+  CNN_TRY(cnn_net_set_train_config(r->net, &r->tc));
+  CNN_TRY(open_data(r));
+  set_class_names(r);
+  if (!r->meta.channels) { /* normalisation from the training set */
+    r->meta.channels = r->info.channels;
+    CNN_TRY(cnn_dataset_mean_std(&r->train, r->meta.mean, r->meta.std));
+  }
+  r->device = o->device;
+  if (!strcmp(r->device, "auto")) r->device = cnn_cuda_device_count() > 0 ? "cuda" : "cpu";
+  CNN_TRY(cnn_backend_create(r->device, &r->b));
+  r->batch = o->batch ? o->batch : o->resume && r->meta.batch ? r->meta.batch : r->info.batch;
+  r->meta.batch = r->batch;
+  CNN_TRY(cnn_net_build(r->net, r->b, r->batch, CNN_MODE_TRAIN));
+  if (o->resume) CNN_TRY(cnn_net_load(r->net, o->resume));
+  cnn_loader_config lc = {0};
+  lc.data = &r->train;
+  lc.batch = r->batch;
+  lc.shuffle = 1;
+  lc.seed = r->tc.seed;
+  lc.channels = r->info.channels;
+  memcpy(lc.mean, r->meta.mean, sizeof lc.mean);
+  memcpy(lc.std, r->meta.std, sizeof lc.std);
+  lc.aug.crop_pad = r->meta.crop;
+  lc.aug.flip = r->meta.flip;
+  lc.aug.cutout = r->meta.cutout;
+  lc.threaded = 1;
+  CNN_TRY(cnn_loader_create(&lc, &r->loader));
+  int64_t total = (int64_t)r->tc.epochs * cnn_loader_batches_per_epoch(r->loader);
+  r->meta.total_steps = total;
+  CNN_TRY(cnn_net_set_step_count(r->net, cnn_net_step_count(r->net), total));
+  CNN_TRY(pick_dir(r));
+  return CNN_OK;
+}
+
+static void metrics_line(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void metrics_line(run *r, const char *fmt, ...) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+  FILE *f = fopen(path, "a");
+  if (!f) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(f, fmt, ap);
+  va_end(ap);
+  fputc('\n', f);
+  fclose(f);
+}
+
+static void print_hyper(const run *r) {
+  static const char *const opt[] = {"sgd", "adam", "adamw"};
+  static const char *const sch[] = {"constant", "step", "cosine", "onecycle", "poly"};
+  const cnn_train_config *t = &r->tc;
+  fprintf(stderr,
+          "cnn train: %s on %s, device %s, precision fp32, batch %d, %d epochs, %s lr %g "
+          "(%s), seed %llu -> %s\n",
+          r->model_name, r->meta.data, r->device, r->batch, t->epochs, opt[t->optimizer],
+          t->learning_rate, sch[t->schedule], (unsigned long long)t->seed, r->dir);
+}
+
+/* one epoch of training; returns the mean loss and accuracy */
+static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss, double *acc,
+                              double *secs) {
+  const train_opts *o = r->o;
+  CNN_TRY(cnn_loader_start_epoch(r->loader, epoch, 0));
+  int steps = cnn_loader_batches_per_epoch(r->loader), k = 0;
+  double t0 = now(), sum = 0;
+  int64_t seen = 0, hits = 0;
+  const float *x;
+  const int32_t *y;
+  int n;
+  while (cnn_loader_next(r->loader, &x, &y, &n)) {
+    cnn_step_result res;
+    cnn_status st = cnn_net_train_step(r->net, x, y, n, &res);
+    if (st != CNN_OK) {
+      cli_progress_end_epoch(pg);
+      return st;
+    }
+    k++;
+    seen += n;
+    hits += res.correct;
+    sum += res.loss * n;
+    int64_t step = cnn_net_step_count(r->net);
+    metrics_line(r, "{\"type\":\"step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"lr\":%.6g}",
+                 epoch + 1, (long long)step, res.loss, cnn_net_current_lr(r->net));
+    double t = now() - t0;
+    cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, sum / seen, (double)hits / seen,
+                      seen / t, t / k * (steps - k));
+    if (o->kill_at_step > 0 && step >= o->kill_at_step) raise(SIGKILL); /* testing aid */
+  }
+  cli_progress_end_epoch(pg);
+  *loss = seen ? sum / seen : 0;
+  *acc = seen ? (double)hits / seen : 0;
+  *secs = now() - t0;
+  return CNN_OK;
+}
+
+int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
+                        const cli_meta *meta, const char *device, const int64_t *confusion,
+                        int classes);
+
+static int finish_report(run *r, const int64_t *confusion) {
+  char sum[1100];
+  snprintf(sum, sizeof sum, "%s/summary.txt", r->dir);
+  FILE *f = fopen(sum, "w");
+  if (f) {
+    cnn_net_summary(r->net, r->batch, f);
+    cnn_plan_info p;
+    if (cnn_net_plan_info(r->net, &p) == CNN_OK) {
+      fputc('\n', f);
+      cnn_plan_print(&p, r->device, f);
+    }
+    fclose(f);
+  }
+  return cli_report_from_run(r->dir, r->model_name, sum, &r->meta, r->device, confusion,
+                             r->info.classes);
+}
+
+static int train_loop(run *r) {
+  cli_progress pg;
+  cli_progress_init(&pg, r->o->quiet);
+  if (!r->o->quiet) print_hyper(r);
+  char mpath[1100];
+  snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", r->dir);
+  if (r->o->resume) trim_metrics(mpath, cnn_net_step_count(r->net));
+  else remove(mpath);
+  cli_eval ev = {0};
+  for (int e = r->meta.epoch; e < r->tc.epochs; e++) {
+    double loss, acc, secs;
+    cnn_status st = train_epoch(r, e, &pg, &loss, &acc, &secs);
+    if (st != CNN_OK) {
+      fprintf(stderr, "cnn train: %s\n", cnn_last_error());
+      if (r->meta.epoch > 0)
+        fprintf(stderr, "cnn train: stopped; the last good checkpoint is %s/last.safetensors "
+                        "(epoch %d)\n", r->dir, r->meta.epoch);
+      else
+        fprintf(stderr, "cnn train: stopped in the first epoch; no checkpoint was written\n");
+      free(ev.confusion);
+      return 1;
+    }
+    free(ev.confusion);
+    st = cli_evaluate(r->net, &r->test, r->batch, r->meta.mean, r->meta.std, &ev);
+    if (st != CNN_OK) return cli_fail("evaluating");
+    r->meta.epoch = e + 1;
+    r->meta.acc = ev.acc;
+    int best = ev.acc > r->meta.best_acc || r->meta.best_epoch == 0;
+    if (best) {
+      r->meta.best_acc = ev.acc;
+      r->meta.best_epoch = e + 1;
+    }
+    if ((best && save(r, "best.safetensors") != CNN_OK) || save(r, "last.safetensors") != CNN_OK)
+      return cli_fail("writing a checkpoint");
+    int steps = cnn_loader_batches_per_epoch(r->loader);
+    metrics_line(r,
+                 "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6g,"
+                 "\"train_acc\":%.6g,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"test_loss\":%.6g,"
+                 "\"test_acc\":%.6g,\"lr\":%.6g,\"seconds\":%.3f,\"images_per_s\":%.1f}",
+                 e + 1, (long long)cnn_net_step_count(r->net), loss, acc, r->eval_name, ev.loss,
+                 r->eval_name, ev.acc, ev.loss, ev.acc, cnn_net_current_lr(r->net), secs,
+                 secs > 0 ? (double)r->train.n / secs : 0);
+    if (!r->o->quiet)
+      printf("epoch %d/%d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f | %.1f s, %.0f img/s, "
+             "%d steps\n", e + 1, r->tc.epochs, loss, acc, r->eval_name, ev.loss, ev.acc, secs,
+             secs > 0 ? r->train.n / secs : 0, steps);
+    fflush(stdout);
+  }
+  if (!ev.confusion) { /* resumed after the last epoch: evaluate once for the report */
+    if (cli_evaluate(r->net, &r->test, r->batch, r->meta.mean, r->meta.std, &ev) != CNN_OK)
+      return cli_fail("evaluating");
+  }
+  if (finish_report(r, ev.confusion) != 0) fprintf(stderr, "cnn train: report: %s\n", cnn_last_error());
+  printf("final %s accuracy: %.4f (best %.4f at epoch %d); run folder %s\n", r->eval_name, ev.acc,
+         r->meta.best_acc, r->meta.best_epoch, r->dir);
+  free(ev.confusion);
+  return 0;
+}
+
+int cli_train_run(const train_opts *o) {
+  if (o->threads) {
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", o->threads);
+    setenv("OMP_NUM_THREADS", buf, 1); /* before the first parallel region */
+  }
+  run r;
+  memset(&r, 0, sizeof r);
+  r.o = o;
+  int rc = setup(&r) == CNN_OK ? train_loop(&r) : cli_fail(NULL);
+  cnn_loader_destroy(r.loader);
+  cnn_net_destroy(r.net);
+  cnn_backend_destroy(r.b);
+  cnn_dataset_free(&r.train);
+  cnn_dataset_free(&r.test);
+  cli_meta_free(&r.meta);
+  free(r.cfg_text);
+  return rc;
+}
