@@ -24,7 +24,7 @@ typedef struct bad_case {
   const char *name;
   const char *text;
   int line;          /* the line the message must name; 0: none applies */
-  const char *word;  /* must appear in the message */
+  const char *word;  /* must appear in the message ('|' separates alternatives) */
   cnn_status want;   /* the status, or CNN_OK for "any failure" */
 } bad_case;
 
@@ -33,7 +33,7 @@ static const bad_case cases[] = {
     {"unknown key in a layer", NET28 "[convolutional]\nfilters=4\nsize=3\nsizee=3\n", 8,
      "unknown key", CNN_ERR_PARSE},
     {"unknown key in [net]", NET28 "momentun=0.9\n[softmax]\n", 5, "unknown key", CNN_ERR_PARSE},
-    {"misspelt required key", "[net]\nheight=28\nwidht=28\nchannels=1\n[softmax]\n", 1, "width",
+    {"misspelt required key", "[net]\nheight=28\nwidht=28\nchannels=1\n[softmax]\n", 3, "widht",
      CNN_ERR_PARSE},
     {"unknown key in [train]", NET28 "[train]\nlearnin_rate=0.1\n[softmax]\n", 6, "unknown key",
      CNN_ERR_PARSE},
@@ -146,20 +146,32 @@ static const bad_case cases[] = {
      "[route]\nlayers=-1,-1,-1,-1,-1,-1,-1,-1\n[route]\nlayers=-1,-1,-1,-1,-1,-1,-1,-1\n"
      "[route]\nlayers=-1,-1,-1,-1,-1,-1,-1,-1\n[route]\nlayers=-1,-1,-1,-1,-1,-1,-1,-1\n"
      "[connected]\noutput=2\n[softmax]\n",
-     14, "too large", CNN_ERR_SHAPE},
+     14, "too large|too many|overflow", CNN_ERR_SHAPE},
 };
 
 static char tmpdir[64];
 
+/* msg contains one of the '|'-separated alternatives in words */
+static int has_word_in(const char *msg, const char *words) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", words);
+  for (char *w = buf, *bar; w; w = bar ? bar + 1 : NULL) {
+    bar = strchr(w, '|');
+    if (bar) *bar = 0;
+    if (strstr(msg, w)) return 1;
+  }
+  return 0;
+}
+
 static void check_failure(const char *name, cnn_status st, const cnn_net *net, const char *file,
                           int line, const char *word, cnn_status want) {
-  const char *msg = cnn_last_error();
+  const char *msg = st == CNN_OK ? "(no error: it loaded)" : cnn_last_error();
   int ok = st != CNN_OK && net == NULL;
   char where[512] = "";
   if (line) snprintf(where, sizeof where, "%s:%d:", file, line);
   else snprintf(where, sizeof where, "%s", file);
   int has_where = strstr(msg, where) != NULL;
-  int has_word = !word || strstr(msg, word) != NULL;
+  int has_word = !word || has_word_in(msg, word);
   int right_status = want == CNN_OK || st == want;
   CHECK(ok, "%s: must fail and leave *out NULL (status %s)", name, cnn_status_name(st));
   CHECK(has_where, "%s: message names '%s': %s", name, where, msg);
@@ -228,7 +240,7 @@ static void run_file_cases(void) {
   /* a missing file: an I/O error naming the path */
   snprintf(path, sizeof path, "%s/no/such/model.cfg", tmpdir);
   st = cnn_net_from_cfg_file(path, &net);
-  check_failure("missing file", st, net, path, 0, "cannot open", CNN_ERR_IO);
+  check_failure("missing file", st, net, path, 0, "cannot open|No such file", CNN_ERR_IO);
   net = NULL;
 
   /* a directory is not a cfg */
@@ -333,6 +345,123 @@ static void run_positive_cases(void) {
                 CNN_ERR_PARSE);
 }
 
+
+/* ---- mutations of a cfg using every section kind: each mutant either loads (and
+ * then builds and runs a training step and a prediction on ref without a memory
+ * error: the inferred shapes must be what the ops need) or fails with a message
+ * naming the file; none crashes ---- */
+
+static const char *const zoo_lines[] = {
+    "[net]", "height=8", "width=8", "channels=3", "batch=2",
+    "[train]", "label_smoothing=0.1",
+    "[convolutional]", "filters=4", "size=3", "stride=1", "pad=1", "activation=leaky",
+    "[convolutional]", "batch_normalize=1", "filters=4", "size=3", "pad=1", "groups=2",
+    "activation=relu",
+    "[shortcut]", "from=-2", "activation=linear",
+    "[maxpool]", "size=2", "stride=2",
+    "[route]", "layers=-1",
+    "[convolutional]", "filters=6", "size=1", "dilation=1", "activation=gelu",
+    "[route]", "layers=-1,-2",
+    "[dropout]", "probability=0.25",
+    "[avgpool]", "size=2", "stride=1",
+    "[batchnorm]",
+    "[flatten]",
+    "[connected]", "output=5", "activation=linear",
+    "[softmax]",
+};
+#define ZOO_N ((int)(sizeof zoo_lines / sizeof *zoo_lines))
+
+/* the zoo with line `skip` left out (-1: none), line `repl`'s value replaced by
+ * `value`, and only the first `keep` lines */
+static void zoo_text(char *buf, size_t len, int skip, int repl, const char *value, int keep) {
+  size_t at = 0;
+  buf[0] = 0;
+  for (int i = 0; i < keep && i < ZOO_N; i++) {
+    if (i == skip) continue;
+    const char *l = zoo_lines[i];
+    if (i == repl) {
+      const char *eq = strchr(l, '=');
+      at += (size_t)snprintf(buf + at, len - at, "%.*s=%s\n", (int)(eq - l), l, value);
+    } else {
+      at += (size_t)snprintf(buf + at, len - at, "%s\n", l);
+    }
+  }
+}
+
+static int zoo_loaded, zoo_refused, zoo_ran, zoo_bad_msg, zoo_run_failed;
+
+static void zoo_try(cnn_backend *ref, const char *text, const char *what) {
+  cnn_net *net = NULL;
+  cnn_status st = cnn_net_from_cfg_text(text, "bad.cfg", &net);
+  if (st != CNN_OK) {
+    zoo_refused++;
+    if (!strstr(cnn_last_error(), "bad.cfg") || net) {
+      zoo_bad_msg++;
+      CHECK(0, "mutant %s: refused without naming the file: %s", what, cnn_last_error());
+    }
+    return;
+  }
+  zoo_loaded++;
+  cnn_net_info info;
+  CHECK_OK(cnn_net_info_get(net, &info));
+  if (ref && info.num_params < 200000 && info.flops_per_image < 2e7 && info.classes <= 4096) {
+    size_t nx = (size_t)2 * info.height * info.width * info.channels;
+    float *x = malloc(nx * sizeof *x);
+    tu_fill_uniform(x, nx, -1.0f, 1.0f, 5);
+    int32_t y[2] = {0, info.classes > 1 ? 1 : 0};
+    cnn_step_result r;
+    cnn_status s1 = cnn_net_build(net, ref, 2, CNN_MODE_TRAIN), s2 = CNN_OK;
+    if (s1 == CNN_OK) {
+      s1 = cnn_net_train_step(net, x, y, 2, &r);
+    } else {
+      CHECK(cnn_last_error()[0] != 0, "mutant %s: a build error with a message", what);
+      s1 = cnn_net_build(net, ref, 2, CNN_MODE_INFER);
+    }
+    if (s1 == CNN_OK) s2 = cnn_net_predict(net, x, NULL, 2, NULL, &r);
+    if (s1 != CNN_OK || s2 != CNN_OK) {
+      zoo_run_failed++;
+      CHECK(0, "mutant %s loads but does not run: %s", what, cnn_last_error());
+    }
+    zoo_ran++;
+    free(x);
+  }
+  cnn_net_destroy(net);
+}
+
+static void run_mutations(void) {
+  static const char *const values[] = {"0", "1", "2", "3", "-1", "-2", "-3", "5", "7", "100",
+                                       "abc", "", "1.5", "-1,-9", "linear"};
+  cnn_backend *ref = NULL;
+  CHECK_OK(cnn_backend_create("ref", &ref));
+  char text[4096], what[96];
+  zoo_text(text, sizeof text, -1, -1, NULL, ZOO_N);
+  zoo_try(ref, text, "unchanged");
+  CHECK(zoo_loaded == 1 && zoo_ran == 1, "the unmutated zoo loads and runs: %s", cnn_last_error());
+  int n = 1;
+  for (int i = 0; i < ZOO_N; i++) {
+    snprintf(what, sizeof what, "without line %d (%s)", i + 1, zoo_lines[i]);
+    zoo_text(text, sizeof text, i, -1, NULL, ZOO_N);
+    zoo_try(ref, text, what);
+    snprintf(what, sizeof what, "first %d lines", i + 1);
+    zoo_text(text, sizeof text, -1, -1, NULL, i + 1);
+    zoo_try(ref, text, what);
+    n += 2;
+    if (!strchr(zoo_lines[i], '=')) continue;
+    for (size_t v = 0; v < sizeof values / sizeof *values; v++) {
+      snprintf(what, sizeof what, "line %d as %.*s=%s", i + 1,
+               (int)(strchr(zoo_lines[i], '=') - zoo_lines[i]), zoo_lines[i], values[v]);
+      zoo_text(text, sizeof text, -1, i, values[v], ZOO_N);
+      zoo_try(ref, text, what);
+      n++;
+    }
+  }
+  printf("%-30s %s %d mutants: %d refused (all naming the file: %s), %d loaded, %d of them "
+         "trained and predicted on ref (%d failed)\n",
+         "mutations of a cfg", zoo_bad_msg || zoo_run_failed ? "FAIL" : "ok  ", n, zoo_refused,
+         zoo_bad_msg ? "NO" : "yes", zoo_loaded, zoo_ran, zoo_run_failed);
+  cnn_backend_destroy(ref);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/cnn_cfgerr_XXXXXX");
   if (!mkdtemp(tmpdir)) {
@@ -342,6 +471,7 @@ int main(void) {
   run_text_cases();
   run_file_cases();
   run_positive_cases();
+  run_mutations();
   rmdir(tmpdir);
   return tu_finish("test_cfg_errors");
 }

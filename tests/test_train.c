@@ -28,14 +28,14 @@
 #define BATCH 32
 #define N_TRAIN 2048
 #define N_TEST 512
-#define STEPS 300
+#define STEPS 200
 #define ACC_MIN 0.9     /* chance is 1/CLASSES = 0.25 */
 #define REF_CPU_STEPS 50
 #define REF_CPU_TOL 1e-3 /* relative, per step's loss */
 
 /* conv 3x3 8 relu -> maxpool 2/2 (12 -> 6) -> conv 3x3 16 bn relu -> avgpool 3/3
- * (6 -> 2x2, one cell per quadrant) -> dense 4 -> softmax. %s: the first conv's
- * filters, %s: an extra section */
+ * (6 -> 2x2, one cell per quadrant) -> dense 4 -> softmax. Arguments: the seed,
+ * the first conv's filters, an extra section before the dense layer. */
 static const char *cfg_fmt =
     "[net]\n"
     "height=12\nwidth=12\nchannels=1\nbatch=32\n"
@@ -57,20 +57,21 @@ static void make_cfg(char *buf, size_t n, int seed, int filters, const char *ext
 }
 
 /* n images of the quadrant problem from `seed`: class q puts a Gaussian blob
- * (sigma 1.2, amplitude 0.6..1.2) at a random centre inside quadrant q; every
- * pixel gets uniform noise in [-0.4, 0.4] */
+ * (sigma 1.2, amplitude 0.4..1.0) at a random centre inside quadrant q; every
+ * pixel gets uniform noise in [-0.6, 0.6] (the blob's peak is 0.7..1.7 times the
+ * noise amplitude). 200 steps reach ~0.96 held-out accuracy; 0.9 is required. */
 static void make_data(float *x, int32_t *y, int n, uint64_t seed) {
   for (int i = 0; i < n; i++) {
     uint64_t c = (uint64_t)i * 1024;
     int q = (int)(cnn_rng_u64(seed, c) % CLASSES);
     double cy = (q / 2) * 6 + 1 + 4 * cnn_rng_uniform_d(seed, c + 1);
     double cx = (q % 2) * 6 + 1 + 4 * cnn_rng_uniform_d(seed, c + 2);
-    double amp = 0.6 + 0.6 * cnn_rng_uniform_d(seed, c + 3);
+    double amp = 0.4 + 0.6 * cnn_rng_uniform_d(seed, c + 3);
     float *img = x + (size_t)i * PIX;
     for (int r = 0; r < IMG; r++)
       for (int s = 0; s < IMG; s++) {
         double d2 = (r - cy) * (r - cy) + (s - cx) * (s - cx);
-        double noise = 0.8 * (cnn_rng_uniform_d(seed, c + 8 + r * IMG + s) - 0.5);
+        double noise = 1.2 * (cnn_rng_uniform_d(seed, c + 8 + r * IMG + s) - 0.5);
         img[r * IMG + s] = (float)(amp * exp(-d2 / (2 * 1.2 * 1.2)) + noise);
       }
     y[i] = q;
@@ -220,6 +221,18 @@ static void test_learn_and_checkpoint(cnn_backend *cpu) {
   CHECK_OK(cnn_net_predict(back, test_x, NULL, BATCH, pb, NULL));
   int same_probs = !memcmp(pa, pb, sizeof pa);
   CHECK(same_probs, "predictions of the loaded net are bit-exact");
+  /* loading into an unbuilt net of the same cfg, then building, also works */
+  cnn_net *late = NULL;
+  CHECK_OK(cnn_net_from_cfg_text(cfg_main, "train.cfg", &late));
+  if (late) {
+    CHECK_OK(cnn_net_load(late, path));
+    CHECK_OK(cnn_net_build(late, cpu, BATCH, CNN_MODE_INFER));
+    float pc[BATCH * CLASSES];
+    CHECK_OK(cnn_net_predict(late, test_x, NULL, BATCH, pc, NULL));
+    CHECK(!memcmp(pb, pc, sizeof pb), "load before build: same predictions");
+    cnn_net_destroy(late);
+  }
+
   /* resuming: further training steps give the same losses on both */
   double la[5], lb[5];
   train(net, STEPS, 5, la);
@@ -234,19 +247,6 @@ static void test_learn_and_checkpoint(cnn_backend *cpu) {
          same_resume ? "identical" : "DIFFER");
   free(a);
   free(b);
-
-  /* loading into an unbuilt net of the same cfg, then building, also works */
-  cnn_net *late = NULL;
-  CHECK_OK(cnn_net_from_cfg_text(cfg_main, "train.cfg", &late));
-  if (late) {
-    CHECK_OK(cnn_net_load(late, path));
-    CHECK_OK(cnn_net_build(late, cpu, BATCH, CNN_MODE_INFER));
-    float pc[BATCH * CLASSES];
-    CHECK_OK(cnn_net_predict(back, test_x, NULL, BATCH, pb, NULL));
-    CHECK_OK(cnn_net_predict(late, test_x, NULL, BATCH, pc, NULL));
-    CHECK(!memcmp(pb, pc, sizeof pb), "load before build: same predictions");
-    cnn_net_destroy(late);
-  }
 
   /* a checkpoint of another cfg: refused, naming the tensor, nothing changed */
   struct {
@@ -330,6 +330,8 @@ static void test_non_finite(cnn_backend *cpu) {
       for (int i = 0; i < PIX; i++) x[7 * PIX + i] = cases[k].value;
     size_t n0, n1;
     float *before = snapshot(net, &n0);
+    float probs0[BATCH * CLASSES];
+    CHECK_OK(cnn_net_predict(net, test_x, NULL, BATCH, probs0, NULL));
     int64_t step0 = cnn_net_step_count(net);
     cnn_step_result r = {0};
     cnn_status st = cnn_net_train_step(net, x, train_y, BATCH, &r);
@@ -337,26 +339,30 @@ static void test_non_finite(cnn_backend *cpu) {
     snprintf(msg, sizeof msg, "%s", cnn_last_error());
     float *after = snapshot(net, &n1);
     int unchanged = !memcmp(before, after, n0 * sizeof *before);
+    size_t n_bad = 0;
+    for (size_t i = 0; i < n1; i++) n_bad += !isfinite(after[i]);
     CHECK(st == CNN_ERR_NUMERIC, "%s: status %s (loss %g), expected %s", cases[k].what,
           cnn_status_name(st), r.loss, cnn_status_name(CNN_ERR_NUMERIC));
     CHECK(unchanged, "%s: every tensor unchanged (first difference: %s)", cases[k].what,
           first_diff(net, before, after));
     CHECK(cnn_net_step_count(net) == step0, "%s: the step counter did not advance",
           cases[k].what);
-    /* the net still works on clean data */
+    /* the net predicts clean data exactly as before the refused step */
     float probs[BATCH * CLASSES];
-    CHECK_OK(cnn_net_predict(net, train_x, NULL, BATCH, probs, NULL));
+    CHECK_OK(cnn_net_predict(net, test_x, NULL, BATCH, probs, NULL));
     int finite = 1;
     for (int i = 0; i < BATCH * CLASSES; i++) finite &= isfinite(probs[i]) != 0;
+    int same_probs = !memcmp(probs, probs0, sizeof probs);
     CHECK(finite, "%s: predictions on clean data afterwards are finite", cases[k].what);
+    CHECK(same_probs, "%s: predictions on clean data afterwards are as before", cases[k].what);
     cnn_step_result r2 = {0};
     CHECK_OK(cnn_net_train_step(net, train_x, train_y, BATCH, &r2));
     CHECK(isfinite(r2.loss), "%s: a clean step afterwards has a finite loss (%g)",
           cases[k].what, r2.loss);
-    printf("non-finite input (%s): %s, tensors %s, later clean predictions %s, later clean "
-           "loss %.4f; %s\n",
-           cases[k].what, cnn_status_name(st), unchanged ? "unchanged" : "CHANGED",
-           finite ? "finite" : "NOT FINITE", r2.loss, st == CNN_OK ? "(no error)" : msg);
+    printf("non-finite input (%s): %s, tensors %s (%zu non-finite values), later clean "
+           "predictions %s and %s, later clean loss %.4f; %s\n",
+           cases[k].what, cnn_status_name(st), unchanged ? "unchanged" : "CHANGED", n_bad,
+           finite ? "finite" : "NOT FINITE", same_probs ? "as before" : "CHANGED", r2.loss, st == CNN_OK ? "(no error)" : msg);
     free(before);
     free(after);
     free(x);

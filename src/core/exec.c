@@ -11,7 +11,11 @@ static cnn_status upload_batch(cnn_net *net, const float *x, const int32_t *labe
   if (n < 1 || n > net->batch)
     return cnn_error(CNN_ERR_ARG, "%d images do not fit the built batch of %d", n, net->batch);
   int classes = cnn_net_classes(net);
-  size_t xb = (size_t)n * net->in_h * net->in_w * net->in_c * sizeof(float);
+  size_t per = (size_t)net->in_h * net->in_w * net->in_c, xb = (size_t)n * per * sizeof(float);
+  for (size_t i = 0; i < (size_t)n * per; i++)
+    if (!isfinite(x[i]))
+      return cnn_error(CNN_ERR_NUMERIC, "input image %zu has a non-finite value (%g) at element %zu",
+                       i / per, x[i], i % per);
   CNN_TRY(CNN_OP(net, upload, net->x, x, xb));
   if (labels) {
     for (int i = 0; i < n; i++)
@@ -105,9 +109,16 @@ cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels
   if (net->built && net->mode != CNN_MODE_TRAIN)
     return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
   CNN_TRY(upload_batch(net, x, labels, n));
-  CNN_TRY(forward(net, n, 1));
+  /* a refused step must leave everything as it was, running statistics included */
+  size_t sb = net->n_state * sizeof(float);
+  if (sb) CNN_TRY(CNN_OP(net, copy, net->state_backup, net->state, sb));
+  cnn_status st = forward(net, n, 1);
   /* a non-finite loss stops here, before any parameter changes */
-  CNN_TRY(collect(net, labels, n, res));
+  if (st == CNN_OK) st = collect(net, labels, n, res);
+  if (st != CNN_OK) {
+    if (sb) CNN_OP(net, copy, net->state, net->state_backup, sb);
+    return st;
+  }
   return do_backward ? backward(net, n) : CNN_OK;
 }
 

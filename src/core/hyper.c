@@ -77,11 +77,6 @@ cnn_status cnn_net_parse_hyper(cnn_net *net, const cnn_cfg *cfg, cnn_cfg_section
   CNN_TRY(cnn_cfg_int(cfg, s, "height", 0, 1, 1 << 16, &net->in_h));
   CNN_TRY(cnn_cfg_int(cfg, s, "width", 0, 1, 1 << 16, &net->in_w));
   CNN_TRY(cnn_cfg_int(cfg, s, "channels", 0, 1, 1 << 16, &net->in_c));
-  if (!net->in_h || !net->in_w || !net->in_c)
-    return cnn_cfg_section_error(cfg, s, CNN_ERR_PARSE, "height, width and channels must be set");
-  if ((double)net->in_h * net->in_w * net->in_c > (double)CNN_MAX_ELEMS_PER_IMAGE)
-    return cnn_cfg_section_error(cfg, s, CNN_ERR_SHAPE, "input %dx%dx%d is too large", net->in_h,
-                                 net->in_w, net->in_c);
   CNN_TRY(cnn_cfg_float(cfg, s, "learning_rate", t->learning_rate, 0, 1e3, &t->learning_rate));
   CNN_TRY(cnn_cfg_float(cfg, s, "momentum", t->momentum, 0, 0.9999, &t->momentum));
   CNN_TRY(cnn_cfg_float(cfg, s, "decay", t->weight_decay, 0, 1, &t->weight_decay));
@@ -102,7 +97,13 @@ cnn_status cnn_net_parse_hyper(cnn_net *net, const cnn_cfg *cfg, cnn_cfg_section
   CNN_TRY(cnn_cfg_float(cfg, s, "B2", t->beta2, 0, 0.99999, &t->beta2));
   CNN_TRY(cnn_cfg_float(cfg, s, "eps", t->eps, 1e-12, 1, &t->eps));
   cnn_cfg_ignore(s, darknet_ignored);
-  return cnn_cfg_check_unused(cfg, s);
+  CNN_TRY(cnn_cfg_check_unused(cfg, s)); /* a misspelt key before a missing one */
+  if (!net->in_h || !net->in_w || !net->in_c)
+    return cnn_cfg_section_error(cfg, s, CNN_ERR_PARSE, "height, width and channels must be set");
+  if ((double)net->in_h * net->in_w * net->in_c > (double)CNN_MAX_ELEMS_PER_IMAGE)
+    return cnn_cfg_section_error(cfg, s, CNN_ERR_SHAPE, "input %dx%dx%d is too large", net->in_h,
+                                 net->in_w, net->in_c);
+  return CNN_OK;
 }
 
 cnn_status cnn_net_parse_train(cnn_net *net, const cnn_cfg *cfg, cnn_cfg_section *s) {

@@ -112,6 +112,7 @@ struct cnn_net {
   cnn_mode mode;
   int built;
   float *params, *grads, *state;    /* [n_params], [n_params], [n_state] */
+  float *state_backup;              /* [n_state], training: restored when a step is refused */
   float *opt[2];                    /* momentum, or Adam m and v */
   int opt_slots;
   void *arena;                      /* activations, gradients, aux, placed by liveness */

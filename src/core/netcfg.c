@@ -29,6 +29,9 @@ static int prev_out(const builder *b) { return b->si ? b->net->section_out[b->si
 /* resolve a Darknet layer reference (negative: relative, else absolute section) */
 static cnn_status resolve_ref(builder *b, cnn_cfg_section *s, cnn_cfg_kv *kv, long ref, int *out) {
   long target = ref < 0 ? b->si + ref : ref;
+  if (b->si == 0)
+    return cnn_cfg_key_error(b->cfg, s, kv, CNN_ERR_SHAPE,
+                             "refers to layer %ld, but no layer comes before this one", target);
   if (target < 0 || target >= b->si)
     return cnn_cfg_key_error(b->cfg, s, kv, CNN_ERR_SHAPE,
                              "refers to layer %ld, but only layers 0..%d come before this one",

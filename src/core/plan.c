@@ -53,11 +53,12 @@ void cnn_net_release(cnn_net *net) {
   if (!net->b) return;
   void *ctx = net->b->ctx;
   const cnn_backend_ops *o = net->b->ops;
-  void *ptrs[] = {net->params, net->grads, net->state, net->opt[0], net->opt[1],
+  void *ptrs[] = {net->params, net->grads, net->state, net->state_backup, net->opt[0], net->opt[1],
                   net->arena, net->ws, net->x, net->labels};
   for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
     if (ptrs[i]) o->free(ctx, ptrs[i]);
-  net->params = net->grads = net->state = net->opt[0] = net->opt[1] = net->x = NULL;
+  net->params = net->grads = net->state = net->state_backup = net->opt[0] = net->opt[1] = NULL;
+  net->x = NULL;
   net->arena = net->ws = NULL;
   net->labels = NULL;
   free(net->host_out);
@@ -199,6 +200,7 @@ static cnn_status build(cnn_net *net, int batch, int train) {
   CNN_TRY(CNN_OP(net, upload, net->state, net->host_state, sb));
   net->opt_slots = 0;
   if (train) {
+    CNN_TRY(balloc(net, sb, (void **)&net->state_backup));
     CNN_TRY(balloc(net, pb, (void **)&net->grads));
     net->opt_slots = net->tc.optimizer == CNN_OPT_SGD ? 1 : 2;
     for (int s = 0; s < net->opt_slots; s++) {

@@ -5,13 +5,17 @@
 
 static cnn_status route_infer(cnn_net *net, cnn_layer *l) {
   cnn_shape o = l->in_shape[0];
+  long long c = o.c; /* summed in 64 bits: repeated routes can overflow an int */
   for (int i = 1; i < l->n_in; i++) {
     cnn_shape s = l->in_shape[i];
     if (s.h != o.h || s.w != o.w)
       return cnn_error(CNN_ERR_SHAPE, "cannot concatenate %dx%dx%d with %dx%dx%d: spatial sizes differ",
                        o.h, o.w, o.c, s.h, s.w, s.c);
-    o.c += s.c;
+    c += s.c;
   }
+  if ((double)c * o.h * o.w > (double)CNN_MAX_ELEMS_PER_IMAGE)
+    return cnn_error(CNN_ERR_SHAPE, "output %dx%dx%lld is too large", o.h, o.w, c);
+  o.c = (int)c;
   l->out = o;
   return CNN_OK;
 }

@@ -68,7 +68,7 @@ cnn_status ref_copy2d(void *ctx, size_t rows, size_t cols, const float *src, siz
 static double act_value(cnn_act a, double alpha, double x) {
   switch (a) {
     case CNN_ACT_LINEAR: return x;
-    case CNN_ACT_RELU: return x > 0 ? x : 0;
+    case CNN_ACT_RELU: return x < 0 ? 0 : x; /* NaN propagates, as in PyTorch */
     case CNN_ACT_LEAKY: return x > 0 ? x : alpha * x;
     case CNN_ACT_GELU: return 0.5 * x * (1 + erf(x * REF_SQRT1_2));
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
