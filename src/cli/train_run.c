@@ -249,8 +249,10 @@ static cnn_status setup(run *r) {
   const train_opts *o = r->o;
   if (o->resume) {
     CNN_TRY(cli_meta_read(o->resume, &r->meta));
-    r->cfg_text = strdup(r->meta.cfg);
-    r->model_name = o->resume;
+    /* a cfg given with --resume must match the checkpoint: loading checks every tensor */
+    r->cfg_text = o->model ? read_text(o->model) : strdup(r->meta.cfg);
+    if (!r->cfg_text) return CNN_ERR_IO;
+    r->model_name = o->model ? o->model : o->resume;
   } else {
     r->cfg_text = read_text(o->model);
     if (!r->cfg_text) return CNN_ERR_IO;

@@ -1,0 +1,272 @@
+/* The cnn command end to end on a small generated IDX dataset (4 classes: which
+ * quadrant of a 12x12 image holds a bright blob):
+ *  - train, eval and predict agree;
+ *  - a run killed with SIGKILL mid-epoch and resumed ends exactly like the
+ *    uninterrupted run (same step losses, same final accuracy), CPU, 1 thread;
+ *  - bad input (truncated IDX, missing folder, corrupt checkpoint, a checkpoint of
+ *    another model, a NaN loss) exits non-zero with a clear message and leaves
+ *    the last checkpoint intact. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cnn/data.h"
+#include "core/rng.h"
+#include "testutil.h"
+
+static char dir[256];
+static const char *bin;
+
+static void put_be32(FILE *f, unsigned v) {
+  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+  fwrite(b, 1, 4, f);
+}
+
+/* n images [12,12] and labels, seeded */
+static void make_images(int n, uint64_t seed, uint8_t *img, uint8_t *lab) {
+  for (int i = 0; i < n; i++) {
+    int q = (int)(cnn_rng_u64(seed, (uint64_t)i * 1000) % 4);
+    lab[i] = (uint8_t)q;
+    int cy = (q / 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 1) % 3);
+    int cx = (q % 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 2) % 3);
+    for (int y = 0; y < 12; y++)
+      for (int x = 0; x < 12; x++) {
+        int v = (int)(cnn_rng_uniform(seed, (uint64_t)i * 1000 + 10 + y * 12 + x) * 90);
+        if (y >= cy && y < cy + 3 && x >= cx && x < cx + 3) v += 150;
+        img[(size_t)i * 144 + y * 12 + x] = (uint8_t)(v > 255 ? 255 : v);
+      }
+  }
+}
+
+static void write_idx(const char *name_img, const char *name_lab, int n, uint64_t seed) {
+  uint8_t *img = malloc((size_t)n * 144), *lab = malloc((size_t)n);
+  make_images(n, seed, img, lab);
+  char p[512];
+  snprintf(p, sizeof p, "%s/data/%s", dir, name_img);
+  FILE *f = fopen(p, "wb");
+  put_be32(f, 0x803);
+  put_be32(f, (unsigned)n);
+  put_be32(f, 12);
+  put_be32(f, 12);
+  fwrite(img, 1, (size_t)n * 144, f);
+  fclose(f);
+  snprintf(p, sizeof p, "%s/data/%s", dir, name_lab);
+  f = fopen(p, "wb");
+  put_be32(f, 0x801);
+  put_be32(f, (unsigned)n);
+  fwrite(lab, 1, (size_t)n, f);
+  fclose(f);
+  free(img);
+  free(lab);
+}
+
+static const char *cfg_text =
+    "[net]\nheight=12\nwidth=12\nchannels=1\nbatch=32\nlearning_rate=0.05\nmomentum=0.9\n"
+    "decay=0.0005\n[train]\nnesterov=1\nschedule=cosine\nepochs=3\nflip=0\ncrop=1\n"
+    "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=relu\n[maxpool]\nsize=2\nstride=2\n"
+    "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\npad=1\nactivation=relu\n"
+    "[avgpool]\nsize=3\nstride=3\n[dropout]\nprobability=0.1\n[connected]\noutput=4\n"
+    "activation=linear\n[softmax]\n";
+
+/* run a shell command with output to out_file; returns the wait status */
+static int run(const char *args, const char *out_name) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s && exec env OMP_NUM_THREADS=1 %s %s > %s/%s 2>&1", dir, bin, args, dir,
+           out_name);
+  return system(cmd);
+}
+
+static char *slurp(const char *name) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "rb");
+  if (!f) return calloc(1, 1);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  s[fread(s, 1, (size_t)n, f)] = 0;
+  fclose(f);
+  return s;
+}
+
+static int exited_ok(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0; }
+static int failed_cleanly(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0; }
+
+static double after(const char *s, const char *key) {
+  const char *p = strstr(s, key);
+  return p ? atof(p + strlen(key)) : -1;
+}
+
+/* the "step" lines of metrics.jsonl, in order */
+static char *step_lines(const char *run_dir) {
+  char name[256];
+  snprintf(name, sizeof name, "%s/metrics.jsonl", run_dir);
+  char *all = slurp(name), *out = calloc(strlen(all) + 1, 1), *save = NULL;
+  for (char *l = strtok_r(all, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+    if (strstr(l, "\"type\":\"step\"")) {
+      strcat(out, l);
+      strcat(out, "\n");
+    }
+  free(all);
+  return out;
+}
+
+static void test_train_resume(void) {
+  int st = run("train model.cfg --data idx:data --out full --seed 5 --quiet", "full.txt");
+  char *o = slurp("full.txt");
+  CHECK(exited_ok(st), "full run: %s", o);
+  double acc = after(o, "final test accuracy: ");
+  CHECK(acc >= 0.9, "full run reaches 0.9 on the 4-quadrant problem (chance 0.25): %.4f", acc);
+  /* 512 images / 32 = 16 steps per epoch: killed at step 24, mid-epoch 2 */
+  st = run("train model.cfg --data idx:data --out part --seed 5 --quiet --kill-at-step 24", "part.txt");
+  CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the run was killed (status %d)", st);
+  char p[512];
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/part/last.safetensors", dir);
+  CHECK(stat(p, &sb) == 0, "the epoch-1 checkpoint survived the kill");
+  st = run("train --resume part/last.safetensors --quiet", "resume.txt");
+  char *r = slurp("resume.txt");
+  CHECK(exited_ok(st), "resumed run: %s", r);
+  double racc = after(r, "final test accuracy: ");
+  CHECK(racc == acc, "resumed final accuracy %.4f equals the uninterrupted %.4f", racc, acc);
+  char *a = step_lines("full"), *b = step_lines("part");
+  CHECK(strlen(a) > 0 && !strcmp(a, b), "the resumed run's step losses equal the uninterrupted run's");
+  free(a);
+  free(b);
+  free(o);
+  free(r);
+}
+
+static void test_eval_predict(void) {
+  int st = run("eval full/best.safetensors --json", "eval.txt");
+  char *e = slurp("eval.txt");
+  char *metrics = slurp("full/metrics.jsonl");
+  CHECK(exited_ok(st), "eval: %s", e);
+  double acc = after(e, "\"accuracy\":");
+  /* the best epoch's test accuracy as the training run logged it */
+  double best = 0;
+  for (const char *q = metrics; (q = strstr(q, "\"test_acc\":")); q++) {
+    double v = atof(q + 11);
+    if (v > best) best = v;
+  }
+  CHECK(acc > 0 && (acc - best) < 1e-6 && (best - acc) < 1e-6, "eval %.6f == training's best %.6f",
+        acc, best);
+  /* PNG files cut from the test set, in a folder dataset: eval and predict agree */
+  uint8_t img[24 * 144], lab[24];
+  make_images(24, 777, img, lab);
+  char args[4096] = "predict full/best.safetensors --top 1";
+  for (int i = 0; i < 24; i++) {
+    char sub[512], path[600];
+    snprintf(sub, sizeof sub, "%s/pngs/%d", dir, lab[i]);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", sub);
+    CHECK(system(cmd) == 0, "mkdir");
+    snprintf(path, sizeof path, "%s/img%02d.png", sub, i);
+    CHECK_OK(cnn_image_write_png(path, 12, 12, 1, img + (size_t)i * 144));
+    size_t len = strlen(args);
+    snprintf(args + len, sizeof args - len, " pngs/%d/img%02d.png", lab[i], i);
+  }
+  for (int c = 0; c < 4; c++) { /* every class folder must exist for a folder dataset */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/pngs/%d", dir, c);
+    CHECK(system(cmd) == 0, "mkdir");
+  }
+  st = run(args, "predict.txt");
+  char *pr = slurp("predict.txt");
+  CHECK(exited_ok(st), "predict: %s", pr);
+  int hits = 0;
+  for (int i = 0; i < 24; i++) {
+    char key[64];
+    snprintf(key, sizeof key, "pngs/%d/img%02d.png:  1. %d (%d)", lab[i], i, lab[i], lab[i]);
+    if (strstr(pr, key)) hits++;
+  }
+  st = run("eval full/best.safetensors --data folder:pngs --json", "eval_png.txt");
+  char *ep = slurp("eval_png.txt");
+  CHECK(exited_ok(st), "eval on the PNG folder: %s", ep);
+  double pacc = after(ep, "\"accuracy\":");
+  CHECK(hits / 24.0 == pacc, "predict (%d/24 right) agrees with eval on the same files (%.4f)", hits,
+        pacc);
+  free(e);
+  free(metrics);
+  free(pr);
+  free(ep);
+}
+
+static void expect_fail(const char *args, const char *word, const char *what) {
+  int st = run(args, "bad.txt");
+  char *o = slurp("bad.txt");
+  CHECK(failed_cleanly(st), "%s exits non-zero without crashing (status %d): %s", what, st, o);
+  CHECK(strstr(o, word) != NULL, "%s: the message mentions '%s': %s", what, word, o);
+  free(o);
+}
+
+static void test_bad_input(void) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && mkdir -p trunc && head -c 5000 data/train-images-idx3-ubyte > "
+           "trunc/train-images-idx3-ubyte && cp data/train-labels-idx1-ubyte data/t10k-* trunc/ && "
+           "head -c 3000 full/last.safetensors > corrupt.safetensors && cp full/last.safetensors "
+           "keep.safetensors && cmp -s full/last.safetensors keep.safetensors",
+           dir);
+  CHECK(system(cmd) == 0, "set-up of the bad files");
+  expect_fail("train model.cfg --data idx:trunc --quiet", "train-images-idx3-ubyte", "truncated IDX");
+  expect_fail("train model.cfg --data folder:nowhere --quiet", "nowhere", "missing data folder");
+  expect_fail("eval corrupt.safetensors", "corrupt.safetensors", "truncated checkpoint");
+  expect_fail("predict full/best.safetensors model.cfg", "model.cfg", "a file that is not an image");
+  expect_fail("train other.cfg --resume full/last.safetensors --quiet", "conv", "a checkpoint of another model");
+  /* a NaN loss (the step schedule multiplies the lr by 1000 each epoch; no batch norm)
+   * stops the run with a clear message; the checkpoint of the last good epoch stays */
+  expect_fail("train nan.cfg --data idx:data --out nanrun --quiet", "NaN", "a NaN loss");
+  snprintf(cmd, sizeof cmd, "cd %s && cp nanrun/last.safetensors nan_keep.safetensors", dir);
+  CHECK(system(cmd) == 0, "the NaN run left a checkpoint of its last good epoch");
+  int st = run("eval nanrun/last.safetensors", "nan_eval.txt");
+  char *o = slurp("nan_eval.txt");
+  CHECK(exited_ok(st) && strstr(o, "accuracy: "), "the last good checkpoint evaluates: %s", o);
+  free(o);
+  snprintf(cmd, sizeof cmd, "cd %s && cmp -s full/last.safetensors keep.safetensors", dir);
+  CHECK(system(cmd) == 0, "failed runs left the earlier run's checkpoint unchanged");
+}
+
+int main(void) {
+  bin = getenv("CNN_BIN");
+  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
+  snprintf(dir, sizeof dir, "/tmp/cnn_cli_XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  char p[512];
+  snprintf(p, sizeof p, "%s/data", dir);
+  mkdir(p, 0777);
+  write_idx("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 512, 1);
+  write_idx("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 256, 2);
+  snprintf(p, sizeof p, "%s/model.cfg", dir);
+  FILE *f = fopen(p, "w");
+  fputs(cfg_text, f);
+  fclose(f);
+  snprintf(p, sizeof p, "%s/nan.cfg", dir);
+  f = fopen(p, "w");
+  fputs("[net]\nheight=12\nwidth=12\nchannels=1\nbatch=32\nlearning_rate=0.05\nmomentum=0.9\n"
+        "[train]\nschedule=step\nstep_size=16\ngamma=1000\nepochs=4\n[convolutional]\nfilters=8\n"
+        "size=3\npad=1\nactivation=relu\n[connected]\noutput=4\nactivation=linear\n[softmax]\n", f);
+  fclose(f);
+  snprintf(p, sizeof p, "%s/other.cfg", dir);
+  f = fopen(p, "w");
+  fputs("[net]\nheight=12\nwidth=12\nchannels=1\n[convolutional]\nfilters=5\nsize=3\npad=1\n"
+        "activation=relu\n[avgpool]\n[connected]\noutput=4\nactivation=linear\n[softmax]\n", f);
+  fclose(f);
+  test_train_resume();
+  test_eval_predict();
+  test_bad_input();
+  int rc = tu_finish("test_cli");
+  if (!rc) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  } else {
+    fprintf(stderr, "files kept in %s\n", dir);
+  }
+  return rc;
+}
