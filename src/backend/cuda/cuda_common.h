@@ -1,0 +1,185 @@
+/* Private to the CUDA backend: the context every op receives as `void *ctx`, the
+ * error-checking macros, and the extern "C" launchers each .cu file defines.
+ *
+ * Every cuda* / cublas* call goes through CUDA_CHECK / CUBLAS_CHECK and every
+ * kernel launch is followed by LAUNCH_CHECK, so a failure comes back as
+ * CNN_ERR_DEVICE with "file:line: call: message" in cnn_last_error(). */
+#ifndef CNN_CUDA_COMMON_H
+#define CNN_CUDA_COMMON_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnn_cuda_ctx {
+  int device;
+  cudaStream_t stream;     /* every op runs on this stream */
+  cublasHandle_t cublas;   /* bound to `stream`, CUBLAS_DEFAULT_MATH (no TF32) */
+  /* device properties, read once at create */
+  char name[256];
+  int sms, cc_major, cc_minor;
+  int max_threads_per_sm;
+  size_t mem_total, l2_bytes, smem_per_block_optin;
+  /* scratch for reductions that have no workspace argument (bias_grad, batch
+   * norm, conv db); grown on demand, freed at destroy */
+  void *scratch;
+  size_t scratch_bytes;
+  /* the op table lives in the context: no global mutable state */
+  cnn_backend_ops ops;
+} cnn_cuda_ctx;
+
+/* A failing runtime call also sets the runtime's "last error"; it is cleared here
+ * so that the next LAUNCH_CHECK does not report a stale error. */
+#define CUDA_CHECK(call)                                                                  \
+  do {                                                                                    \
+    cudaError_t cnn_cuda_e_ = (call);                                                     \
+    if (cnn_cuda_e_ != cudaSuccess) {                                                     \
+      (void)cudaGetLastError();                                                           \
+      return cnn_error(CNN_ERR_DEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
+                       cudaGetErrorString(cnn_cuda_e_));                                  \
+    }                                                                                     \
+  } while (0)
+
+#define CUBLAS_CHECK(call)                                                                \
+  do {                                                                                    \
+    cublasStatus_t cnn_cublas_s_ = (call);                                                \
+    if (cnn_cublas_s_ != CUBLAS_STATUS_SUCCESS) {                                         \
+      (void)cudaGetLastError();                                                           \
+      return cnn_error(CNN_ERR_DEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,        \
+                       cublasGetStatusString(cnn_cublas_s_));                             \
+    }                                                                                     \
+  } while (0)
+
+/* after every <<<...>>>: catches bad launch configurations (and earlier
+ * asynchronous faults, which the message then names at this launch) */
+#define LAUNCH_CHECK(kernel_name)                                                         \
+  do {                                                                                    \
+    cudaError_t cnn_cuda_e_ = cudaGetLastError();                                         \
+    if (cnn_cuda_e_ != cudaSuccess)                                                       \
+      return cnn_error(CNN_ERR_DEVICE, "%s:%d: launch %s: %s", __FILE__, __LINE__,        \
+                       kernel_name, cudaGetErrorString(cnn_cuda_e_));                     \
+  } while (0)
+
+#define CNN_CUDA_CTX(p) ((cnn_cuda_ctx *)(p))
+
+/* threads per block for 1-D elementwise kernels */
+#define CNN_CUDA_THREADS 256
+
+/* blocks for a grid-stride loop over n elements: enough to fill the device a few
+ * times over, never 0 (callers return early for n == 0) */
+static inline unsigned cnn_cuda_blocks(const cnn_cuda_ctx *ctx, size_t n) {
+  size_t want = (n + CNN_CUDA_THREADS - 1) / CNN_CUDA_THREADS;
+  size_t cap = (size_t)(ctx->sms > 0 ? ctx->sms : 1) * 32;
+  if (want > cap) want = cap;
+  if (want < 1) want = 1;
+  return (unsigned)want;
+}
+
+/* scratch of at least `bytes` (256-aligned), valid until the next call; may
+ * synchronize the stream to grow (cuda_backend.cu) */
+cnn_status cnn_cuda_scratch(cnn_cuda_ctx *ctx, size_t bytes, void **out);
+
+/* Deterministic per-column reductions over a [rows, cols] row-major matrix
+ * (cuda_elementwise.cu), shared by bias_grad, conv db and batch norm.
+ * Column sums in double go to sums0 (and sums1 for mode 2):
+ *   mode 0: sums0[j] = sum_r a[r, j]
+ *   mode 1: sums0[j] = sum_r (a[r, j] - mean[j])^2
+ *   mode 2: sums0[j] = sum_r b[r, j];  sums1[j] = sum_r b[r, j] * (a[r, j] - mean[j])
+ * Rows are split into `parts` chunks (cnn_cuda_colsum_parts) reduced by separate
+ * blocks into `partials` (2 * parts * cols doubles; unused when parts == 1), then
+ * summed in a fixed order: the result depends only on the shape and the device's
+ * SM count, never on scheduling. */
+int cnn_cuda_colsum_parts(const cnn_cuda_ctx *ctx, size_t rows, int cols);
+cnn_status cnn_cuda_colsum(cnn_cuda_ctx *ctx, int mode, size_t rows, int cols, const float *a,
+                           const float *b, const float *mean, int parts, double *partials,
+                           double *sums0, double *sums1);
+
+/* round a byte count up to 256 (to carve several arrays out of one scratch) */
+static inline size_t cnn_cuda_align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+/* ---- launchers: cuda_backend.cu ---- */
+cnn_status cnn_cuda_alloc(void *ctx, size_t bytes, void **ptr);
+void cnn_cuda_free(void *ctx, void *ptr);
+cnn_status cnn_cuda_upload(void *ctx, void *dst, const void *src_host, size_t bytes);
+cnn_status cnn_cuda_download(void *ctx, void *dst_host, const void *src, size_t bytes);
+cnn_status cnn_cuda_copy(void *ctx, void *dst, const void *src, size_t bytes);
+cnn_status cnn_cuda_sync(void *ctx);
+cnn_status cnn_cuda_gemm(void *ctx, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc);
+
+/* ---- cuda_elementwise.cu ---- */
+cnn_status cnn_cuda_fill(void *ctx, float *x, size_t n, float v);
+cnn_status cnn_cuda_axpby(void *ctx, size_t n, float alpha, const float *x, float beta, float *y);
+cnn_status cnn_cuda_add(void *ctx, size_t n, const float *a, const float *b, float *y);
+cnn_status cnn_cuda_mul(void *ctx, size_t n, const float *a, const float *b, float beta, float *y);
+cnn_status cnn_cuda_copy2d(void *ctx, size_t rows, size_t cols, const float *src,
+                           size_t src_stride, float *dst, size_t dst_stride, int accumulate);
+cnn_status cnn_cuda_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
+                            float *y);
+cnn_status cnn_cuda_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
+                            const float *y, const float *dy, float *dx);
+cnn_status cnn_cuda_bias_add(void *ctx, size_t rows, size_t cols, const float *bias, float *y);
+cnn_status cnn_cuda_bias_grad(void *ctx, size_t rows, size_t cols, const float *dy, float *db);
+cnn_status cnn_cuda_shortcut_fwd(void *ctx, const cnn_shortcut_desc *d, const float *from,
+                                 float *out);
+cnn_status cnn_cuda_shortcut_bwd(void *ctx, const cnn_shortcut_desc *d, const float *dout,
+                                 float *dfrom);
+cnn_status cnn_cuda_dropout_mask(void *ctx, size_t n, float p, uint64_t seed, uint64_t offset,
+                                 float *mask);
+
+/* ---- cuda_conv.cu ---- */
+size_t cnn_cuda_conv_workspace(void *ctx, const cnn_conv_desc *d);
+cnn_status cnn_cuda_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                             const float *bias, float *y, void *ws, size_t ws_bytes);
+cnn_status cnn_cuda_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+                                  const float *w, float *dx, void *ws, size_t ws_bytes);
+cnn_status cnn_cuda_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+                                    const float *dy, float *dw, float *db, void *ws,
+                                    size_t ws_bytes);
+
+/* ---- cuda_pool.cu ---- */
+cnn_status cnn_cuda_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
+cnn_status cnn_cuda_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
+                                const float *dy, float *dx);
+cnn_status cnn_cuda_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
+cnn_status cnn_cuda_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
+
+/* ---- cuda_norm.cu ---- */
+cnn_status cnn_cuda_bn_fwd_train(void *ctx, size_t rows, int c, const float *x,
+                                 const float *gamma, const float *beta, float eps,
+                                 float momentum, float *running_mean, float *running_var,
+                                 float *save_mean, float *save_invstd, float *y);
+cnn_status cnn_cuda_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x,
+                                 const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, float eps,
+                                 float *y);
+cnn_status cnn_cuda_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                           const float *gamma, const float *save_mean, const float *save_invstd,
+                           float *dx, float *dgamma, float *dbeta);
+cnn_status cnn_cuda_softmax_xent_fwd(void *ctx, int n, int classes, const float *logits,
+                                     const int32_t *labels, float smoothing, float *probs,
+                                     float *loss);
+cnn_status cnn_cuda_softmax_xent_bwd(void *ctx, int n, int classes, const float *probs,
+                                     const int32_t *labels, float smoothing, float scale,
+                                     float *dlogits);
+
+/* ---- cuda_optim.cu ---- */
+cnn_status cnn_cuda_sgd_step(void *ctx, size_t n, float *p, const float *g, float *v, float lr,
+                             float momentum, float wd, int nesterov);
+cnn_status cnn_cuda_adam_step(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                              float lr, float b1, float b2, float eps, float wd, int decoupled,
+                              int64_t t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
