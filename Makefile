@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test test-gpu install clean
+.PHONY: all setup configure build test test-gpu install clean train
 
 all: build
 
@@ -29,3 +29,13 @@ install: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Trains the default model on Fashion-MNIST on the best device found: resnet9 on a
+# CUDA GPU; on a CPU-only machine the smaller fashion model (see models/fashion.cfg).
+# Prints the final test accuracy; the run folder is runs/<model>.
+TRAIN_FLAGS ?=
+train: build
+	@if $(BUILD)/cnn devices --json | grep -q '"compute_capability"'; then \
+	  model=models/resnet9.cfg; else model=models/fashion.cfg; fi; \
+	echo "make train: $$model on Fashion-MNIST"; \
+	$(BUILD)/cnn train $$model --data fashion-mnist --device auto $(TRAIN_FLAGS)

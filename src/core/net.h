@@ -54,7 +54,7 @@ typedef struct cnn_layer_kind {
   /* accumulate into inputs' dy (where not NULL), overwrite parameter grads */
   cnn_status (*backward)(cnn_net *net, cnn_layer *l, int n);
   /* one-line description of the hyper-parameters, e.g. "5x5/1 pad 2, 32" */
-  void (*describe)(const cnn_layer *l, char *buf, size_t len);
+  void (*describe)(const cnn_net *net, const cnn_layer *l, char *buf, size_t len);
 } cnn_layer_kind;
 
 struct cnn_layer {
@@ -79,6 +79,7 @@ struct cnn_layer {
   float alpha;                      /* leaky slope */
   float prob;                       /* dropout */
   int outputs;                      /* dense */
+  int from_section;                 /* shortcut: the cfg section added in (for summaries) */
 
   /* build: pointers into the arena (NULL where the mode needs none) */
   float *y;                         /* [n, out] */

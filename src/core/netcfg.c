@@ -204,6 +204,7 @@ static cnn_status parse_shortcut(builder *b, cnn_cfg_section *s) {
     return cnn_cfg_section_error(b->cfg, s, CNN_ERR_SHAPE, "a shortcut cannot be the first layer");
   int idx;
   CNN_TRY(add(b, s, &cnn_kind_shortcut, C_SHORT, NULL, 2, in, &idx));
+  b->net->layers[idx].from_section = from_rel < 0 ? b->si + from_rel : from_rel;
   return add_bn_act(b, s, idx, 0, act, alpha);
 }
 

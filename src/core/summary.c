@@ -52,7 +52,7 @@ cnn_status cnn_net_summary(const cnn_net *net, int batch, void *fp) {
   for (int i = 0; i < net->n_layers; i++) {
     const cnn_layer *l = &net->layers[i];
     char cfgs[64], shape[32];
-    l->kind->describe(l, cfgs, sizeof cfgs);
+    l->kind->describe(net, l, cfgs, sizeof cfgs);
     snprintf(shape, sizeof shape, "%dx%dx%d", l->out.h, l->out.w, l->out.c);
     commas(a, sizeof a, layer_params(net, l));
     flops_str(b, sizeof b, l->flops);

@@ -42,7 +42,7 @@ static cnn_status act_backward(cnn_net *net, cnn_layer *l, int n) {
                 cnn_layer_x(net, l, 0), l->y, l->dy, dx);
 }
 
-static void act_describe(const cnn_layer *l, char *buf, size_t len) {
+static void act_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   if (l->act == CNN_ACT_LEAKY)
     snprintf(buf, len, "leaky %g", l->alpha);
   else

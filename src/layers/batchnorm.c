@@ -42,7 +42,7 @@ static cnn_status bn_backward(cnn_net *net, cnn_layer *l, int n) {
                 cnn_grad_ptr(net, l, 1));
 }
 
-static void bn_describe(const cnn_layer *l, char *buf, size_t len) {
+static void bn_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   snprintf(buf, len, "%d channels", l->out.c);
 }
 

@@ -95,7 +95,7 @@ static cnn_status conv_backward(cnn_net *net, cnn_layer *l, int n) {
                 db, net->ws, net->ws_bytes);
 }
 
-static void conv_describe(const cnn_layer *l, char *buf, size_t len) {
+static void conv_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   int pos = snprintf(buf, len, "%d %dx%d/%d", l->filters, l->kh, l->kw, l->stride_h);
   if (l->stride_w != l->stride_h) pos += snprintf(buf + pos, len - pos, "x%d", l->stride_w);
   pos += snprintf(buf + pos, len - pos, " pad %d", l->pad_h);

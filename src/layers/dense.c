@@ -43,7 +43,7 @@ static cnn_status dense_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OK;
 }
 
-static void dense_describe(const cnn_layer *l, char *buf, size_t len) {
+static void dense_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   snprintf(buf, len, "%zu -> %d%s", cnn_shape_count(l->in_shape[0]), l->outputs,
            l->bias ? "" : " no bias");
 }

@@ -34,7 +34,7 @@ static cnn_status dropout_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OP(net, mul, count, l->dy, l->aux[0], 1.0f, dx);
 }
 
-static void dropout_describe(const cnn_layer *l, char *buf, size_t len) {
+static void dropout_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   snprintf(buf, len, "p %g", l->prob);
 }
 

@@ -20,7 +20,7 @@ static cnn_status flatten_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OP(net, axpby, (size_t)n * cnn_shape_count(l->out), 1.0f, l->dy, 1.0f, dx);
 }
 
-static void flatten_describe(const cnn_layer *l, char *buf, size_t len) {
+static void flatten_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   snprintf(buf, len, "-> %d", l->out.c);
 }
 

@@ -72,7 +72,7 @@ static cnn_status avgpool_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OP(net, avgpool_bwd, &d, l->dy, dx);
 }
 
-static void pool_describe(const cnn_layer *l, char *buf, size_t len) {
+static void pool_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   if (l->global)
     snprintf(buf, len, "global");
   else

@@ -45,10 +45,10 @@ static cnn_status route_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OK;
 }
 
-static void route_describe(const cnn_layer *l, char *buf, size_t len) {
+static void route_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   int pos = snprintf(buf, len, "layers");
   for (int i = 0; i < l->n_in && pos < (int)len; i++)
-    pos += snprintf(buf + pos, len - pos, " %d", l->in[i]);
+    pos += snprintf(buf + pos, len - pos, " %d", l->in[i] < 0 ? -1 : net->layers[l->in[i]].section);
 }
 
 const cnn_layer_kind cnn_kind_route = {

@@ -49,8 +49,8 @@ static cnn_status shortcut_backward(cnn_net *net, cnn_layer *l, int n) {
   return CNN_OP(net, shortcut_bwd, &d, l->dy, dfrom);
 }
 
-static void shortcut_describe(const cnn_layer *l, char *buf, size_t len) {
-  snprintf(buf, len, "+ layer %d", l->in[1]);
+static void shortcut_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
+  snprintf(buf, len, "+ layer %d", l->from_section);
 }
 
 const cnn_layer_kind cnn_kind_shortcut = {

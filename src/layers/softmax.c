@@ -32,7 +32,7 @@ static cnn_status softmax_backward(cnn_net *net, cnn_layer *l, int n) {
                 1.0f / (float)n, dx);
 }
 
-static void softmax_describe(const cnn_layer *l, char *buf, size_t len) {
+static void softmax_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
   snprintf(buf, len, "%zu classes, cross-entropy", cnn_shape_count(l->out));
 }
 
