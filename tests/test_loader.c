@@ -94,6 +94,19 @@ static int run_epoch(cnn_loader *l, int epoch, int first, const cnn_dataset *d, 
   return total;
 }
 
+static int allocs_live, allocs_total;
+static void *count_alloc(void *ctx, size_t n) {
+  CHECK(ctx == &allocs_total, "host_ctx is passed to host_alloc");
+  allocs_live++;
+  allocs_total++;
+  return malloc(n);
+}
+static void count_free(void *ctx, void *p) {
+  CHECK(ctx == &allocs_total, "host_ctx is passed to host_free");
+  allocs_live--;
+  free(p);
+}
+
 static void test_errors(void) {
   cnn_dataset d = make_data(10, 4, 4, 3);
   cnn_loader *l = (cnn_loader *)&d; /* must come back NULL on error */
@@ -120,7 +133,8 @@ static void test_errors(void) {
   c.aug.cutout = -2;
   CHECK(cnn_loader_create(&c, &l) == CNN_ERR_ARG, "negative cutout");
   c = base_cfg(&d, 4);
-  c.host_alloc = malloc;
+  c.host_alloc = count_alloc;
+  c.host_ctx = &allocs_total;
   CHECK(cnn_loader_create(&c, &l) == CNN_ERR_ARG, "host_alloc without host_free");
   cnn_dataset empty = d;
   empty.n = 0;
@@ -527,16 +541,6 @@ out:
 }
 
 /* custom host allocator: used for every buffer and freed again */
-static int allocs_live, allocs_total;
-static void *count_alloc(size_t n) {
-  allocs_live++;
-  allocs_total++;
-  return malloc(n);
-}
-static void count_free(void *p) {
-  allocs_live--;
-  free(p);
-}
 
 static void test_host_alloc(void) {
   cnn_dataset d = make_data(20, 3, 3, 1);
@@ -544,6 +548,7 @@ static void test_host_alloc(void) {
   c.threaded = 1;
   c.host_alloc = count_alloc;
   c.host_free = count_free;
+  c.host_ctx = &allocs_total;
   cnn_loader *l = NULL;
   CHECK_OK(cnn_loader_create(&c, &l));
   CHECK(allocs_total == 4, "threaded: 2 x (images, labels) allocated, got %d", allocs_total);

@@ -35,6 +35,11 @@ typedef struct cnn_backend cnn_backend;
 cnn_status cnn_backend_create(const char *name, cnn_backend **out);
 void cnn_backend_destroy(cnn_backend *b);
 const char *cnn_backend_name(const cnn_backend *b);
+/* Host memory that backend b (a cnn_backend *, void * so these fit callbacks)
+ * uploads from fastest: pinned for cuda, 64-byte aligned malloc elsewhere.
+ * NULL on failure. */
+void *cnn_host_alloc(void *b, size_t bytes);
+void cnn_host_free(void *b, void *p);
 /* 1 if the CUDA backend was compiled into this library. */
 int cnn_have_cuda(void);
 

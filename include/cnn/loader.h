@@ -47,8 +47,9 @@ typedef struct cnn_loader_config {
   int threaded;            /* 0: batches are made on the caller's thread, in next() */
   /* optional (both or neither): e.g. pinned memory for the CUDA backend.
    * NULL: 64-byte aligned malloc. */
-  void *(*host_alloc)(size_t bytes);
-  void (*host_free)(void *p);
+  void *(*host_alloc)(void *ctx, size_t bytes);
+  void (*host_free)(void *ctx, void *p);
+  void *host_ctx;          /* passed to both, e.g. a cnn_backend (see cnn_host_alloc) */
 } cnn_loader_config;
 
 typedef struct cnn_loader cnn_loader;

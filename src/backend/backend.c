@@ -1,6 +1,7 @@
 /* Backend selection by name. */
 #include "backend/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -33,3 +34,17 @@ void cnn_backend_destroy(cnn_backend *b) {
 }
 
 const char *cnn_backend_name(const cnn_backend *b) { return b ? b->name : "(none)"; }
+
+void *cnn_host_alloc(void *vb, size_t bytes) {
+  cnn_backend *b = vb;
+  void *p = NULL;
+  if (b && b->ops->host_alloc) return b->ops->host_alloc(b->ctx, bytes, &p) == CNN_OK ? p : NULL;
+  return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
+void cnn_host_free(void *vb, void *p) {
+  cnn_backend *b = vb;
+  if (!p) return;
+  if (b && b->ops->host_free) b->ops->host_free(b->ctx, p);
+  else free(p);
+}

@@ -79,6 +79,9 @@ struct cnn_backend_ops {
   cnn_status (*download)(void *ctx, void *dst_host, const void *src, size_t bytes);
   cnn_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes); /* device to device */
   cnn_status (*sync)(void *ctx);
+  /* optional: host memory the backend copies from fastest (pinned for cuda) */
+  cnn_status (*host_alloc)(void *ctx, size_t bytes, void **ptr);
+  void (*host_free)(void *ctx, void *ptr);
 
   /* ---- elementwise ---- */
   cnn_status (*fill)(void *ctx, float *x, size_t n, float v);

@@ -294,6 +294,9 @@ static cnn_status setup(run *r) {
   lc.aug.flip = r->meta.flip;
   lc.aug.cutout = r->meta.cutout;
   lc.threaded = 1;
+  lc.host_alloc = cnn_host_alloc; /* pinned on cuda: the upload needs no staging copy */
+  lc.host_free = cnn_host_free;
+  lc.host_ctx = r->b;
   CNN_TRY(cnn_loader_create(&lc, &r->loader));
   int64_t total = (int64_t)r->tc.epochs * cnn_loader_batches_per_epoch(r->loader);
   r->meta.total_steps = total;

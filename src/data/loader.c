@@ -31,8 +31,9 @@ struct cnn_loader {
   float *x[2];               /* [cap, h, w, c] each */
   int32_t *y[2];             /* [cap] each */
   int nx[2];                 /* images in each buffer */
-  void *(*alloc)(size_t);
-  void (*release)(void *);
+  void *(*alloc)(void *, size_t);
+  void (*release)(void *, void *);
+  void *host_ctx;
   /* epoch state; written only while the worker is idle and end == 0 */
   int epoch;
   uint64_t aug_key;
@@ -48,7 +49,9 @@ struct cnn_loader {
   pthread_t thread;
 };
 
-static void *aligned_host_alloc(size_t bytes) {
+static void plain_free(void *ctx, void *p) { free(p); }
+
+static void *aligned_host_alloc(void *ctx, size_t bytes) {
   size_t a = 64;
   return aligned_alloc(a, (bytes + a - 1) / a * a);
 }
@@ -137,7 +140,8 @@ cnn_status cnn_loader_create(const cnn_loader_config *cfg, cnn_loader **out) {
   l->seed = cfg->seed;
   l->aug = cfg->aug;
   l->alloc = cfg->host_alloc ? cfg->host_alloc : aligned_host_alloc;
-  l->release = cfg->host_free ? cfg->host_free : free;
+  l->release = cfg->host_free ? cfg->host_free : plain_free;
+  l->host_ctx = cfg->host_ctx;
   /* a table per channel replaces a subtract and divide per pixel */
   for (int ch = 0; ch < d->c; ch++)
     for (int u = 0; u < 256; u++)
@@ -153,8 +157,8 @@ cnn_status cnn_loader_create(const cnn_loader_config *cfg, cnn_loader **out) {
   l->perm = malloc(sizeof *l->perm * (size_t)d->n);
   int nslots = l->threaded ? 2 : 1;
   for (int s = 0; s < nslots; s++) {
-    l->x[s] = l->alloc(xbytes);
-    l->y[s] = l->alloc(sizeof(int32_t) * (size_t)l->cap);
+    l->x[s] = l->alloc(l->host_ctx, xbytes);
+    l->y[s] = l->alloc(l->host_ctx, sizeof(int32_t) * (size_t)l->cap);
   }
   if (!l->perm || !l->x[0] || !l->y[0] || (nslots == 2 && (!l->x[1] || !l->y[1]))) {
     cnn_loader_destroy(l);
@@ -272,8 +276,8 @@ void cnn_loader_destroy(cnn_loader *l) {
     pthread_mutex_destroy(&l->mu);
   }
   for (int s = 0; s < 2; s++) {
-    if (l->x[s]) l->release(l->x[s]);
-    if (l->y[s]) l->release(l->y[s]);
+    if (l->x[s]) l->release(l->host_ctx, l->x[s]);
+    if (l->y[s]) l->release(l->host_ctx, l->y[s]);
   }
   free(l->perm);
   free(l);

@@ -109,6 +109,24 @@ extern "C" cnn_status cnn_cuda_copy(void *vctx, void *dst, const void *src, size
   return CNN_OK;
 }
 
+/* pinned host memory: uploads from it are true DMA, with no staging copy */
+static cnn_status cuda_host_alloc(void *vctx, size_t bytes, void **ptr) {
+  (void)vctx;
+  *ptr = NULL;
+  cudaError_t e = cudaHostAlloc(ptr, bytes ? bytes : 1, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *ptr = NULL;
+    return cnn_error(CNN_ERR_NOMEM, "cudaHostAlloc of %zu bytes: %s", bytes, cudaGetErrorString(e));
+  }
+  return CNN_OK;
+}
+
+static void cuda_host_free(void *vctx, void *ptr) {
+  (void)vctx;
+  if (ptr) (void)cudaFreeHost(ptr);
+}
+
 extern "C" cnn_status cnn_cuda_sync(void *vctx) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
@@ -203,6 +221,8 @@ static void fill_ops(cnn_backend_ops *o) {
   o->download = cnn_cuda_download;
   o->copy = cnn_cuda_copy;
   o->sync = cnn_cuda_sync;
+  o->host_alloc = cuda_host_alloc;
+  o->host_free = cuda_host_free;
   o->fill = cnn_cuda_fill;
   o->axpby = cnn_cuda_axpby;
   o->add = cnn_cuda_add;
