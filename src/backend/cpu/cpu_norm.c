@@ -1,0 +1,245 @@
+/* cpu: batch normalisation over channels (x is [rows = n*h*w, c]) and softmax
+ * cross-entropy with label smoothing.
+ *
+ * Batch-norm statistics are column sums in double over fixed row chunks
+ * (cpu_colsum), so they do not depend on the thread count; the per-row passes are
+ * split over rows and vectorised over channels. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu.h"
+
+/* Loops with a select (x > 0 ? a : b) vectorise only if GCC may evaluate both
+ * sides; nothing here reads floating-point exception flags. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* ---- batch norm ---- */
+
+static cnn_status check_bn(size_t rows, int c, const char *op) {
+  if (c < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: %d channels", op, c);
+  if (rows < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: batch statistics of 0 rows", op);
+  return CNN_OK;
+}
+
+/* Per-channel scratch: `nd` double arrays and `nf` float arrays of c each, in one
+ * block (on the stack for small c). */
+typedef struct bn_scratch {
+  double stack_d[4 * 256];
+  float stack_f[4 * 256];
+  void *heap;
+  double *d;
+  float *f;
+} bn_scratch;
+
+static cnn_status scratch_get(bn_scratch *s, int c, int nd, int nf, const char *op) {
+  s->heap = NULL;
+  if (c <= 256) {
+    s->d = s->stack_d;
+    s->f = s->stack_f;
+    return CNN_OK;
+  }
+  size_t dbytes = (size_t)nd * c * sizeof(double);
+  CNN_TRY(cpu_alloc_aligned(dbytes + (size_t)nf * c * sizeof(float), op, &s->heap));
+  s->d = s->heap;
+  s->f = (float *)((char *)s->heap + dbytes);
+  return CNN_OK;
+}
+
+/* y[r, j] = (x[r, j] - mean[j]) scale[j] + shift[j]; x may equal y */
+static void bn_apply(size_t rows, int c, const float *x, const float *mean, const float *scale,
+                     const float *shift, float *y) {
+  int par = rows > 1 && rows * c >= CPU_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
+  for (size_t r = 0; r < rows; r++) {
+    const float *xr = x + r * c;
+    float *yr = y + r * c;
+#pragma omp simd
+    for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+  }
+}
+
+/* Training: batch mean / biased variance (two passes); save mean and invstd; move
+ * the running stats towards the batch mean and the unbiased variance (a single
+ * row has none, so its biased variance is used, as in ref). x may equal y. */
+cnn_status cpu_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, float eps, float momentum, float *running_mean,
+                            float *running_var, float *save_mean, float *save_invstd,
+                            float *y) {
+  const char *op = "bn_fwd_train";
+  CNN_TRY(check_bn(rows, c, op));
+  CPU_NEED(x, op);
+  CPU_NEED(gamma, op);
+  CPU_NEED(beta, op);
+  CPU_NEED(running_mean, op);
+  CPU_NEED(running_var, op);
+  CPU_NEED(save_mean, op);
+  CPU_NEED(save_invstd, op);
+  CPU_NEED(y, op);
+  bn_scratch s;
+  CNN_TRY(scratch_get(&s, c, 2, 2, op));
+  double *mean = s.d, *var = s.d + c;
+  float *meanf = s.f, *scale = s.f + c;
+  cnn_status st = cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, NULL, 0, mean, op);
+  if (st == CNN_OK) {
+    for (int j = 0; j < c; j++) mean[j] /= (double)rows;
+    st = cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, mean, 1, var, op);
+  }
+  if (st == CNN_OK) {
+    for (int j = 0; j < c; j++) {
+      double v = var[j] / (double)rows;
+      double invstd = 1.0 / sqrt(v + eps);
+      double unbiased = rows > 1 ? v * (double)rows / (double)(rows - 1) : v;
+      running_mean[j] = (float)((1.0 - momentum) * running_mean[j] + momentum * mean[j]);
+      running_var[j] = (float)((1.0 - momentum) * running_var[j] + momentum * unbiased);
+      save_mean[j] = (float)mean[j];
+      save_invstd[j] = (float)invstd;
+      meanf[j] = (float)mean[j];
+      scale[j] = (float)(gamma[j] * invstd);
+    }
+    bn_apply(rows, c, x, meanf, scale, beta, y);
+  }
+  free(s.heap);
+  return st;
+}
+
+/* Inference: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta */
+cnn_status cpu_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, const float *running_mean,
+                            const float *running_var, float eps, float *y) {
+  const char *op = "bn_fwd_infer";
+  if (c < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: %d channels", op, c);
+  CPU_NEED(x, op);
+  CPU_NEED(gamma, op);
+  CPU_NEED(beta, op);
+  CPU_NEED(running_mean, op);
+  CPU_NEED(running_var, op);
+  CPU_NEED(y, op);
+  bn_scratch s;
+  CNN_TRY(scratch_get(&s, c, 0, 1, op));
+  float *scale = s.f;
+  for (int j = 0; j < c; j++) scale[j] = (float)(gamma[j] / sqrt((double)running_var[j] + eps));
+  bn_apply(rows, c, x, running_mean, scale, beta, y);
+  free(s.heap);
+  return CNN_OK;
+}
+
+/* With xhat = (x - mean) invstd:
+ *   dbeta = sum dy;  dgamma = sum dy xhat   (overwritten)
+ *   dx += gamma invstd / rows (rows dy - dbeta - xhat dgamma) */
+cnn_status cpu_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                      const float *gamma, const float *save_mean, const float *save_invstd,
+                      float *dx, float *dgamma, float *dbeta) {
+  const char *op = "bn_bwd";
+  CNN_TRY(check_bn(rows, c, op));
+  CPU_NEED(x, op);
+  CPU_NEED(dy, op);
+  CPU_NEED(gamma, op);
+  CPU_NEED(save_mean, op);
+  CPU_NEED(save_invstd, op);
+  CPU_NEED(dx, op);
+  CPU_NEED(dgamma, op);
+  CPU_NEED(dbeta, op);
+  bn_scratch s;
+  CNN_TRY(scratch_get(&s, c, 3, 3, op));
+  double *center = s.d, *sums = s.d + c; /* sums: [sum dy | sum dy (x - mean)] */
+  float *a = s.f, *b = s.f + c, *k = s.f + 2 * c;
+  for (int j = 0; j < c; j++) center[j] = save_mean[j];
+  cnn_status st = cpu_colsum(rows, (size_t)c, (size_t)c, dy, x, center, 2, sums, op);
+  if (st == CNN_OK) {
+    for (int j = 0; j < c; j++) {
+      double invstd = save_invstd[j];
+      double sum_dy = sums[j], sum_dy_xhat = sums[c + j] * invstd;
+      dbeta[j] = (float)sum_dy;
+      dgamma[j] = (float)sum_dy_xhat;
+      /* dx += a (dy - b - (x - mean) k) */
+      a[j] = (float)(gamma[j] * invstd);
+      b[j] = (float)(sum_dy / (double)rows);
+      k[j] = (float)(sum_dy_xhat * invstd / (double)rows);
+    }
+    const float *mean = save_mean;
+    int par = rows > 1 && rows * c >= CPU_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
+    for (size_t r = 0; r < rows; r++) {
+      const float *xr = x + r * c, *dyr = dy + r * c;
+      float *dxr = dx + r * c;
+#pragma omp simd
+      for (int j = 0; j < c; j++) dxr[j] += a[j] * (dyr[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+    }
+  }
+  free(s.heap);
+  return st;
+}
+
+/* ---- softmax cross-entropy ---- */
+
+static cnn_status check_xent(int n, int classes, const int32_t *labels, float smoothing,
+                             const char *op) {
+  if (n < 0 || classes < 1)
+    return cnn_error(CNN_ERR_ARG, "cpu %s: n=%d classes=%d", op, n, classes);
+  if (!(smoothing >= 0.0f && smoothing <= 1.0f))
+    return cnn_error(CNN_ERR_ARG, "cpu %s: label smoothing %g is not in [0, 1]", op, smoothing);
+  for (int i = 0; i < n; i++)
+    if (labels[i] < 0 || labels[i] >= classes)
+      return cnn_error(CNN_ERR_ARG, "cpu %s: label %d of row %d is not in [0, %d)", op,
+                       (int)labels[i], i, classes);
+  return CNN_OK;
+}
+
+/* probs = softmax(logits); loss[i] = -sum_j t_j log p_j = lse - sum_j t_j z_j
+ * (the targets sum to 1), with lse = max + log sum exp(z - max) */
+cnn_status cpu_softmax_xent_fwd(void *ctx, int n, int classes, const float *logits,
+                                const int32_t *labels, float smoothing, float *probs,
+                                float *loss) {
+  const char *op = "softmax_xent_fwd";
+  CPU_NEED(logits, op);
+  CPU_NEED(labels, op);
+  CPU_NEED(probs, op);
+  CPU_NEED(loss, op);
+  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  const double on = 1.0 - smoothing, off = (double)smoothing / classes;
+  int par = n > 1 && (size_t)n * classes >= CPU_PAR_MIN / 8;
+#pragma omp parallel for schedule(static) if (par)
+  for (int i = 0; i < n; i++) {
+    const float *z = logits + (size_t)i * classes;
+    float *p = probs + (size_t)i * classes;
+    float zmax = z[0];
+    for (int j = 1; j < classes; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    double sum = 0.0, zsum = 0.0;
+    for (int j = 0; j < classes; j++) {
+      p[j] = expf(z[j] - zmax);
+      sum += p[j];
+      zsum += z[j];
+    }
+    double lse = zmax + log(sum);
+    float inv = (float)(1.0 / sum);
+#pragma omp simd
+    for (int j = 0; j < classes; j++) p[j] *= inv;
+    loss[i] = (float)(lse - on * z[labels[i]] - off * zsum);
+  }
+  return CNN_OK;
+}
+
+/* dlogits += scale (probs - target) */
+cnn_status cpu_softmax_xent_bwd(void *ctx, int n, int classes, const float *probs,
+                                const int32_t *labels, float smoothing, float scale,
+                                float *dlogits) {
+  const char *op = "softmax_xent_bwd";
+  CPU_NEED(probs, op);
+  CPU_NEED(labels, op);
+  CPU_NEED(dlogits, op);
+  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  const float off = (float)((double)smoothing / classes);
+  const float on = (float)(1.0 - smoothing + (double)smoothing / classes);
+  int par = n > 1 && (size_t)n * classes >= CPU_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
+  for (int i = 0; i < n; i++) {
+    const float *p = probs + (size_t)i * classes;
+    float *g = dlogits + (size_t)i * classes;
+    const int label = labels[i];
+#pragma omp simd
+    for (int j = 0; j < classes; j++) g[j] += scale * (p[j] - (j == label ? on : off));
+  }
+  return CNN_OK;
+}
