@@ -3,7 +3,7 @@
 # The CUDA toolkit is not a Debian package here: the CUDA backend is built when
 # nvcc is found (PATH or /usr/local/cuda/bin) and skipped otherwise.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libinih-dev libcjson-dev libstb-dev
+pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libcjson-dev libstb-dev
       dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
