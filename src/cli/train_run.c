@@ -343,6 +343,7 @@ static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss,
   int n;
   while (cnn_loader_next(r->loader, &x, &y, &n)) {
     cnn_step_result res;
+    float lr = cnn_net_current_lr(r->net); /* the rate this step uses */
     cnn_status st = cnn_net_train_step(r->net, x, y, n, &res);
     if (st != CNN_OK) {
       cli_progress_end_epoch(pg);
@@ -354,7 +355,7 @@ static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss,
     sum += res.loss * n;
     int64_t step = cnn_net_step_count(r->net);
     metrics_line(r, "{\"type\":\"step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"lr\":%.6g}",
-                 epoch + 1, (long long)step, res.loss, cnn_net_current_lr(r->net));
+                 epoch + 1, (long long)step, res.loss, lr);
     double t = now() - t0;
     cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, sum / seen, (double)hits / seen,
                       seen / t, t / k * (steps - k));
