@@ -75,3 +75,24 @@ int cli_mkdirs(const char *path) {
   if (mkdir(buf, 0777) && errno != EEXIST) return -1;
   return 0;
 }
+
+char *cli_read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+  char *s = n >= 0 && n < (64l << 20) && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)n + 1) : NULL;
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+    free(s);
+    s = NULL;
+  }
+  fclose(f);
+  if (!s) {
+    cnn_error(CNN_ERR_IO, "%s: cannot read (or larger than 64 MiB)", path);
+    return NULL;
+  }
+  s[n] = 0;
+  return s;
+}

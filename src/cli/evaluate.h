@@ -23,5 +23,7 @@ cnn_status cli_evaluate(cnn_net *net, const cnn_dataset *d, int batch, const flo
 
 /* mkdir -p */
 int cli_mkdirs(const char *path);
+/* a whole text file (at most 64 MiB), NUL-terminated; NULL with cnn_last_error() set */
+char *cli_read_text(const char *path);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/evaluate.h"
 #include "cli/meta.h"
 #include "cli/report.h"
 #include "core/error.h"
@@ -49,18 +50,6 @@ static void add_line(hist *h, const char *line) {
   cJSON_Delete(o);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (s) s[fread(s, 1, (size_t)n, f)] = 0;
-  fclose(f);
-  return s;
-}
-
 int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
                         const cli_meta *m, const char *device, const int64_t *confusion,
                         int classes) {
@@ -100,7 +89,7 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   double total = 0;
   for (int i = 0; i < h.n_ep; i++)
     if (isfinite(h.ep[i].seconds)) total += h.ep[i].seconds;
-  char *summary = slurp(summary_file);
+  char *summary = cli_read_text(summary_file);
   cli_report r = {0};
   r.title = title;
   r.model_path = title;

@@ -45,29 +45,6 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = n >= 0 && n < (64l << 20) ? malloc((size_t)n + 1) : NULL;
-  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-    free(s);
-    s = NULL;
-  }
-  fclose(f);
-  if (!s) {
-    cnn_error(CNN_ERR_IO, "%s: cannot read (or larger than 64 MiB)", path);
-    return NULL;
-  }
-  s[n] = 0;
-  return s;
-}
-
 /* comma-separated floats (the cfg's mean= / std=) */
 static int parse_floats(const char *s, float *v, int max) {
   int n = 0;
@@ -250,11 +227,11 @@ static cnn_status setup(run *r) {
   if (o->resume) {
     CNN_TRY(cli_meta_read(o->resume, &r->meta));
     /* a cfg given with --resume must match the checkpoint: loading checks every tensor */
-    r->cfg_text = o->model ? read_text(o->model) : strdup(r->meta.cfg);
+    r->cfg_text = o->model ? cli_read_text(o->model) : strdup(r->meta.cfg);
     if (!r->cfg_text) return CNN_ERR_IO;
     r->model_name = o->model ? o->model : o->resume;
   } else {
-    r->cfg_text = read_text(o->model);
+    r->cfg_text = cli_read_text(o->model);
     if (!r->cfg_text) return CNN_ERR_IO;
     r->model_name = o->model;
     r->meta.cfg = strdup(r->cfg_text);
