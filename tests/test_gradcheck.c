@@ -378,6 +378,9 @@ int main(void) {
   /* ---- flatten ---- */
   run_case("flatten", 5, 6, 3, "[flatten]\n", "", 4);
 
+  /* ---- softmax temperature (extra lands in the [softmax] section) ---- */
+  run_case("softmax temperature 4", 5, 6, 3, "[maxpool]\nsize=2\nstride=2\n", "temperature=4\n", 4);
+
   /* ---- label smoothing in the loss ---- */
   run_case("label_smoothing 0.1", 5, 6, 3, "[maxpool]\nsize=2\nstride=2\n",
            "[train]\nlabel_smoothing=0.1\n", 4);

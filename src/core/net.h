@@ -78,6 +78,7 @@ struct cnn_layer {
   cnn_act act;
   float alpha;                      /* leaky slope */
   float prob;                       /* dropout */
+  float temperature;                /* softmax: logits are divided by it */
   int outputs;                      /* dense */
   int from_section;                 /* shortcut: the cfg section added in (for summaries) */
 

@@ -174,17 +174,19 @@ static cnn_status parse_simple(builder *b, cnn_cfg_section *s, const cnn_layer_k
   float p = 0;
   if (k == &cnn_kind_dropout) CNN_TRY(cnn_cfg_float(b->cfg, s, "probability", 0.5, 0, 0.999, &p));
   cnn_act act = CNN_ACT_LINEAR;
-  float alpha = 0;
+  float alpha = 0, temperature = 1;
   if (k == &cnn_kind_act) CNN_TRY(get_act(b, s, "linear", &act, &alpha));
   if (k == &cnn_kind_softmax) {
     int groups;
     CNN_TRY(cnn_cfg_int(b->cfg, s, "groups", 1, 1, 1, &groups));
+    CNN_TRY(cnn_cfg_float(b->cfg, s, "temperature", 1.0, 1e-3, 1e3, &temperature));
   }
   CNN_TRY(cnn_cfg_check_unused(b->cfg, s));
   CNN_TRY(add(b, s, k, which, NULL, 1, &in, &idx));
   b->net->layers[idx].prob = p;
   b->net->layers[idx].act = act;
   b->net->layers[idx].alpha = alpha;
+  b->net->layers[idx].temperature = temperature;
   b->net->section_out[b->si] = idx;
   return CNN_OK;
 }
