@@ -116,7 +116,9 @@ struct cnn_backend_ops {
   cnn_status (*bias_grad)(void *ctx, size_t rows, size_t cols, const float *dy, float *db);
 
   /* ---- convolution ---- */
-  /* bytes of scratch the three conv ops need for this shape (may be 0) */
+  /* bytes of scratch the three conv ops need for this shape (may be 0). Nets size
+   * it for the built batch and call with any n up to it: an op given the size for
+   * a larger n must still succeed (e.g. by using fewer threads). */
   size_t (*conv_workspace)(void *ctx, const cnn_conv_desc *d);
   /* y = conv(x, w) (+ bias[k] if bias != NULL) */
   cnn_status (*conv_fwd)(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
