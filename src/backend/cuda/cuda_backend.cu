@@ -124,7 +124,9 @@ static cnn_status cuda_host_alloc(void *vctx, size_t bytes, void **ptr) {
 
 static void cuda_host_free(void *vctx, void *ptr) {
   (void)vctx;
-  if (ptr) (void)cudaFreeHost(ptr);
+  /* a failure also sets the runtime's last error: clear it, or the next
+   * LAUNCH_CHECK would report it against an unrelated kernel */
+  if (ptr && cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();
 }
 
 extern "C" cnn_status cnn_cuda_sync(void *vctx) {

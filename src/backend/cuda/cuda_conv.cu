@@ -423,17 +423,35 @@ static cnn_status check_desc(const cnn_conv_desc *d, const char *op) {
                      "stride=%d,%d pad=%d,%d dil=%d,%d groups=%d",
                      op, d->n, d->h, d->w, d->c, d->k, d->r, d->s, d->oh, d->ow, d->stride_h,
                      d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->groups);
-  /* the tiled kernels index pixels and im2col rows with int */
-  if ((double)d->n * d->h * d->w >= 2147483647.0 || (double)d->n * d->oh * d->ow >= 2147483647.0 ||
-      (double)d->r * d->s * d->c >= 2147483647.0 || (double)d->r * d->s * d->k >= 2147483647.0)
+  /* the tiled kernels index pixels and im2col rows with int, and form indices up
+   * to one tile (64) past the last one: keep that headroom below INT_MAX */
+  const double lim = 2147483647.0 - 2.0 * TB_M;
+  if ((double)d->n * d->h * d->w >= lim || (double)d->n * d->oh * d->ow >= lim ||
+      (double)d->r * d->s * d->c >= lim || (double)d->r * d->s * d->k >= lim)
     return cnn_error(CNN_ERR_SHAPE, "cuda %s: conv shape too large for 32-bit indexing", op);
   return CNN_OK;
 }
 
 static unsigned ceil_div_u(long long a, long long b) { return (unsigned)((a + b - 1) / b); }
 
+/* gridDim.y and gridDim.z are limited to 65535 on every device: the tiled
+ * engines put the N tiles in y and the groups in z, so shapes beyond either
+ * limit take the direct kernels (grid-stride, no such limit) */
+static int tiles_fit_y(long long n) { return (n + TB_N - 1) / TB_N <= 65535; }
+
+static int use_tiled_fwd(const cnn_conv_desc *d) {
+  const int kg = d->k / d->groups;
+  return kg >= TILED_MIN_CH && d->groups <= 65535 && tiles_fit_y(kg);
+}
+
+static int use_tiled_bwd_data(const cnn_conv_desc *d) {
+  const int cg = d->c / d->groups;
+  return cg >= TILED_MIN_CH && d->groups <= 65535 && tiles_fit_y(cg);
+}
+
 static int use_tiled_bwd_filter(const cnn_conv_desc *d) {
-  return d->k / d->groups >= TILED_MIN_CH && d->groups <= 65535;
+  return d->k / d->groups >= TILED_MIN_CH && d->groups <= 65535 &&
+         tiles_fit_y((long long)d->r * d->s * (d->c / d->groups));
 }
 
 /* How bwd_filter splits the n*oh*ow pixels: `splits` chunks of `chunk` pixels
@@ -491,7 +509,7 @@ extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, cons
   const long long M = (long long)d->n * d->oh * d->ow;
   const int kg = d->k / d->groups;
   if (M == 0) return CNN_OK;
-  if (kg >= TILED_MIN_CH && d->groups <= 65535) {
+  if (use_tiled_fwd(d)) {
     dim3 grid(ceil_div_u(M, TB_M), ceil_div_u(kg, TB_N), (unsigned)d->groups);
     k_conv_fwd_tiled<<<grid, TB_THREADS, 0, ctx->stream>>>(*d, x, w, bias, y);
     LAUNCH_CHECK("k_conv_fwd_tiled");
@@ -514,7 +532,7 @@ extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d,
   const long long M = (long long)d->n * d->h * d->w;
   const int cg = d->c / d->groups;
   if (M == 0 || (long long)d->oh * d->ow == 0) return CNN_OK; /* dx += 0 */
-  if (cg >= TILED_MIN_CH && d->groups <= 65535) {
+  if (use_tiled_bwd_data(d)) {
     dim3 grid(ceil_div_u(M, TB_M), ceil_div_u(cg, TB_N), (unsigned)d->groups);
     k_conv_bwd_data_tiled<<<grid, TB_THREADS, 0, ctx->stream>>>(*d, dy, w, dx);
     LAUNCH_CHECK("k_conv_bwd_data_tiled");

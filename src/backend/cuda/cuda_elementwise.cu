@@ -101,7 +101,10 @@ extern "C" cnn_status cnn_cuda_copy2d(void *vctx, size_t rows, size_t cols, cons
                                       int accumulate) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   if (rows == 0 || cols == 0) return CNN_OK;
-  if (!accumulate && src_stride >= cols && dst_stride >= cols) {
+  /* cudaMemcpy2D rejects pitches above cudaDevAttrMaxPitch (2^31 - 1 bytes on
+   * sm_80 / sm_90: cudaErrorInvalidPitchValue); wider strides take the kernel */
+  if (!accumulate && src_stride >= cols && dst_stride >= cols &&
+      src_stride <= 0x7fffffffu / sizeof(float) && dst_stride <= 0x7fffffffu / sizeof(float)) {
     CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * sizeof(float), src, src_stride * sizeof(float),
                                  cols * sizeof(float), rows, cudaMemcpyDeviceToDevice,
                                  ctx->stream));
