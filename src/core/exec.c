@@ -51,23 +51,15 @@ static cnn_status backward(cnn_net *net, int n) {
     for (int q = 0; q < l->n_in; q++) {
       int i = l->in[q];
       if (i < 0) continue;
-      int first = 1; /* is j the last consumer of i? then it writes dy_i first */
-      for (int k = j + 1; k < L && first; k++)
-        for (int r = 0; r < net->layers[k].n_in; r++)
-          if (net->layers[k].in[r] == i) first = 0;
       int dup = 0; /* the same input twice in one layer: zero once */
       for (int r = 0; r < q; r++)
         if (l->in[r] == i) dup = 1;
-      if (first && !dup)
+      /* j is the last consumer of i, so it writes dy_i first */
+      if (net->layers[i].last_consumer == j && !dup)
         CNN_TRY(CNN_OP(net, fill, net->layers[i].dy, (size_t)n * cnn_shape_count(net->layers[i].out), 0.0f));
     }
-    if (l->dy && j < L - 1) {
-      int consumed = 0;
-      for (int k = j + 1; k < L && !consumed; k++)
-        for (int r = 0; r < net->layers[k].n_in; r++)
-          if (net->layers[k].in[r] == j) consumed = 1;
-      if (!consumed) CNN_TRY(CNN_OP(net, fill, l->dy, (size_t)n * cnn_shape_count(l->out), 0.0f));
-    }
+    if (l->dy && l->last_consumer < 0) /* nothing reads it: its gradient is zero */
+      CNN_TRY(CNN_OP(net, fill, l->dy, (size_t)n * cnn_shape_count(l->out), 0.0f));
     cnn_status st = l->kind->backward(net, l, n);
     if (st != CNN_OK)
       return cnn_error_prefix(st, "backward of layer %d (%s, %s)", l->section, l->name, l->kind->name);

@@ -141,6 +141,10 @@ static cnn_status parse_net(cnn_net *net, cnn_cfg *cfg) {
     si++;
   }
   if (st == CNN_OK) st = infer_all(net, cfg, secs);
+  for (int i = 0; i < net->n_layers; i++) net->layers[i].last_consumer = -1;
+  for (int j = 0; j < net->n_layers; j++) /* the graph is fixed: liveness is computed once */
+    for (int q = 0; q < net->layers[j].n_in; q++)
+      if (net->layers[j].in[q] >= 0) net->layers[net->layers[j].in[q]].last_consumer = j;
   free(secs);
   if (st == CNN_OK) st = assign_offsets(net);
   return st;

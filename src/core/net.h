@@ -69,6 +69,7 @@ struct cnn_layer {
   int n_param;
   int param[CNN_MAX_PARAMS];        /* tensor indices: weight, bias / gamma, beta, mean, var */
   double flops;                     /* forward FLOPs per image */
+  int last_consumer;                /* the last layer reading this one's output, -1: none */
 
   /* hyper-parameters (the kinds use what they need) */
   int filters, kh, kw, stride_h, stride_w, pad_h, pad_w, dil, groups, bias;

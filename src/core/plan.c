@@ -90,23 +90,15 @@ static cnn_status balloc(cnn_net *net, size_t bytes, void **p) {
 static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count) {
   int L = net->n_layers, cap = L * (2 + CNN_MAX_AUX), k = 0;
   pbuf *bufs = calloc((size_t)cap, sizeof *bufs);
-  int *last_use = malloc((size_t)L * sizeof *last_use);
-  if (!bufs || !last_use) {
-    free(bufs);
-    free(last_use);
-    return cnn_error(CNN_ERR_NOMEM, "out of memory planning");
-  }
-  for (int i = 0; i < L; i++) last_use[i] = -1;
-  for (int j = 0; j < L; j++)
-    for (int q = 0; q < net->layers[j].n_in; q++)
-      if (net->layers[j].in[q] >= 0) last_use[net->layers[j].in[q]] = j;
+  if (!bufs) return cnn_error(CNN_ERR_NOMEM, "out of memory planning");
   for (int i = 0; i < L; i++) {
     cnn_layer *l = &net->layers[i];
     size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * sizeof(float));
-    int y_end = train || i == L - 1 ? 2 * L : (last_use[i] > i ? last_use[i] : i);
+    int last = l->last_consumer;
+    int y_end = train || i == L - 1 ? 2 * L : (last > i ? last : i);
     bufs[k++] = (pbuf){yb, 0, i, y_end, &l->y};
     if (train && i < L - 1) {
-      int first = last_use[i] >= 0 ? 2 * L - 1 - last_use[i] : 2 * L - 1 - i;
+      int first = last >= 0 ? 2 * L - 1 - last : 2 * L - 1 - i;
       bufs[k++] = (pbuf){yb, 0, first, 2 * L - 1 - i, &l->dy};
     }
     size_t ac[CNN_MAX_AUX] = {0};
@@ -118,7 +110,6 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
       bufs[k++] = (pbuf){align_up(ac[j] * sizeof(float)), 0, i, end, &l->aux[j]};
     }
   }
-  free(last_use);
   *out = bufs;
   *count = k;
   return CNN_OK;
