@@ -14,12 +14,26 @@ static void help(FILE *f) {
              "BMP, ...), which is converted to the model's input size and channels.\n");
 }
 
+/* a JSON string literal (file and class names may hold quotes or backslashes) */
+static void json_str(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') printf("\\%c", c);
+    else if (c < 0x20) printf("\\u%04x", c);
+    else putchar(c);
+  }
+  putchar('"');
+}
+
 static int classify(cli_model *m, char **files, int n, int top, int json, int *first) {
   int h = m->info.height, w = m->info.width, c = m->info.channels, k = m->info.classes;
   size_t per = (size_t)h * w * c;
   float *x = malloc((size_t)n * per * sizeof *x), *probs = malloc((size_t)n * k * sizeof *probs);
   uint8_t *img = malloc(per);
-  int *ok = calloc((size_t)n, sizeof *ok), bad = 0, good = 0, oom = !x || !probs || !img || !ok;
+  char *used = malloc((size_t)k); /* classes already listed for the current image */
+  int *ok = calloc((size_t)n, sizeof *ok), bad = 0, good = 0,
+      oom = !x || !probs || !img || !ok || !used;
   if (oom) {
     fprintf(stderr, "cnn predict: out of memory\n");
     bad = n;
@@ -42,24 +56,35 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int *f
   for (int i = 0, j = 0; i < n && good; i++) {
     if (!ok[i]) continue;
     const float *p = probs + (size_t)j++ * k;
-    if (json) printf("%s{\"file\":\"%s\",\"top\":[", *first ? "" : ",\n", files[i]);
-    else printf("%s:", files[i]);
+    if (json) {
+      printf("%s{\"file\":", *first ? "" : ",\n");
+      json_str(files[i]);
+      printf(",\"top\":[");
+    } else {
+      printf("%s:", files[i]);
+    }
     *first = 0;
-    int used[4096] = {0};
+    memset(used, 0, (size_t)k);
     for (int t = 0; t < top && t < k; t++) {
       int best = -1;
       for (int q = 0; q < k; q++)
-        if ((q >= 4096 || !used[q]) && (best < 0 || p[q] > p[best])) best = q;
-      if (best < 4096) used[best] = 1;
+        if (!used[q] && (best < 0 || p[q] > p[best])) best = q;
+      used[best] = 1;
       const char *name = best < m->meta.classes ? m->meta.class_names[best] : "?";
-      if (json) printf("%s{\"class\":%d,\"name\":\"%s\",\"p\":%.6f}", t ? "," : "", best, name, p[best]);
-      else printf("  %d. %s (%d) %.4f", t + 1, name, best, p[best]);
+      if (json) {
+        printf("%s{\"class\":%d,\"name\":", t ? "," : "", best);
+        json_str(name);
+        printf(",\"p\":%.6f}", p[best]);
+      } else {
+        printf("  %d. %s (%d) %.4f", t + 1, name, best, p[best]);
+      }
     }
     printf(json ? "]}" : "\n");
   }
   free(x);
   free(probs);
   free(img);
+  free(used);
   free(ok);
   return bad;
 }
