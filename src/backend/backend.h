@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cnn/cnn.h"
+#include "core/schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +61,33 @@ typedef enum cnn_act {
 typedef struct cnn_shortcut_desc {
   int n, h1, w1, c1, h2, w2, c2;
 } cnn_shortcut_desc;
+
+/* ---- step state -------------------------------------------------------------
+ * One per built net, in backend memory (device memory on cuda). Ops of a step
+ * program read per-step values from it (never from arguments frozen when a CUDA
+ * graph was captured) and write the step's metrics into it; the host reads it
+ * asynchronously. Layout is shared by host and device code: keep it POD. */
+#define CNN_LOSS_RING 1024
+enum {
+  CNN_NONFINITE_INPUT = 1,  /* check_finite found NaN/Inf in an input */
+  CNN_NONFINITE_LOSS = 2    /* softmax_xent_step's loss sum is NaN/Inf */
+};
+typedef struct cnn_step_state {
+  int64_t step;          /* optimizer steps taken: the index of the step in flight */
+  int64_t refused;       /* training steps refused (non-finite input or loss) */
+  int64_t last_refused;  /* step index of the last refused step; -1: none */
+  int64_t seen;          /* images counted into the sums below since metrics_reset */
+  int64_t correct;       /* top-1 hits, idem */
+  double loss_sum;       /* sum of per-image losses, idem */
+  double step_loss;      /* this step: sum of per-image losses (softmax_xent_step) */
+  int64_t step_correct;  /* this step: top-1 hits */
+  int64_t step_n;        /* this step: images with labels (0: no labels given) */
+  float lr;              /* learning rate of the step in flight (step_begin) */
+  int32_t nonfinite;     /* CNN_NONFINITE_* bits of the step in flight */
+  /* mean loss of training step s at [s % CNN_LOSS_RING], written by step_end
+   * (also for a refused step, whose value is then not finite) */
+  float loss_ring[CNN_LOSS_RING];
+} cnn_step_state;
 
 typedef struct cnn_backend_ops cnn_backend_ops;
 
@@ -187,6 +215,120 @@ struct cnn_backend_ops {
   cnn_status (*adam_step)(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
                           float lr, float b1, float b2, float eps, float wd, int decoupled,
                           int64_t t);
+
+  /* ==== step programs ========================================================
+   * The ops below are what compiled step programs (src/core/program.c) call. Each
+   * one that takes `st` reads per-step values from the step state in backend
+   * memory; none of them synchronises with the host or allocates. */
+
+  /* ---- asynchronous transfers ---- */
+  /* Returns once src_host may be reused; the copy may still be in flight (cuda:
+   * staged through pinned memory, on the compute stream, ordered before later ops). */
+  cnn_status (*upload_async)(void *ctx, void *dst, const void *src_host, size_t bytes);
+  /* Start copying bytes of src into host memory dst_host (from host_alloc on cuda);
+   * only one read is outstanding per backend: a new one replaces the old. */
+  cnn_status (*read_async)(void *ctx, void *dst_host, const void *src, size_t bytes);
+  /* 1 when the last read_async has landed (wait != 0: block until it has), 0 if not */
+  int (*read_done)(void *ctx, int wait);
+
+  /* ---- step state ---- */
+  /* st->nonfinite = 0; st->step_loss = 0, step_correct = step_n = 0;
+   * st->lr = cnn_sched_lr(sd, st->step) (sd may be NULL: lr unchanged) */
+  cnn_status (*step_begin)(void *ctx, cnn_step_state *st, const cnn_sched_desc *sd);
+  /* Training (train != 0): if st->nonfinite: refused++, last_refused = step;
+   *   otherwise seen += step_n, correct += step_correct, loss_sum += step_loss, step++.
+   *   Either way loss_ring[step % CNN_LOSS_RING] = step_loss / max(step_n, 1) (the
+   *   step index before the increment).
+   * Inference (train == 0): the sums are always accumulated; step is unchanged. */
+  cnn_status (*step_end)(void *ctx, cnn_step_state *st, int train);
+  /* seen = correct = 0, loss_sum = 0 (the other fields are kept) */
+  cnn_status (*metrics_reset)(void *ctx, cnn_step_state *st);
+  /* st->nonfinite |= CNN_NONFINITE_INPUT if any of x[0..n) is NaN or Inf */
+  cnn_status (*check_finite)(void *ctx, size_t n, const float *x, cnn_step_state *st);
+
+  /* ---- fused softmax cross-entropy: forward, metrics and (dlogits != NULL) backward ----
+   * z = inv_temp * logits; probs = softmax(z) per row; with labels (may be NULL):
+   *   loss[i] = -sum_j t_ij log p_ij (log-sum-exp; t as softmax_xent_fwd, smoothing eps)
+   *   st->step_loss += sum_i loss[i]; st->step_correct += #{i: argmax_j probs[i] == label
+   *   (first maximum)}; st->step_n += n; nonfinite |= CNN_NONFINITE_LOSS if the step's
+   *   loss sum is not finite;
+   *   dlogits[i, j] += dscale * (p_ij - t_ij)   (only if dlogits != NULL)
+   * Without labels only probs are written (loss and dlogits are ignored). */
+  cnn_status (*softmax_xent_step)(void *ctx, int n, int classes, const float *logits,
+                                  float inv_temp, const int32_t *labels, float smoothing,
+                                  float *probs, float *loss, float *dlogits, float dscale,
+                                  cnn_step_state *st);
+
+  /* ---- optimizers reading the step state: the update is skipped entirely (p, v,
+   * m unchanged) when st->nonfinite != 0; lr = st->lr; Adam's t = st->step + 1.
+   * Otherwise exactly sgd_step / adam_step above. */
+  cnn_status (*sgd_step_st)(void *ctx, size_t n, float *p, const float *g, float *v,
+                            float momentum, float wd, int nesterov, const cnn_step_state *st);
+  cnn_status (*adam_step_st)(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                             float b1, float b2, float eps, float wd, int decoupled,
+                             const cnn_step_state *st);
+
+  /* ---- dropout keyed by the step in flight: as dropout_mask with
+   *   seed' = cnn_rng_u64(seed, (uint64_t)st->step * 4096 + stream), offset 0 */
+  cnn_status (*dropout_mask_st)(void *ctx, size_t n, float p, uint64_t seed, uint64_t stream,
+                                const cnn_step_state *st, float *mask);
+
+  /* ---- batch norm fused with an activation (act = CNN_ACT_LINEAR: plain BN) ----
+   * Training forward over x [rows, c]: mean and biased var per channel (f32 out,
+   * accumulated in at least f32 pairwise/double); save_mean, save_invstd =
+   * 1/sqrt(var + eps), save_var = var; y = act(gamma (x - mean) invstd + beta).
+   * Running statistics are NOT touched (bn_commit does that, after the step is known
+   * to be good). y may not alias x. */
+  cnn_status (*bn_act_fwd_train)(void *ctx, size_t rows, int c, const float *x,
+                                 const float *gamma, const float *beta, float eps, cnn_act act,
+                                 float alpha, float *save_mean, float *save_invstd,
+                                 float *save_var, float *y);
+  /* y = act(gamma (x - rmean) / sqrt(rvar + eps) + beta) */
+  cnn_status (*bn_act_fwd_infer)(void *ctx, size_t rows, int c, const float *x,
+                                 const float *gamma, const float *beta, const float *rmean,
+                                 const float *rvar, float eps, cnn_act act, float alpha,
+                                 float *y);
+  /* With z = gamma (x - mean) invstd + beta recomputed from x, g = dy * act'(z)
+   * (act_bwd's derivative); then batch-norm backward of g (as bn_bwd):
+   *   dgamma = sum_r g xhat, dbeta = sum_r g (overwrite),
+   *   dx += gamma invstd (g - dbeta/rows - xhat dgamma/rows),  xhat = (x - mean) invstd */
+  cnn_status (*bn_act_bwd)(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                           const float *gamma, const float *beta, const float *save_mean,
+                           const float *save_invstd, cnn_act act, float alpha, float *dx,
+                           float *dgamma, float *dbeta);
+  /* Unless st->nonfinite: running_mean = (1 - m) running_mean + m save_mean;
+   * running_var = (1 - m) running_var + m save_var * rows / max(rows - 1, 1). */
+  cnn_status (*bn_commit)(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
+                          const float *save_var, float *running_mean, float *running_var,
+                          const cnn_step_state *st);
+  /* Inference folding of a BN after a conv: for out channel k < kout with
+   * s = gamma[k] / sqrt(rvar[k] + eps):
+   *   wout[k, i] = w[k, i] * s  (i < per_k)
+   *   bout[k] = beta[k] + ((bias ? bias[k] : 0) - rmean[k]) * s */
+  cnn_status (*bn_fold)(void *ctx, int kout, size_t per_k, const float *w, const float *bias,
+                        const float *gamma, const float *beta, const float *rmean,
+                        const float *rvar, float eps, float *wout, float *bout);
+
+  /* ---- convolution with an activation epilogue: y = act(conv(x, w) + bias) ---- */
+  cnn_status (*conv_fwd_act)(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                             const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                             size_t ws_bytes);
+
+  /* ---- residual add with an activation: y = act(a + b) (y may alias a or b) ---- */
+  cnn_status (*add_act_fwd)(void *ctx, size_t n, const float *a, const float *b, cnn_act act,
+                            float alpha, float *y);
+  /* g = dy * act'(from y): act is LINEAR, RELU, LEAKY, SIGMOID or TANH (derivable
+   * from the output; others give CNN_ERR_ARG); da += g, db += g (each if != NULL) */
+  cnn_status (*add_act_bwd)(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
+                            float alpha, float *da, float *db);
+
+  /* ---- CUDA graphs (optional; NULL elsewhere) ----
+   * capture_begin/end record every op issued in between on this backend into a
+   * graph instead of running it; graph_launch replays it; graph_free releases it. */
+  cnn_status (*capture_begin)(void *ctx);
+  cnn_status (*capture_end)(void *ctx, void **graph);
+  cnn_status (*graph_launch)(void *ctx, void *graph);
+  void (*graph_free)(void *ctx, void *graph);
 };
 
 /* constructors, one per backend (cuda's returns CNN_UNSUPPORTED when not compiled

@@ -7,11 +7,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define CNN_HD __host__ __device__ __forceinline__
-#else
-#define CNN_HD static inline
-#endif
+#include "core/hd.h"
 
 CNN_HD uint64_t cnn_rng_u64(uint64_t seed, uint64_t counter) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + (counter + 1) * 0xD1B54A32D192ED03ull;
