@@ -1,7 +1,11 @@
 #define _POSIX_C_SOURCE 200809L
-/* Training throughput of a model on one backend: images/s over timed steps
- * after warm-up, on random data (the figure excludes data loading).
- *   bench_train MODEL.cfg [--device cpu|ref|cuda] [--batch N] [--steps N] [--warmup N] */
+/* Training (or inference) throughput of a model on one backend: images/s over
+ * timed steps after warm-up, on random data (the figure excludes data loading).
+ *   bench_train MODEL.cfg [--device cpu|ref|cuda] [--batch N] [--steps N] [--warmup N]
+ *               [--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]
+ * Training steps are launched without waiting (cnn_net_train_launch) and the
+ * metrics are read once at the end of the timed steps; --sync waits for every
+ * step's result instead (cnn_net_train_step, one host round trip per step). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,53 +20,73 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int fail(void) {
+  fprintf(stderr, "bench_train: %s\n", cnn_last_error());
+  return 1;
+}
+
 int main(int argc, char **argv) {
-  const char *cfg = NULL, *dev = "cpu";
-  int batch = 0, steps = 20, warm = 3, infer = 0;
+  const char *cfg = NULL, *dev = "cpu", *precision = "auto";
+  int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warm = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
+    else if (!strcmp(argv[i], "--cuda-graph") && i + 1 < argc) graphs = strcmp(argv[++i], "off") != 0;
     else if (!strcmp(argv[i], "--infer")) infer = 1;
-    else cfg = argv[i];
+    else if (!strcmp(argv[i], "--sync")) sync = 1;
+    else if (!strcmp(argv[i], "--no-fuse")) fuse = 0;
+    else if (argv[i][0] == '-') {
+      fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
+      return 2;
+    } else cfg = argv[i];
   }
-  if (!cfg) {
-    fprintf(stderr, "usage: bench_train MODEL.cfg [--device D] [--batch N] [--steps N] [--warmup N] [--infer]\n");
+  if (!cfg || steps < 1 || warm < 0) {
+    fprintf(stderr, "usage: bench_train MODEL.cfg [--device D] [--batch N] [--steps N] [--warmup N] "
+                    "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]\n");
     return 2;
   }
   cnn_net *net;
   cnn_backend *b;
-  if (cnn_net_from_cfg_file(cfg, &net) || cnn_backend_create(dev, &b)) {
-    fprintf(stderr, "bench_train: %s\n", cnn_last_error());
-    return 1;
-  }
+  if (cnn_net_from_cfg_file(cfg, &net) || cnn_backend_create(dev, &b)) return fail();
+  cnn_precision prec;
+  if (cnn_precision_parse(precision, &prec) || cnn_net_set_precision(net, b, prec)) return fail();
   cnn_net_info info;
   cnn_net_info_get(net, &info);
   if (!batch) batch = info.batch;
-  if (cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN)) {
-    fprintf(stderr, "bench_train: %s\n", cnn_last_error());
-    return 1;
-  }
+  if (cnn_net_set_fusion(net, fuse) || cnn_net_set_graphs(net, graphs) ||
+      cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN))
+    return fail();
   size_t per = (size_t)info.height * info.width * info.channels;
   float *x = malloc((size_t)batch * per * sizeof *x);
   int32_t *y = malloc((size_t)batch * sizeof *y);
   for (size_t i = 0; i < (size_t)batch * per; i++) x[i] = cnn_rng_uniform(7, i) - 0.5f;
   for (int i = 0; i < batch; i++) y[i] = (int32_t)(cnn_rng_u64(8, (uint64_t)i) % (uint64_t)info.classes);
-  cnn_step_result r;
+  cnn_step_result r = {0};
+  cnn_train_metrics m;
   double t0 = 0;
   for (int s = 0; s < warm + steps; s++) {
-    if (s == warm) t0 = now();
-    cnn_status st = infer ? cnn_net_predict(net, x, y, batch, NULL, &r)
-                          : cnn_net_train_step(net, x, y, batch, &r);
-    if (st) {
-      fprintf(stderr, "bench_train: %s\n", cnn_last_error());
-      return 1;
+    if (s == warm) {
+      if (!infer && !sync && cnn_net_train_metrics(net, 1, &m)) return fail(); /* drain warm-up */
+      t0 = now();
     }
+    cnn_status st = infer  ? cnn_net_predict(net, x, y, batch, NULL, &r)
+                    : sync ? cnn_net_train_step(net, x, y, batch, &r)
+                           : cnn_net_train_launch(net, x, y, batch);
+    if (st) return fail();
+  }
+  if (!infer && !sync) {
+    if (cnn_net_train_metrics(net, 1, &m)) return fail(); /* waits for every step */
+    float last;
+    if (cnn_net_step_losses(net, m.step - 1, 1, &last) == 1) r.loss = last;
   }
   double dt = now() - t0;
-  printf("%s %s %s batch %d: %.1f images/s (%d steps, %.3f s/step, last loss %.4f)\n", cfg, dev,
-         infer ? "inference" : "training", batch, steps * (double)batch / dt, steps, dt / steps, r.loss);
+  printf("%s %s %s %s batch %d%s%s: %.1f images/s (%d steps, %.3f ms/step, last loss %.4f)\n",
+         cfg, dev, cnn_precision_name(prec), infer ? "inference" : "training", batch,
+         sync ? " sync" : "", fuse ? "" : " unfused", steps * (double)batch / dt, steps,
+         1e3 * dt / steps, r.loss);
   free(x);
   free(y);
   cnn_net_destroy(net);

@@ -114,6 +114,23 @@ typedef struct cnn_train_config {
 cnn_status cnn_net_train_config(cnn_net *net, cnn_train_config *cfg);
 cnn_status cnn_net_set_train_config(cnn_net *net, const cnn_train_config *cfg);
 
+/* Numeric precision of a build. fp32: f32 everywhere. tf32: f32 storage, matrix
+ * products may round their inputs to TF32 (GPUs of compute capability >= 8.0).
+ * bf16: bf16 activations and gradients with f32 accumulation, f32 master weights,
+ * optimizer state and batch-norm statistics (checkpoints always hold f32).
+ * auto: bf16 where the backend runs it, fp32 elsewhere. */
+typedef enum cnn_precision {
+  CNN_PRECISION_AUTO = 0, CNN_PRECISION_FP32, CNN_PRECISION_TF32, CNN_PRECISION_BF16
+} cnn_precision;
+/* "auto", "fp32", "tf32", "bf16"; anything else is CNN_ERR_ARG naming the choices */
+cnn_status cnn_precision_parse(const char *s, cnn_precision *out);
+const char *cnn_precision_name(cnn_precision p);
+/* Choose the precision of the net's next build on backend b; auto is resolved
+ * here and *p is set to the result (p may be NULL: fp32). A precision b cannot
+ * run is refused with CNN_UNSUPPORTED, naming it and the backend. */
+cnn_status cnn_net_set_precision(cnn_net *net, const cnn_backend *b, cnn_precision p);
+cnn_precision cnn_net_precision(const cnn_net *net);
+
 /* Plan and allocate everything for `batch` images (0: the cfg's) on backend `b`
  * in `mode`; parameters are initialised from the seed. A built net may be built
  * again (another batch, mode or backend): parameters are carried over. */
@@ -154,8 +171,47 @@ cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *label
  * probs (optional) receives [n, classes] softmax probabilities. labels optional. */
 cnn_status cnn_net_predict(cnn_net *net, const float *x, const int32_t *labels, int n,
                            float *probs, cnn_step_result *res);
+/* ---- training without waiting for the host ------------------------------
+ * cnn_net_train_launch stages a host batch (copied before it returns, so x and
+ * labels may be reused at once) and launches one training step: forward, loss,
+ * backward and optimizer as one compiled step program, without waiting for it
+ * (on cuda the step is a CUDA graph replay). A step whose input or loss is not
+ * finite is refused on the device: parameters, optimizer state and batch-norm
+ * statistics stay bit-identical, and the metrics count it. */
+cnn_status cnn_net_train_launch(cnn_net *net, const float *x, const int32_t *labels, int n);
+
+typedef struct cnn_train_metrics {
+  int64_t step;          /* training steps accepted (the next step's index) */
+  int64_t launched;      /* steps launched so far (accepted + refused + in flight) */
+  int64_t refused;       /* steps refused for a non-finite input or loss */
+  int64_t last_refused;  /* index of the last refused step, -1: none */
+  int64_t seen, correct; /* images and top-1 hits since cnn_net_train_metrics_reset */
+  double loss_sum;       /* sum of per-image losses, idem */
+  float lr;              /* learning rate of the last step */
+  int fresh;             /* 1: read by this call; 0: the previous read (one in flight) */
+} cnn_train_metrics;
+/* The training metrics as of the last completed read. wait = 0 never blocks: it
+ * returns what an earlier asynchronous read brought and starts the next one;
+ * wait = 1 waits for every launched step and returns their metrics. */
+cnn_status cnn_net_train_metrics(cnn_net *net, int wait, cnn_train_metrics *m);
+/* Zero seen/correct/loss_sum (ordered after the steps already launched). */
+cnn_status cnn_net_train_metrics_reset(cnn_net *net);
+/* The mean loss of accepted steps from, from+1, ... as of the last read: the
+ * number of steps written to out (at most count; the last 1024 steps are kept). */
+int cnn_net_step_losses(const cnn_net *net, int64_t from, int count, float *out);
+
+/* Execution switches, before or after building: fusion of layer chains (conv + BN
+ * + activation, residual add + activation; default on) and CUDA-graph replay of
+ * step programs (default on; no effect on ref and cpu). */
+cnn_status cnn_net_set_fusion(cnn_net *net, int on);
+cnn_status cnn_net_set_graphs(cnn_net *net, int on);
+/* Print the step program for (batch, mode) of a built net: one line per node. */
+cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f);
+
 /* The learning rate the next train step will use, and the step counter. */
 float cnn_net_current_lr(const cnn_net *net);
+/* The learning rate of training step `step` (0-based) under the net's schedule. */
+float cnn_net_lr_at(const cnn_net *net, int64_t step);
 int64_t cnn_net_step_count(const cnn_net *net);
 cnn_status cnn_net_set_step_count(cnn_net *net, int64_t step, int64_t total_steps);
 

@@ -14,7 +14,9 @@ typedef struct cli_model {
   const char *device;
 } cli_model;
 
-cnn_status cli_model_open(const char *ckpt, const char *device, int batch, cli_model *m);
+/* precision: "auto", "fp32", "tf32" or "bf16" (NULL: auto); the choice is printed on stderr */
+cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision, int batch,
+                          cli_model *m);
 void cli_model_close(cli_model *m);
 
 #endif

@@ -12,9 +12,10 @@
 #include "cnn/data.h"
 
 static void help(FILE *f) {
-  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--batch N] [--json]\n\n"
+  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N] [--json]\n\n"
              "Evaluates a checkpoint on the test split of D (default: the data it was trained\n"
-             "on): accuracy, per-class accuracy and the confusion matrix (rows: true class).\n");
+             "on): accuracy, per-class accuracy and the confusion matrix (rows: true class).\n"
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n");
 }
 
 static void print_text(const cli_model *m, const cli_eval *ev) {
@@ -66,7 +67,7 @@ static void print_json(const cli_model *m, const cli_eval *ev) {
 }
 
 int cnn_cmd_eval(int argc, char **argv) {
-  const char *ckpt = NULL, *data = NULL, *device = "auto";
+  const char *ckpt = NULL, *data = NULL, *device = "auto", *precision = "auto";
   int json = 0, batch = 256;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -78,6 +79,8 @@ int cnn_cmd_eval(int argc, char **argv) {
       data = argv[++i];
     } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       device = argv[++i];
+    } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+      precision = argv[++i];
     } else if (!strcmp(argv[i], "--batch")) {
       if (!cli_int("--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
     } else if (argv[i][0] == '-' || ckpt) {
@@ -96,7 +99,7 @@ int cnn_cmd_eval(int argc, char **argv) {
   cnn_dataset test = {0};
   cli_eval ev = {0};
   int rc = 0;
-  if (cli_model_open(ckpt, device, batch, &m) != CNN_OK) {
+  if (cli_model_open(ckpt, device, precision, batch, &m) != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (!data && !m.meta.data) {
     fprintf(stderr, "cnn eval: %s does not say what data it was trained on; give --data\n", ckpt);

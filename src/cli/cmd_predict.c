@@ -9,9 +9,10 @@
 #include "cnn/loader.h"
 
 static void help(FILE *f) {
-  fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--json]\n\n"
+  fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--precision P] [--json]\n\n"
              "Prints the K most probable classes (default 3) of each image file (PNG, JPEG,\n"
-             "BMP, ...), which is converted to the model's input size and channels.\n");
+             "BMP, ...), which is converted to the model's input size and channels.\n"
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n");
 }
 
 /* a JSON string literal (file and class names may hold quotes or backslashes) */
@@ -90,7 +91,7 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int *f
 }
 
 int cnn_cmd_predict(int argc, char **argv) {
-  const char *ckpt = NULL, *device = "auto";
+  const char *ckpt = NULL, *device = "auto", *precision = "auto";
   int top = 3, json = 0, n = 0;
   char **files = calloc((size_t)argc, sizeof *files);
   for (int i = 1; i < argc; i++) {
@@ -102,6 +103,8 @@ int cnn_cmd_predict(int argc, char **argv) {
       if (!cli_int("--top", i + 1 < argc ? argv[++i] : NULL, 1, 1000, &top)) return 2;
     } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       device = argv[++i];
+    } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+      precision = argv[++i];
     } else if (!strcmp(argv[i], "--json")) {
       json = 1;
     } else if (argv[i][0] == '-') {
@@ -121,7 +124,7 @@ int cnn_cmd_predict(int argc, char **argv) {
   }
   int chunk = n < 64 ? n : 64, bad = 0, first = 1;
   cli_model m;
-  if (cli_model_open(ckpt, device, chunk, &m) != CNN_OK) {
+  if (cli_model_open(ckpt, device, precision, chunk, &m) != CNN_OK) {
     free(files);
     cli_model_close(&m);
     return cli_fail(NULL);

@@ -242,9 +242,8 @@ static cnn_status setup(run *r) {
   else CNN_TRY(cnn_net_train_config(r->net, &r->tc));
   if (!o->resume) CNN_TRY(cfg_data_keys(r));
   CNN_TRY(apply_flags(r));
-  if (strcmp(o->precision, "auto") && strcmp(o->precision, "fp32"))
-    return cnn_error(CNN_UNSUPPORTED, "--precision %s is not implemented yet; fp32 is",
-                     o->precision);
+  cnn_precision prec;
+  CNN_TRY(cnn_precision_parse(o->precision, &prec));
   CNN_TRY(cnn_net_set_train_config(r->net, &r->tc));
   CNN_TRY(open_data(r));
   set_class_names(r);
@@ -255,6 +254,7 @@ static cnn_status setup(run *r) {
   r->device = o->device;
   if (!strcmp(r->device, "auto")) r->device = cnn_cuda_device_count() > 0 ? "cuda" : "cpu";
   CNN_TRY(cnn_backend_create(r->device, &r->b));
+  CNN_TRY(cnn_net_set_precision(r->net, r->b, prec));
   r->batch = o->batch ? o->batch : o->resume && r->meta.batch ? r->meta.batch : r->info.batch;
   r->meta.batch = r->batch;
   CNN_TRY(cnn_net_build(r->net, r->b, r->batch, CNN_MODE_TRAIN));
@@ -301,46 +301,91 @@ static void print_hyper(const run *r) {
   static const char *const sch[] = {"constant", "step", "cosine", "onecycle", "poly"};
   const cnn_train_config *t = &r->tc;
   fprintf(stderr,
-          "cnn train: %s on %s, device %s, precision fp32, batch %d, %d epochs, %s lr %g "
+          "cnn train: %s on %s, device %s, precision %s, batch %d, %d epochs, %s lr %g "
           "(%s), seed %llu -> %s\n",
-          r->model_name, r->meta.data, r->device, r->batch, t->epochs, opt[t->optimizer],
+          r->model_name, r->meta.data, r->device, cnn_precision_name(cnn_net_precision(r->net)),
+          r->batch, t->epochs, opt[t->optimizer],
           t->learning_rate, sch[t->schedule], (unsigned long long)t->seed, r->dir);
 }
 
-/* one epoch of training; returns the mean loss and accuracy */
+/* metrics.jsonl step lines for the accepted steps the last metrics read covers */
+static void step_lines(run *r, int epoch, int64_t *written, int64_t upto) {
+  float loss[256];
+  while (*written < upto) {
+    int want = upto - *written < 256 ? (int)(upto - *written) : 256;
+    int got = cnn_net_step_losses(r->net, *written, want, loss);
+    if (got <= 0) { /* fell out of the loss ring: nothing to write for these steps */
+      *written = upto;
+      break;
+    }
+    for (int i = 0; i < got; i++) {
+      int64_t s = *written + i;
+      metrics_line(r, "{\"type\":\"step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"lr\":%.6g}",
+                   epoch + 1, (long long)(s + 1), loss[i],
+                   cnn_net_lr_at(r->net, s));
+    }
+    *written += got;
+  }
+}
+
+/* One epoch of training; returns the mean loss and accuracy. Steps are launched
+ * without waiting; the metrics are read asynchronously at most every READ_S
+ * seconds (and every READ_STEPS steps, so the device's loss ring never wraps
+ * before its step lines are written), and waited for at the end of the epoch. */
+#define READ_S 0.25
+#define READ_STEPS 256
 static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss, double *acc,
                               double *secs) {
   const train_opts *o = r->o;
   CNN_TRY(cnn_loader_start_epoch(r->loader, epoch, 0));
+  CNN_TRY(cnn_net_train_metrics_reset(r->net));
   int steps = cnn_loader_batches_per_epoch(r->loader), k = 0;
-  double t0 = now(), sum = 0;
-  int64_t seen = 0, hits = 0;
+  double t0 = now(), last_read = t0;
+  cnn_train_metrics m;
+  CNN_TRY(cnn_net_train_metrics(r->net, 1, &m));
+  int64_t written = m.step, launched = m.launched, read_at = launched, refused0 = m.refused;
   const float *x;
   const int32_t *y;
   int n;
-  while (cnn_loader_next(r->loader, &x, &y, &n)) {
-    cnn_step_result res;
-    float lr = cnn_net_current_lr(r->net); /* the rate this step uses */
-    cnn_status st = cnn_net_train_step(r->net, x, y, n, &res);
-    if (st != CNN_OK) {
-      cli_progress_end_epoch(pg);
-      return st;
-    }
+  cnn_status st = CNN_OK;
+  while (st == CNN_OK && cnn_loader_next(r->loader, &x, &y, &n)) {
+    st = cnn_net_train_launch(r->net, x, y, n);
+    if (st != CNN_OK) break;
     k++;
-    seen += n;
-    hits += res.correct;
-    sum += res.loss * n;
-    int64_t step = cnn_net_step_count(r->net);
-    metrics_line(r, "{\"type\":\"step\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"lr\":%.6g}",
-                 epoch + 1, (long long)step, res.loss, lr);
-    double t = now() - t0;
-    cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, sum / seen, (double)hits / seen,
-                      seen / t, t / k * (steps - k));
-    if (o->kill_at_step > 0 && step >= o->kill_at_step) raise(SIGKILL); /* testing aid */
+    launched++;
+    double t = now();
+    int kill = o->kill_at_step > 0 && launched >= o->kill_at_step;
+    int end = k == steps;
+    if (!end && !kill && t - last_read < READ_S && launched - read_at < READ_STEPS) continue;
+    /* wait when the loss ring would wrap, at the end of the epoch, and before a kill */
+    st = cnn_net_train_metrics(r->net, end || kill || launched - read_at >= 2 * READ_STEPS, &m);
+    if (st != CNN_OK) break;
+    if (!m.fresh) continue;
+    last_read = t;
+    read_at = launched;
+    step_lines(r, epoch, &written, m.step);
+    if (m.refused > refused0) { /* a refused step changed nothing; a second one stops */
+      cli_progress_end_epoch(pg);
+      fprintf(stderr, "cnn train: step %lld was refused (a non-finite input or loss); the "
+              "parameters were left unchanged\n", (long long)m.last_refused + 1);
+      if (m.refused > refused0 + 1) {
+        st = cnn_error(CNN_ERR_NUMERIC, "the loss is NaN or infinite: %lld steps refused, the "
+                       "last at step %lld", (long long)(m.refused - refused0),
+                       (long long)m.last_refused + 1);
+        break;
+      }
+      refused0 = m.refused;
+    }
+    t = now() - t0;
+    if (m.seen > 0)
+      cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, m.loss_sum / m.seen,
+                        (double)m.correct / m.seen, m.seen / t, t / k * (steps - k));
+    if (o->kill_at_step > 0 && m.step >= o->kill_at_step) raise(SIGKILL); /* testing aid */
   }
   cli_progress_end_epoch(pg);
-  *loss = seen ? sum / seen : 0;
-  *acc = seen ? (double)hits / seen : 0;
+  if (st != CNN_OK) return st;
+  *loss = m.seen ? m.loss_sum / m.seen : 0;
+  *acc = m.seen ? (double)m.correct / m.seen : 0;
   *secs = now() - t0;
   return CNN_OK;
 }

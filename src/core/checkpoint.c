@@ -70,6 +70,13 @@ static cnn_status collect_items(const cnn_net *net, saver *s) {
 
 cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metadata_json) {
   if (!net || !path) return cnn_error(CNN_ERR_ARG, "cnn_net_save: NULL argument");
+  int64_t at_step = net->step;
+  if (net->built) { /* the device's counter: steps may still be in flight, some refused */
+    cnn_step_state s;
+    cnn_status ds = CNN_OP(net, download, &s, net->st[0], sizeof s);
+    if (ds != CNN_OK) return ds;
+    at_step = s.step;
+  }
   cJSON *meta = NULL;
   if (metadata_json && *metadata_json) {
     meta = cJSON_Parse(metadata_json);
@@ -82,7 +89,7 @@ cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metada
   const char **keys = calloc((size_t)n_meta + 3, sizeof *keys);
   const char **vals = calloc((size_t)n_meta + 3, sizeof *vals);
   char step[32];
-  snprintf(step, sizeof step, "%lld", (long long)net->step);
+  snprintf(step, sizeof step, "%lld", (long long)at_step);
   int k = 0;
   cnn_status st = keys && vals ? CNN_OK : cnn_error(CNN_ERR_NOMEM, "out of memory");
   if (st == CNN_OK) {
@@ -158,7 +165,7 @@ cnn_status cnn_net_load(cnn_net *net, const char *path) {
     free(buf);
   }
   const char *step = cnn_st_meta(&f, "step");
-  if (st == CNN_OK && step) net->step = strtoll(step, NULL, 10);
+  if (st == CNN_OK && step) st = cnn_net_set_step_count(net, strtoll(step, NULL, 10), net->total_steps);
   cnn_st_free(&f);
   return st;
 }

@@ -1,143 +1,279 @@
-/* Running a built net: a training step (forward, loss, backward, optimizer) and
- * inference. Inputs arrive as host arrays and are uploaded once per call. */
+/* Running a built net: host batches staged asynchronously into the planned input
+ * buffers, then a compiled step program (program.c). The host-pointer calls that
+ * return a step's result (cnn_net_train_step, cnn_net_predict) read the step state
+ * back and so wait for the step; cnn_net_train_launch and cnn_net_train_metrics
+ * never wait inside a step. */
 #include <math.h>
 #include <string.h>
 
 #include "core/net.h"
 
-static cnn_status upload_batch(cnn_net *net, const float *x, const int32_t *labels, int n) {
+cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program **out);
+enum { PK_INFER = 0, PK_TRAIN = 1, PK_GRAD = 2, PK_LOSS = 3 }; /* as program.c */
+
+void cnn_net_drop_programs(cnn_net *net) {
+  for (int i = 0; i < 4; i++) {
+    cnn_program_free(net, net->progs[i]);
+    net->progs[i] = NULL;
+  }
+}
+
+/* the compiled program for (n, kind); compiled on first use, the oldest evicted */
+static cnn_status program_for(cnn_net *net, int n, int kind, cnn_program **out) {
+  for (int i = 0; i < 4; i++)
+    if (net->progs[i] && net->progs[i]->batch == n && net->progs[i]->train == kind) {
+      *out = net->progs[i];
+      return CNN_OK;
+    }
+  cnn_program *p;
+  CNN_TRY(cnn_program_compile_kind(net, n, kind, &p));
+  if (net->progs[3]) cnn_program_free(net, net->progs[3]);
+  memmove(net->progs + 1, net->progs, 3 * sizeof *net->progs);
+  net->progs[0] = p;
+  *out = p;
+  return CNN_OK;
+}
+
+/* host images and labels into the planned input buffers, without waiting for the
+ * copies (labels are checked here: n integers; images by the program's
+ * check_finite node) */
+static cnn_status stage(cnn_net *net, const float *x, const int32_t *labels, int n) {
   if (!net->built) return cnn_error(CNN_ERR_ARG, "the net is not built (call cnn_net_build)");
   if (!x) return cnn_error(CNN_ERR_ARG, "no input images");
   if (n < 1 || n > net->batch)
     return cnn_error(CNN_ERR_ARG, "%d images do not fit the built batch of %d", n, net->batch);
   int classes = cnn_net_classes(net);
-  size_t per = (size_t)net->in_h * net->in_w * net->in_c, xb = (size_t)n * per * sizeof(float);
-  for (size_t i = 0; i < (size_t)n * per; i++)
-    if (!isfinite(x[i]))
-      return cnn_error(CNN_ERR_NUMERIC, "input image %zu has a non-finite value (%g) at element %zu",
-                       i / per, x[i], i % per);
-  CNN_TRY(CNN_OP(net, upload, net->x, x, xb));
+  size_t xb = (size_t)n * net->in_h * net->in_w * net->in_c * sizeof(float);
+  const cnn_backend_ops *o = net->b->ops;
+  cnn_status (*up)(void *, void *, const void *, size_t) = o->upload_async ? o->upload_async : o->upload;
+  CNN_TRY(up(net->b->ctx, net->x, x, xb));
   if (labels) {
     for (int i = 0; i < n; i++)
       if (labels[i] < 0 || labels[i] >= classes)
         return cnn_error(CNN_ERR_ARG, "label %d of image %d is outside [0, %d)", labels[i], i,
                          classes);
-    return CNN_OP(net, upload, net->labels, labels, (size_t)n * sizeof(int32_t));
+    return up(net->b->ctx, net->labels, labels, (size_t)n * sizeof(int32_t));
   }
-  /* no labels: the loss is computed against class 0 and not reported */
-  int32_t zeros[256] = {0};
-  for (int i = 0; i < n; i += 256) {
-    int m = n - i < 256 ? n - i : 256;
-    CNN_TRY(CNN_OP(net, upload, net->labels + i, zeros, (size_t)m * sizeof(int32_t)));
-  }
+  /* no labels: the loss is computed against class 0 and not reported (an all-zero
+   * float fill is an all-zero int32 array) */
+  return CNN_OP(net, fill, (float *)net->labels, (size_t)n, 0.0f);
+}
+
+/* the step state of kind k (0 training, 1 inference) into host_st[1], waiting */
+static cnn_status read_state(cnn_net *net, int k) {
+  const cnn_backend_ops *o = net->b->ops;
+  if (net->read_pending && o->read_done) o->read_done(net->b->ctx, 1);
+  net->read_pending = 0;
+  CNN_TRY(CNN_OP(net, download, &net->host_st[1], net->st[k], sizeof(cnn_step_state)));
+  if (k == 0) net->step = net->host_st[1].step;
   return CNN_OK;
 }
 
-static cnn_status forward(cnn_net *net, int n, int train) {
-  for (int i = 0; i < net->n_layers; i++) {
-    cnn_layer *l = &net->layers[i];
-    cnn_status st = l->kind->forward(net, l, n, train);
-    if (st != CNN_OK)
-      return cnn_error_prefix(st, "forward of layer %d (%s, %s)", l->section, l->name, l->kind->name);
+/* the message for a step the device refused (the error path may scan the input) */
+static cnn_status refused(cnn_net *net, const float *x, int n, const cnn_step_state *s) {
+  if (s->nonfinite & CNN_NONFINITE_INPUT) {
+    size_t per = (size_t)net->in_h * net->in_w * net->in_c;
+    for (size_t i = 0; i < (size_t)n * per; i++)
+      if (!isfinite(x[i]))
+        return cnn_error(CNN_ERR_NUMERIC,
+                         "input image %zu has a non-finite value (%g) at element %zu", i / per,
+                         x[i], i % per);
+    return cnn_error(CNN_ERR_NUMERIC, "an input image has a non-finite value");
   }
-  return CNN_OK;
+  double loss = s->step_loss;
+  return cnn_error(CNN_ERR_NUMERIC, "the loss is %s at step %lld", isnan(loss) ? "NaN" : "infinite",
+                   (long long)s->step);
 }
 
-/* zero each gradient buffer just before its first writer, then run backward */
-static cnn_status backward(cnn_net *net, int n) {
-  int L = net->n_layers;
-  for (int j = L - 1; j >= 0; j--) {
-    cnn_layer *l = &net->layers[j];
-    for (int q = 0; q < l->n_in; q++) {
-      int i = l->in[q];
-      if (i < 0) continue;
-      int dup = 0; /* the same input twice in one layer: zero once */
-      for (int r = 0; r < q; r++)
-        if (l->in[r] == i) dup = 1;
-      /* j is the last consumer of i, so it writes dy_i first */
-      if (net->layers[i].last_consumer == j && !dup)
-        CNN_TRY(CNN_OP(net, fill, net->layers[i].dy, (size_t)n * cnn_shape_count(net->layers[i].out), 0.0f));
-    }
-    if (l->dy && l->last_consumer < 0) /* nothing reads it: its gradient is zero */
-      CNN_TRY(CNN_OP(net, fill, l->dy, (size_t)n * cnn_shape_count(l->out), 0.0f));
-    cnn_status st = l->kind->backward(net, l, n);
-    if (st != CNN_OK)
-      return cnn_error_prefix(st, "backward of layer %d (%s, %s)", l->section, l->name, l->kind->name);
-  }
-  return CNN_OK;
+static void result_of(const cnn_step_state *s, cnn_step_result *res) {
+  if (!res) return;
+  res->loss = s->step_n ? s->step_loss / (double)s->step_n : 0;
+  res->correct = (int)s->step_correct;
 }
 
-/* download probabilities and losses; mean loss and top-1 hits */
-static cnn_status collect(cnn_net *net, const int32_t *labels, int n, cnn_step_result *res) {
-  cnn_layer *last = &net->layers[net->n_layers - 1];
-  int classes = cnn_net_classes(net);
-  CNN_TRY(CNN_OP(net, download, net->host_out, last->y, (size_t)n * classes * sizeof(float)));
-  int has_loss = last->kind == &cnn_kind_softmax;
-  if (has_loss) CNN_TRY(CNN_OP(net, download, net->host_loss, last->aux[0], (size_t)n * sizeof(float)));
-  double loss = 0;
-  int correct = 0;
-  for (int i = 0; i < n; i++) {
-    const float *p = net->host_out + (size_t)i * classes;
-    int best = 0;
-    for (int c = 1; c < classes; c++)
-      if (p[c] > p[best]) best = c;
-    if (labels && best == labels[i]) correct++;
-    if (has_loss) loss += net->host_loss[i];
-  }
-  if (res) {
-    res->loss = labels && has_loss ? loss / n : 0;
-    res->correct = correct;
-  }
-  if (labels && has_loss && !isfinite(loss))
-    return cnn_error(CNN_ERR_NUMERIC, "the loss is %s at step %lld", isnan(loss) ? "NaN" : "infinite",
-                     (long long)net->step);
-  return CNN_OK;
-}
-
-cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
-                             int do_backward, cnn_step_result *res) {
+/* one training-kind program on a host batch, waited for */
+static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32_t *labels, int n,
+                             cnn_step_result *res) {
   if (!net) return cnn_error(CNN_ERR_ARG, "NULL net");
   if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
   if (net->built && net->mode != CNN_MODE_TRAIN)
     return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
-  CNN_TRY(upload_batch(net, x, labels, n));
-  /* a refused step must leave everything as it was, running statistics included */
-  size_t sb = net->n_state * sizeof(float);
-  if (sb) CNN_TRY(CNN_OP(net, copy, net->state_backup, net->state, sb));
-  cnn_status st = forward(net, n, 1);
-  /* a non-finite loss stops here, before any parameter changes */
-  if (st == CNN_OK) st = collect(net, labels, n, res);
-  if (st != CNN_OK) {
-    if (sb) CNN_OP(net, copy, net->state, net->state_backup, sb);
-    return st;
+  CNN_TRY(stage(net, x, labels, n));
+  cnn_program *p;
+  CNN_TRY(program_for(net, n, kind, &p));
+  CNN_TRY(cnn_program_run(net, p, 0));
+  if (kind == PK_TRAIN) {
+    net->launched++;
+    net->params_dirty = 1;
   }
-  return do_backward ? backward(net, n) : CNN_OK;
+  CNN_TRY(read_state(net, 0));
+  const cnn_step_state *s = &net->host_st[1];
+  result_of(s, res);
+  net->launched = net->step;
+  return s->nonfinite ? refused(net, x, n, s) : CNN_OK;
+}
+
+cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
+                             int do_backward, cnn_step_result *res) {
+  return train_kind(net, do_backward ? PK_GRAD : PK_LOSS, x, labels, n, res);
 }
 
 cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *labels, int n,
                               cnn_step_result *res) {
-  CNN_TRY(cnn_net_loss_grad(net, x, labels, n, 1, res));
-  CNN_TRY(cnn_optim_step(net));
-  net->step++;
+  return train_kind(net, PK_TRAIN, x, labels, n, res);
+}
+
+cnn_status cnn_net_train_launch(cnn_net *net, const float *x, const int32_t *labels, int n) {
+  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_train_launch: NULL net");
+  if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
+  if (net->built && net->mode != CNN_MODE_TRAIN)
+    return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
+  CNN_TRY(stage(net, x, labels, n));
+  cnn_program *p;
+  CNN_TRY(program_for(net, n, PK_TRAIN, &p));
+  CNN_TRY(cnn_program_run(net, p, 0));
+  net->launched++;
+  net->params_dirty = 1;
   return CNN_OK;
+}
+
+static void metrics_of(const cnn_net *net, int fresh, cnn_train_metrics *m) {
+  const cnn_step_state *s = &net->host_st[1];
+  m->step = s->step;
+  m->launched = net->launched;
+  m->refused = s->refused;
+  m->last_refused = s->last_refused;
+  m->seen = s->seen;
+  m->correct = s->correct;
+  m->loss_sum = s->loss_sum;
+  m->lr = s->lr;
+  m->fresh = fresh;
+}
+
+cnn_status cnn_net_train_metrics(cnn_net *net, int wait, cnn_train_metrics *m) {
+  if (!net || !m) return cnn_error(CNN_ERR_ARG, "cnn_net_train_metrics: NULL argument");
+  if (!net->built || net->mode != CNN_MODE_TRAIN)
+    return cnn_error(CNN_ERR_ARG, "the net is not built for training");
+  const cnn_backend_ops *o = net->b->ops;
+  void *c = net->b->ctx;
+  int fresh = 0;
+  if (!o->read_async || !o->read_done) { /* a backend without async reads: read now */
+    CNN_TRY(read_state(net, 0));
+    metrics_of(net, 1, m);
+    return CNN_OK;
+  }
+  if (net->read_pending && o->read_done(c, wait)) { /* landed in host_st[0] */
+    net->host_st[1] = net->host_st[0];
+    net->step = net->host_st[1].step;
+    net->read_pending = 0;
+    fresh = 1;
+  }
+  if (wait || !net->read_pending) { /* the next read; with wait, this one is the answer */
+    CNN_TRY(o->read_async(c, &net->host_st[0], net->st[0], sizeof(cnn_step_state)));
+    net->read_pending = 1;
+    if (wait) {
+      o->read_done(c, 1);
+      net->host_st[1] = net->host_st[0];
+      net->step = net->host_st[1].step;
+      net->read_pending = 0;
+      fresh = 1;
+    }
+  }
+  metrics_of(net, fresh, m);
+  return CNN_OK;
+}
+
+cnn_status cnn_net_train_metrics_reset(cnn_net *net) {
+  if (!net || !net->built) return cnn_error(CNN_ERR_ARG, "the net is not built");
+  return CNN_OP(net, metrics_reset, net->st[0]);
+}
+
+int cnn_net_step_losses(const cnn_net *net, int64_t from, int count, float *out) {
+  if (!net || !net->host_st || count < 0) return 0;
+  const cnn_step_state *s = &net->host_st[1];
+  int got = 0;
+  for (int i = 0; i < count; i++) {
+    int64_t step = from + i;
+    /* the ring holds the last CNN_LOSS_RING steps before the read's step */
+    if (step < 0 || step >= s->step || step < s->step - CNN_LOSS_RING) break;
+    out[i] = s->loss_ring[step % CNN_LOSS_RING];
+    got++;
+  }
+  return got;
 }
 
 cnn_status cnn_net_predict(cnn_net *net, const float *x, const int32_t *labels, int n,
                            float *probs, cnn_step_result *res) {
   if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_predict: NULL net");
-  CNN_TRY(upload_batch(net, x, labels, n));
-  CNN_TRY(forward(net, n, 0));
-  CNN_TRY(collect(net, labels, n, res));
-  if (probs) memcpy(probs, net->host_out, (size_t)n * cnn_net_classes(net) * sizeof(float));
+  CNN_TRY(stage(net, x, labels, n));
+  cnn_program *p;
+  CNN_TRY(program_for(net, n, PK_INFER, &p));
+  CNN_TRY(cnn_program_run(net, p, net->params_dirty));
+  net->params_dirty = 0;
+  cnn_layer *last = &net->layers[net->n_layers - 1];
+  int classes = cnn_net_classes(net);
+  CNN_TRY(CNN_OP(net, download, net->host_out, last->y, (size_t)n * classes * sizeof(float)));
+  CNN_TRY(CNN_OP(net, download, &net->host_st[1], net->st[1], sizeof(cnn_step_state)));
+  const cnn_step_state *s = &net->host_st[1];
+  if (s->nonfinite & CNN_NONFINITE_INPUT) return refused(net, x, n, s);
+  int correct = 0;
+  for (int i = 0; i < n && labels; i++) {
+    const float *pr = net->host_out + (size_t)i * classes;
+    int best = 0;
+    for (int c = 1; c < classes; c++)
+      if (pr[c] > pr[best]) best = c;
+    if (best == labels[i]) correct++;
+  }
+  int has_loss = labels && last->kind == &cnn_kind_softmax;
+  if (res) {
+    res->loss = has_loss && s->step_n ? s->step_loss / (double)s->step_n : 0;
+    res->correct = correct;
+  }
+  if (has_loss && !isfinite(s->step_loss))
+    return cnn_error(CNN_ERR_NUMERIC, "the loss is %s", isnan(s->step_loss) ? "NaN" : "infinite");
+  if (probs) memcpy(probs, net->host_out, (size_t)n * classes * sizeof(float));
   return CNN_OK;
 }
 
 int64_t cnn_net_step_count(const cnn_net *net) { return net ? net->step : 0; }
 
 cnn_status cnn_net_set_step_count(cnn_net *net, int64_t step, int64_t total_steps) {
-  if (!net || step < 0 || total_steps < 0)
-    return cnn_error(CNN_ERR_ARG, "cnn_net_set_step_count: bad argument");
+  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_set_step_count: NULL net");
+  if (step < 0 || total_steps < 0)
+    return cnn_error(CNN_ERR_ARG, "step %lld and total steps %lld must not be negative",
+                     (long long)step, (long long)total_steps);
   net->step = step;
+  net->launched = step;
   net->total_steps = total_steps;
+  cnn_net_drop_programs(net); /* the schedule is compiled into the programs */
+  if (!net->built) return CNN_OK;
+  cnn_step_state s;
+  CNN_TRY(CNN_OP(net, download, &s, net->st[0], sizeof s));
+  s.step = step;
+  CNN_TRY(CNN_OP(net, upload, net->st[0], &s, sizeof s));
+  net->host_st[1] = s;
+  return CNN_OK;
+}
+
+cnn_status cnn_net_set_fusion(cnn_net *net, int on) {
+  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_set_fusion: NULL net");
+  if (net->no_fuse == !on) return CNN_OK;
+  net->no_fuse = !on;
+  /* fusion changes the memory plan: build again with the same batch, mode, backend */
+  return net->built ? cnn_net_plan_build(net, net->b, net->batch, net->mode) : CNN_OK;
+}
+
+cnn_status cnn_net_set_graphs(cnn_net *net, int on) {
+  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_set_graphs: NULL net");
+  net->graphs = on != 0;
+  return CNN_OK;
+}
+
+cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f) {
+  if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_program_print: NULL argument");
+  if (batch <= 0) batch = net->batch;
+  cnn_program *p;
+  CNN_TRY(program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  cnn_program_print(net, p, f);
   return CNN_OK;
 }

@@ -54,6 +54,7 @@ cnn_status cnn_net_init_params(cnn_net *net, uint64_t seed) {
   if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_init_params: NULL net");
   CNN_TRY(cnn_net_init_host(net, seed));
   if (!net->built) return CNN_OK;
+  net->params_dirty = 1;
   CNN_TRY(CNN_OP(net, upload, net->params, net->host_params, net->n_params * sizeof(float)));
   CNN_TRY(CNN_OP(net, upload, net->state, net->host_state, net->n_state * sizeof(float)));
   for (int s = 0; s < net->opt_slots; s++) CNN_TRY(CNN_OP(net, fill, net->opt[s], net->n_params, 0.0f));

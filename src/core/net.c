@@ -156,6 +156,7 @@ cnn_status cnn_net_from_cfg_text(const char *text, const char *name, cnn_net **o
   cnn_net *net = calloc(1, sizeof *net);
   if (!net) return cnn_error(CNN_ERR_NOMEM, "out of memory");
   net->path = strdup(name ? name : "<cfg>");
+  net->graphs = 1;
   net->cfg_text = strdup(text);
   cnn_cfg cfg;
   cnn_status st = cnn_cfg_parse(text, net->path, &cfg);
@@ -269,5 +270,6 @@ cnn_status cnn_net_set_train_config(cnn_net *net, const cnn_train_config *cfg) {
       net->opt_slots != (cfg->optimizer == CNN_OPT_SGD ? 1 : 2))
     return cnn_error(CNN_ERR_ARG, "changing between SGD and Adam needs cnn_net_build again");
   net->tc = *cfg;
+  cnn_net_drop_programs(net); /* hyper-parameters are compiled into the programs */
   return CNN_OK;
 }

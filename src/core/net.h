@@ -9,10 +9,11 @@
 #include "cnn/cnn.h"
 #include "core/cfg.h"
 #include "core/error.h"
+#include "core/program.h"
 
 #define CNN_MAX_INPUTS 8
 #define CNN_MAX_PARAMS 4
-#define CNN_MAX_AUX 3
+#define CNN_MAX_AUX 4
 /* largest tensor we accept (elements per image), keeps size arithmetic in range */
 #define CNN_MAX_ELEMS_PER_IMAGE (1ll << 31)
 
@@ -50,9 +51,13 @@ typedef struct cnn_layer_kind {
   void (*aux)(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]);
   /* workspace bytes for a batch of n (NULL: none) */
   size_t (*workspace)(cnn_net *net, const cnn_layer *l, int n);
-  cnn_status (*forward)(cnn_net *net, cnn_layer *l, int n, int train);
-  /* accumulate into inputs' dy (where not NULL), overwrite parameter grads */
-  cnn_status (*backward)(cnn_net *net, cnn_layer *l, int n);
+  /* append the forward nodes for a batch of n to p */
+  cnn_status (*emit_fwd)(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train);
+  /* append the backward nodes: accumulate into inputs' dy (where not NULL),
+   * overwrite parameter grads */
+  cnn_status (*emit_bwd)(cnn_program *p, cnn_net *net, cnn_layer *l, int n);
+  /* optional: nodes after the optimizer that commit state of an accepted step */
+  cnn_status (*emit_commit)(cnn_program *p, cnn_net *net, cnn_layer *l, int n);
   /* one-line description of the hyper-parameters, e.g. "5x5/1 pad 2, 32" */
   void (*describe)(const cnn_net *net, const cnn_layer *l, char *buf, size_t len);
 } cnn_layer_kind;
@@ -82,6 +87,14 @@ struct cnn_layer {
   float temperature;                /* softmax: logits are divided by it */
   int outputs;                      /* dense */
   int from_section;                 /* shortcut: the cfg section added in (for summaries) */
+
+  /* fusion (decided per build by cnn_net_fuse, see fuse.c) */
+  int absorbed_by;                  /* >= 0: this layer runs inside that one; its y and dy
+                                       are the absorber's, it emits no nodes */
+  cnn_act fused_act;                /* activation applied by this layer's own nodes */
+  float fused_alpha;
+  int fold_bn;                      /* conv, inference: the batch-norm layer folded in, -1 */
+  float *fold_w, *fold_b;           /* [k, r, s, c/g], [k]: the folded weights (fold buffer) */
 
   /* build: pointers into the arena (NULL where the mode needs none) */
   float *y;                         /* [n, out] */
@@ -115,7 +128,6 @@ struct cnn_net {
   cnn_mode mode;
   int built;
   float *params, *grads, *state;    /* [n_params], [n_params], [n_state] */
-  float *state_backup;              /* [n_state], training: restored when a step is refused */
   float *opt[2];                    /* momentum, or Adam m and v */
   int opt_slots;
   void *arena;                      /* activations, gradients, aux, placed by liveness */
@@ -127,6 +139,20 @@ struct cnn_net {
   float *host_loss;                 /* [batch] */
   cnn_plan_info plan;
   int64_t step, total_steps;
+
+  /* step programs */
+  int no_fuse;                      /* 1: compile without fusion (tests, debugging) */
+  cnn_precision precision;          /* resolved: FP32, TF32 or BF16 */
+  int graphs;                       /* 1: replay programs as CUDA graphs where supported */
+  cnn_step_state *st[2];            /* backend memory: [0] training steps, [1] inference */
+  cnn_step_state *host_st;          /* [2] host copies (host_alloc memory): [0] where
+                                       asynchronous reads land, [1] the last complete one */
+  float *fold;                      /* folded conv weights and biases (inference) */
+  size_t fold_count;
+  int params_dirty;                 /* the folded weights are stale */
+  cnn_program *progs[4];            /* compiled programs, keyed by (batch, train) */
+  int64_t launched;                 /* training steps launched (not yet known accepted) */
+  int read_pending;                 /* a read_async of st[0] is in flight into host_st */
 };
 
 /* call an op through the backend table, reporting a missing one */
@@ -134,6 +160,11 @@ cnn_status cnn_op_missing(const cnn_backend *b, const char *op);
 #define CNN_OP(net, op, ...)                                                      \
   ((net)->b->ops->op ? (net)->b->ops->op((net)->b->ctx, __VA_ARGS__)              \
                      : cnn_op_missing((net)->b, #op))
+
+/* append a node of layer l: CNN_EMIT(p, net, l, CNN_NODE_FILL, fill, .x = y, .n = k) */
+#define CNN_EMIT(p, net, l, OP, member, ...)                                      \
+  cnn_program_emit((p), &(cnn_node){.op = (OP), .layer = (int)((l) - (net)->layers), \
+                                    .u.member = {__VA_ARGS__}})
 
 /* the input activation / its gradient (NULL for the net input) */
 static inline const float *cnn_layer_x(const cnn_net *net, const cnn_layer *l, int i) {
@@ -179,11 +210,19 @@ cnn_status cnn_net_plan_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode 
 void cnn_net_release(cnn_net *net);      /* free backend buffers, keep host params */
 cnn_status cnn_net_sync_to_host(cnn_net *net);
 float cnn_schedule_lr(const cnn_train_config *tc, int64_t step, int64_t total);
-cnn_status cnn_optim_step(cnn_net *net);
 int cnn_net_classes(const cnn_net *net);
 /* forward in training mode, the loss, and (do_backward) every gradient, without
  * an optimizer step: the training step's first half, and the gradient checker's */
 cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
                              int do_backward, cnn_step_result *res);
+
+/* fusion decisions for a build in `mode` (sets absorbed_by, fused_act, fold_bn) */
+void cnn_net_fuse(cnn_net *net, int train);
+/* the schedule of this net's training run */
+cnn_sched_desc cnn_net_sched(const cnn_net *net);
+/* drop compiled programs (the config, step count or parameters' home changed) */
+void cnn_net_drop_programs(cnn_net *net);
+/* nodes the optimizer appends to a training program */
+cnn_status cnn_optim_emit(cnn_program *p, cnn_net *net);
 
 #endif

@@ -51,22 +51,33 @@ static size_t place_all(pbuf *bufs, int n) {
 
 void cnn_net_release(cnn_net *net) {
   if (!net->b) return;
+  cnn_net_drop_programs(net);
   void *ctx = net->b->ctx;
   const cnn_backend_ops *o = net->b->ops;
-  void *ptrs[] = {net->params, net->grads, net->state, net->state_backup, net->opt[0], net->opt[1],
-                  net->arena, net->ws, net->x, net->labels};
+  if (net->read_pending && o->read_done) o->read_done(ctx, 1); /* nothing lands in freed memory */
+  net->read_pending = 0;
+  void *ptrs[] = {net->params, net->grads, net->state, net->opt[0], net->opt[1], net->arena,
+                  net->ws, net->x, net->labels, net->st[0], net->st[1], net->fold};
   for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
     if (ptrs[i]) o->free(ctx, ptrs[i]);
-  net->params = net->grads = net->state = net->state_backup = net->opt[0] = net->opt[1] = NULL;
+  net->params = net->grads = net->state = net->opt[0] = net->opt[1] = NULL;
   net->x = NULL;
   net->arena = net->ws = NULL;
   net->labels = NULL;
+  net->st[0] = net->st[1] = NULL;
+  net->fold = NULL;
+  if (net->host_st) {
+    if (o->host_free) o->host_free(ctx, net->host_st);
+    else free(net->host_st);
+  }
+  net->host_st = NULL;
   free(net->host_out);
   free(net->host_loss);
   net->host_out = net->host_loss = NULL;
   for (int i = 0; i < net->n_layers; i++) {
     cnn_layer *l = &net->layers[i];
     l->y = l->dy = NULL;
+    l->fold_w = l->fold_b = NULL;
     for (int j = 0; j < CNN_MAX_AUX; j++) l->aux[j] = NULL;
   }
   net->built = 0;
@@ -93,12 +104,17 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
   if (!bufs) return cnn_error(CNN_ERR_NOMEM, "out of memory planning");
   for (int i = 0; i < L; i++) {
     cnn_layer *l = &net->layers[i];
+    if (l->absorbed_by >= 0) continue; /* shares its absorber's buffers */
+    int tail = i; /* the last layer absorbed into i: its readers keep i's y alive */
+    while (tail + 1 < L && net->layers[tail + 1].absorbed_by == i) tail++;
     size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * sizeof(float));
-    int last = l->last_consumer;
+    int last = net->layers[tail].last_consumer;
     int y_end = train || i == L - 1 ? 2 * L : (last > i ? last : i);
+    if (tail == L - 1) y_end = 2 * L;
     bufs[k++] = (pbuf){yb, 0, i, y_end, &l->y};
-    if (train && i < L - 1) {
-      int first = last >= 0 ? 2 * L - 1 - last : 2 * L - 1 - i;
+    if (train && tail < L - 1) {
+      /* one slot early: the loss node writes its input's gradient during forward */
+      int first = (last >= 0 ? 2 * L - 1 - last : 2 * L - 1 - i) - 1;
       bufs[k++] = (pbuf){yb, 0, first, 2 * L - 1 - i, &l->dy};
     }
     size_t ac[CNN_MAX_AUX] = {0};
@@ -128,6 +144,12 @@ static cnn_status plan_arena(cnn_net *net, int n, int train) {
   if (st == CNN_OK)
     for (int i = 0; i < count; i++) *bufs[i].slot = (float *)((char *)net->arena + bufs[i].offset);
   free(bufs);
+  for (int i = 0; i < net->n_layers; i++) { /* absorbed layers read and write the absorber's */
+    cnn_layer *l = &net->layers[i];
+    if (l->absorbed_by < 0) continue;
+    l->y = net->layers[l->absorbed_by].y;
+    l->dy = net->layers[l->absorbed_by].dy;
+  }
   return st;
 }
 
@@ -139,6 +161,16 @@ static size_t max_workspace(cnn_net *net, int batch) {
       if (w > ws) ws = w;
     }
   return ws;
+}
+
+/* floats of folded conv weights and biases (inference builds) */
+static size_t fold_count(const cnn_net *net) {
+  size_t c = 0;
+  for (int i = 0; i < net->n_layers; i++) {
+    const cnn_layer *l = &net->layers[i];
+    if (l->fold_bn >= 0) c += net->tensors[l->param[0]].count + (size_t)l->filters;
+  }
+  return c;
 }
 
 static void fill_info(cnn_net *net, int batch, int train, size_t ws) {
@@ -153,7 +185,8 @@ static void fill_info(cnn_net *net, int batch, int train, size_t ws) {
   p->state_bytes = net->n_state * sizeof(float);
   p->workspace_bytes = ws;
   p->peak_bytes = p->param_bytes + p->grad_bytes + p->opt_state_bytes + p->state_bytes + ws +
-                  p->activation_bytes + xb + (size_t)batch * sizeof(int32_t);
+                  p->activation_bytes + xb + (size_t)batch * sizeof(int32_t) +
+                  fold_count(net) * sizeof(float) + 2 * sizeof(cnn_step_state);
 }
 
 cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
@@ -164,7 +197,11 @@ cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mo
   int train = mode == CNN_MODE_TRAIN;
   pbuf *bufs;
   int count;
-  CNN_TRY(collect(net, batch, train, &bufs, &count));
+  net->b = b;
+  cnn_net_fuse(net, train);
+  cnn_status cst = collect(net, batch, train, &bufs, &count);
+  net->b = NULL;
+  if (cst != CNN_OK) return cst;
   size_t naive = 0;
   for (int i = 0; i < count; i++) naive += bufs[i].bytes;
   memset(&net->plan, 0, sizeof net->plan);
@@ -183,6 +220,26 @@ cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mo
   return CNN_OK;
 }
 
+/* the two step states (training, inference) and the host copy metrics are read into */
+static cnn_status step_states(cnn_net *net) {
+  cnn_step_state init;
+  memset(&init, 0, sizeof init);
+  init.step = net->step;
+  init.last_refused = -1;
+  for (int k = 0; k < 2; k++) {
+    CNN_TRY(balloc(net, sizeof init, (void **)&net->st[k]));
+    CNN_TRY(CNN_OP(net, upload, net->st[k], &init, sizeof init));
+  }
+  const cnn_backend_ops *o = net->b->ops;
+  /* [0]: where asynchronous reads land; [1]: the last complete read */
+  if (o->host_alloc) CNN_TRY(o->host_alloc(net->b->ctx, 2 * sizeof init, (void **)&net->host_st));
+  else net->host_st = malloc(2 * sizeof init);
+  if (!net->host_st) return cnn_error(CNN_ERR_NOMEM, "out of host memory");
+  net->host_st[0] = net->host_st[1] = init;
+  net->launched = net->step;
+  return CNN_OK;
+}
+
 static cnn_status build(cnn_net *net, int batch, int train) {
   size_t pb = net->n_params * sizeof(float), sb = net->n_state * sizeof(float);
   CNN_TRY(balloc(net, pb, (void **)&net->params));
@@ -191,7 +248,6 @@ static cnn_status build(cnn_net *net, int batch, int train) {
   CNN_TRY(CNN_OP(net, upload, net->state, net->host_state, sb));
   net->opt_slots = 0;
   if (train) {
-    CNN_TRY(balloc(net, sb, (void **)&net->state_backup));
     CNN_TRY(balloc(net, pb, (void **)&net->grads));
     net->opt_slots = net->tc.optimizer == CNN_OPT_SGD ? 1 : 2;
     for (int s = 0; s < net->opt_slots; s++) {
@@ -202,7 +258,23 @@ static cnn_status build(cnn_net *net, int batch, int train) {
   size_t xb = (size_t)batch * net->in_h * net->in_w * net->in_c * sizeof(float);
   CNN_TRY(balloc(net, xb, (void **)&net->x));
   CNN_TRY(balloc(net, (size_t)batch * sizeof(int32_t), (void **)&net->labels));
+  cnn_net_fuse(net, train);
   CNN_TRY(plan_arena(net, batch, train));
+  net->fold_count = fold_count(net);
+  if (net->fold_count) {
+    CNN_TRY(balloc(net, net->fold_count * sizeof(float), (void **)&net->fold));
+    float *f = net->fold;
+    for (int i = 0; i < net->n_layers; i++) {
+      cnn_layer *l = &net->layers[i];
+      if (l->fold_bn < 0) continue;
+      l->fold_w = f;
+      f += net->tensors[l->param[0]].count;
+      l->fold_b = f;
+      f += l->filters;
+    }
+  }
+  net->params_dirty = 1;
+  CNN_TRY(step_states(net));
   size_t ws = max_workspace(net, batch);
   net->ws_bytes = ws;
   if (ws) CNN_TRY(balloc(net, ws, &net->ws));
@@ -216,6 +288,9 @@ static cnn_status build(cnn_net *net, int batch, int train) {
 
 cnn_status cnn_net_plan_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode) {
   if (net->built) {
+    cnn_step_state st; /* the device's step counter is the truth (refused steps) */
+    CNN_TRY(CNN_OP(net, download, &st, net->st[0], sizeof st));
+    net->step = st.step;
     CNN_TRY(cnn_net_sync_to_host(net));
     cnn_net_release(net);
   }

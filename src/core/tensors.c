@@ -41,6 +41,7 @@ cnn_status cnn_net_tensor_set(cnn_net *net, int i, const float *src) {
   CNN_TRY(check_index(net, i));
   const cnn_tensor_entry *t = &net->tensors[i];
   memcpy(where(net, t, 0), src, t->count * sizeof(float));
+  net->params_dirty = 1; /* folded weights are recomputed before the next inference */
   if (net->built) return CNN_OP(net, upload, where(net, t, 1), src, t->count * sizeof(float));
   return CNN_OK;
 }

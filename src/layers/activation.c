@@ -30,16 +30,18 @@ static cnn_status act_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-static cnn_status act_forward(cnn_net *net, cnn_layer *l, int n, int train) {
-  return CNN_OP(net, act_fwd, l->act, l->alpha, (size_t)n * cnn_shape_count(l->out),
-                cnn_layer_x(net, l, 0), l->y);
+static cnn_status act_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
+  return CNN_EMIT(p, net, l, CNN_NODE_ACT_FWD, act, .act = l->act, .alpha = l->alpha,
+                  .n = (size_t)n * cnn_shape_count(l->out), .x = cnn_layer_x(net, l, 0),
+                  .out = l->y);
 }
 
-static cnn_status act_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status act_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   float *dx = cnn_layer_dx(net, l, 0);
   if (!dx) return CNN_OK;
-  return CNN_OP(net, act_bwd, l->act, l->alpha, (size_t)n * cnn_shape_count(l->out),
-                cnn_layer_x(net, l, 0), l->y, l->dy, dx);
+  return CNN_EMIT(p, net, l, CNN_NODE_ACT_BWD, act, .act = l->act, .alpha = l->alpha,
+                  .n = (size_t)n * cnn_shape_count(l->out), .x = cnn_layer_x(net, l, 0),
+                  .y = l->y, .dy = l->dy, .dx = dx);
 }
 
 static void act_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -52,7 +54,7 @@ static void act_describe(const cnn_net *net, const cnn_layer *l, char *buf, size
 const cnn_layer_kind cnn_kind_act = {
     .name = "activation",
     .infer = act_infer,
-    .forward = act_forward,
-    .backward = act_backward,
+    .emit_fwd = act_forward,
+    .emit_bwd = act_backward,
     .describe = act_describe,
 };

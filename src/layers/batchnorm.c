@@ -1,6 +1,8 @@
 /* Batch norm over channels: batch statistics in training (running statistics
- * updated), running statistics in inference. aux: save_mean[c], save_invstd[c],
- * and a scratch dx when the layer reads the net input (which has no gradient). */
+ * committed after the optimizer), running statistics in inference. An activation
+ * right after it runs inside its nodes (fused_act). aux: save_mean[c],
+ * save_invstd[c], a scratch dx when the layer reads the net input (which has no
+ * gradient), save_var[c]. */
 #include <stdio.h>
 
 #include "core/net.h"
@@ -17,29 +19,41 @@ static cnn_status bn_infer(cnn_net *net, cnn_layer *l) {
 }
 
 static void bn_aux(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]) {
-  count[0] = count[1] = (size_t)l->out.c;
+  count[0] = count[1] = count[3] = (size_t)l->out.c;
   count[2] = l->in[0] < 0 ? (size_t)n * cnn_shape_count(l->out) : 0;
 }
 
-static cnn_status bn_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+static cnn_status bn_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   const float *x = cnn_layer_x(net, l, 0);
-  if (train)
-    return CNN_OP(net, bn_fwd_train, rows, l->out.c, x, cnn_param_ptr(net, l, 0),
-                  cnn_param_ptr(net, l, 1), net->tc.bn_eps, net->tc.bn_momentum,
-                  cnn_param_ptr(net, l, 2), cnn_param_ptr(net, l, 3), l->aux[0], l->aux[1], l->y);
-  return CNN_OP(net, bn_fwd_infer, rows, l->out.c, x, cnn_param_ptr(net, l, 0),
-                cnn_param_ptr(net, l, 1), cnn_param_ptr(net, l, 2), cnn_param_ptr(net, l, 3),
-                net->tc.bn_eps, l->y);
+  if (train) /* running statistics are committed at the end of the step (bn_commit) */
+    return CNN_EMIT(p, net, l, CNN_NODE_BN_FWD_TRAIN, bn, .rows = rows, .c = l->out.c, .x = x,
+                    .gamma = cnn_param_ptr(net, l, 0), .beta = cnn_param_ptr(net, l, 1),
+                    .eps = net->tc.bn_eps, .act = l->fused_act, .alpha = l->fused_alpha,
+                    .mean = l->aux[0], .invstd = l->aux[1], .var = l->aux[3], .y = l->y);
+  return CNN_EMIT(p, net, l, CNN_NODE_BN_FWD_INFER, bn, .rows = rows, .c = l->out.c, .x = x,
+                  .gamma = cnn_param_ptr(net, l, 0), .beta = cnn_param_ptr(net, l, 1),
+                  .rmean_in = cnn_param_ptr(net, l, 2), .rvar_in = cnn_param_ptr(net, l, 3),
+                  .eps = net->tc.bn_eps, .act = l->fused_act, .alpha = l->fused_alpha, .y = l->y);
 }
 
-static cnn_status bn_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status bn_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   float *dx = cnn_layer_dx(net, l, 0);
   if (!dx) dx = l->aux[2];
-  return CNN_OP(net, bn_bwd, rows, l->out.c, cnn_layer_x(net, l, 0), l->dy,
-                cnn_param_ptr(net, l, 0), l->aux[0], l->aux[1], dx, cnn_grad_ptr(net, l, 0),
-                cnn_grad_ptr(net, l, 1));
+  return CNN_EMIT(p, net, l, CNN_NODE_BN_BWD, bn, .rows = rows, .c = l->out.c,
+                  .x = cnn_layer_x(net, l, 0), .dy = l->dy, .gamma = cnn_param_ptr(net, l, 0),
+                  .beta = cnn_param_ptr(net, l, 1), .mean = l->aux[0], .invstd = l->aux[1],
+                  .act = l->fused_act, .alpha = l->fused_alpha, .dx = dx,
+                  .dgamma = cnn_grad_ptr(net, l, 0), .dbeta = cnn_grad_ptr(net, l, 1));
+}
+
+/* after the optimizer: running statistics move only when the step was accepted */
+static cnn_status bn_commit(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
+  return CNN_EMIT(p, net, l, CNN_NODE_BN_COMMIT, bn, .c = l->out.c,
+                  .rows = (size_t)n * l->out.h * l->out.w, .momentum = net->tc.bn_momentum,
+                  .mean = l->aux[0], .var = l->aux[3], .rmean = cnn_param_ptr(net, l, 2),
+                  .rvar = cnn_param_ptr(net, l, 3));
 }
 
 static void bn_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -50,7 +64,8 @@ const cnn_layer_kind cnn_kind_batchnorm = {
     .name = "batchnorm",
     .infer = bn_infer,
     .aux = bn_aux,
-    .forward = bn_forward,
-    .backward = bn_backward,
+    .emit_fwd = bn_forward,
+    .emit_bwd = bn_backward,
+    .emit_commit = bn_commit,
     .describe = bn_describe,
 };

@@ -1,7 +1,8 @@
 /* Convolution: [n,h,w,c] x [k,r,s,c/groups] -> [n,oh,ow,k], optional bias.
  * Stride, padding (symmetric or 'same'), dilation and groups (depthwise when
  * groups == c == k). Batch norm and activation are separate layers that a
- * [convolutional] section appends. */
+ * [convolutional] section appends; in inference builds they run inside the conv
+ * (BN folded into the weights, the activation as its epilogue: see fuse.c). */
 #include <stdio.h>
 
 #include "core/net.h"
@@ -77,22 +78,29 @@ static size_t conv_workspace(cnn_net *net, const cnn_layer *l, int n) {
   return net->b->ops->conv_workspace(net->b->ctx, &d);
 }
 
-static cnn_status conv_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+static cnn_status conv_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   cnn_conv_desc d = cnn_layer_conv_desc(l, n);
-  const float *bias = l->bias ? cnn_param_ptr(net, l, 1) : NULL;
-  return CNN_OP(net, conv_fwd, &d, cnn_layer_x(net, l, 0), cnn_param_ptr(net, l, 0), bias, l->y,
-                net->ws, net->ws_bytes);
+  const float *w = cnn_param_ptr(net, l, 0), *bias = l->bias ? cnn_param_ptr(net, l, 1) : NULL;
+  if (l->fold_bn >= 0) { /* inference: batch norm folded into weights and bias */
+    w = l->fold_w;
+    bias = l->fold_b;
+  }
+  if (l->fold_bn < 0 && l->fused_act == CNN_ACT_LINEAR)
+    return CNN_EMIT(p, net, l, CNN_NODE_CONV_FWD, conv, .d = d, .x = cnn_layer_x(net, l, 0),
+                    .w = w, .bias = bias, .y = l->y);
+  return CNN_EMIT(p, net, l, CNN_NODE_CONV_FWD_ACT, conv, .d = d, .x = cnn_layer_x(net, l, 0),
+                  .w = w, .bias = bias, .y = l->y, .act = l->fused_act, .alpha = l->fused_alpha);
 }
 
-static cnn_status conv_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status conv_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   cnn_conv_desc d = cnn_layer_conv_desc(l, n);
   float *dx = cnn_layer_dx(net, l, 0);
   if (dx)
-    CNN_TRY(CNN_OP(net, conv_bwd_data, &d, l->dy, cnn_param_ptr(net, l, 0), dx, net->ws,
-                   net->ws_bytes));
-  float *db = l->bias ? cnn_grad_ptr(net, l, 1) : NULL;
-  return CNN_OP(net, conv_bwd_filter, &d, cnn_layer_x(net, l, 0), l->dy, cnn_grad_ptr(net, l, 0),
-                db, net->ws, net->ws_bytes);
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_CONV_BWD_DATA, conv, .d = d, .dy = l->dy,
+                     .w = cnn_param_ptr(net, l, 0), .dx = dx));
+  return CNN_EMIT(p, net, l, CNN_NODE_CONV_BWD_FILTER, conv, .d = d, .x = cnn_layer_x(net, l, 0),
+                  .dy = l->dy, .dw = cnn_grad_ptr(net, l, 0),
+                  .db = l->bias ? cnn_grad_ptr(net, l, 1) : NULL);
 }
 
 static void conv_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -108,7 +116,7 @@ const cnn_layer_kind cnn_kind_conv = {
     .name = "conv",
     .infer = conv_infer,
     .workspace = conv_workspace,
-    .forward = conv_forward,
-    .backward = conv_backward,
+    .emit_fwd = conv_forward,
+    .emit_bwd = conv_backward,
     .describe = conv_describe,
 };

@@ -21,25 +21,32 @@ static cnn_status dense_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-static cnn_status dense_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+static cnn_status dense_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   int in = (int)cnn_shape_count(l->in_shape[0]), o = l->outputs;
-  CNN_TRY(CNN_OP(net, gemm, 0, 1, n, o, in, 1.0f, cnn_layer_x(net, l, 0), in,
-                 cnn_param_ptr(net, l, 0), in, 0.0f, l->y, o));
-  if (l->bias) CNN_TRY(CNN_OP(net, bias_add, (size_t)n, (size_t)o, cnn_param_ptr(net, l, 1), l->y));
+  CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 0, .tb = 1, .m = n, .n = o, .k = in,
+                   .alpha = 1.0f, .a = cnn_layer_x(net, l, 0), .lda = in,
+                   .b = cnn_param_ptr(net, l, 0), .ldb = in, .beta = 0.0f, .c = l->y, .ldc = o));
+  if (l->bias)
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_BIAS_ADD, bias, .rows = (size_t)n, .cols = (size_t)o,
+                     .in = cnn_param_ptr(net, l, 1), .out = l->y));
   return CNN_OK;
 }
 
-static cnn_status dense_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status dense_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   int in = (int)cnn_shape_count(l->in_shape[0]), o = l->outputs;
   /* dW[O, I] = dy^T[O, n] x[n, I] */
-  CNN_TRY(CNN_OP(net, gemm, 1, 0, o, in, n, 1.0f, l->dy, o, cnn_layer_x(net, l, 0), in, 0.0f,
-                 cnn_grad_ptr(net, l, 0), in));
-  if (l->bias) CNN_TRY(CNN_OP(net, bias_grad, (size_t)n, (size_t)o, l->dy, cnn_grad_ptr(net, l, 1)));
+  CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 1, .tb = 0, .m = o, .n = in, .k = n,
+                   .alpha = 1.0f, .a = l->dy, .lda = o, .b = cnn_layer_x(net, l, 0), .ldb = in,
+                   .beta = 0.0f, .c = cnn_grad_ptr(net, l, 0), .ldc = in));
+  if (l->bias)
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_BIAS_GRAD, bias, .rows = (size_t)n, .cols = (size_t)o,
+                     .in = l->dy, .out = cnn_grad_ptr(net, l, 1)));
   float *dx = cnn_layer_dx(net, l, 0);
   /* dx[n, I] += dy[n, O] W[O, I] */
   if (dx)
-    CNN_TRY(CNN_OP(net, gemm, 0, 0, n, in, o, 1.0f, l->dy, o, cnn_param_ptr(net, l, 0), in, 1.0f,
-                   dx, in));
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 0, .tb = 0, .m = n, .n = in, .k = o,
+                     .alpha = 1.0f, .a = l->dy, .lda = o, .b = cnn_param_ptr(net, l, 0),
+                     .ldb = in, .beta = 1.0f, .c = dx, .ldc = in));
   return CNN_OK;
 }
 
@@ -51,7 +58,7 @@ static void dense_describe(const cnn_net *net, const cnn_layer *l, char *buf, si
 const cnn_layer_kind cnn_kind_dense = {
     .name = "dense",
     .infer = dense_infer,
-    .forward = dense_forward,
-    .backward = dense_backward,
+    .emit_fwd = dense_forward,
+    .emit_bwd = dense_backward,
     .describe = dense_describe,
 };

@@ -9,15 +9,16 @@ static cnn_status flatten_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-static cnn_status flatten_forward(cnn_net *net, cnn_layer *l, int n, int train) {
-  return CNN_OP(net, copy, l->y, cnn_layer_x(net, l, 0),
-                (size_t)n * cnn_shape_count(l->out) * sizeof(float));
+static cnn_status flatten_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
+  return CNN_EMIT(p, net, l, CNN_NODE_COPY, copy, .dst = l->y, .src = cnn_layer_x(net, l, 0),
+                  .bytes = (size_t)n * cnn_shape_count(l->out) * sizeof(float));
 }
 
-static cnn_status flatten_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status flatten_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   float *dx = cnn_layer_dx(net, l, 0);
   if (!dx) return CNN_OK;
-  return CNN_OP(net, axpby, (size_t)n * cnn_shape_count(l->out), 1.0f, l->dy, 1.0f, dx);
+  return CNN_EMIT(p, net, l, CNN_NODE_AXPBY, axpby, .n = (size_t)n * cnn_shape_count(l->out),
+                  .alpha = 1.0f, .x = l->dy, .beta = 1.0f, .y = dx);
 }
 
 static void flatten_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -27,7 +28,7 @@ static void flatten_describe(const cnn_net *net, const cnn_layer *l, char *buf, 
 const cnn_layer_kind cnn_kind_flatten = {
     .name = "flatten",
     .infer = flatten_infer,
-    .forward = flatten_forward,
-    .backward = flatten_backward,
+    .emit_fwd = flatten_forward,
+    .emit_bwd = flatten_backward,
     .describe = flatten_describe,
 };

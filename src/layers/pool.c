@@ -48,28 +48,18 @@ static cnn_status pool_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-static cnn_status maxpool_forward(cnn_net *net, cnn_layer *l, int n, int train) {
-  cnn_pool_desc d = cnn_layer_pool_desc(l, n);
-  return CNN_OP(net, maxpool_fwd, &d, cnn_layer_x(net, l, 0), l->y);
+static cnn_status pool_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
+  cnn_node_op op = l->kind == &cnn_kind_maxpool ? CNN_NODE_MAXPOOL_FWD : CNN_NODE_AVGPOOL_FWD;
+  return CNN_EMIT(p, net, l, op, pool, .d = cnn_layer_pool_desc(l, n), .x = cnn_layer_x(net, l, 0),
+                  .y = l->y);
 }
 
-static cnn_status maxpool_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status pool_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   float *dx = cnn_layer_dx(net, l, 0);
   if (!dx) return CNN_OK;
-  cnn_pool_desc d = cnn_layer_pool_desc(l, n);
-  return CNN_OP(net, maxpool_bwd, &d, cnn_layer_x(net, l, 0), l->dy, dx);
-}
-
-static cnn_status avgpool_forward(cnn_net *net, cnn_layer *l, int n, int train) {
-  cnn_pool_desc d = cnn_layer_pool_desc(l, n);
-  return CNN_OP(net, avgpool_fwd, &d, cnn_layer_x(net, l, 0), l->y);
-}
-
-static cnn_status avgpool_backward(cnn_net *net, cnn_layer *l, int n) {
-  float *dx = cnn_layer_dx(net, l, 0);
-  if (!dx) return CNN_OK;
-  cnn_pool_desc d = cnn_layer_pool_desc(l, n);
-  return CNN_OP(net, avgpool_bwd, &d, l->dy, dx);
+  cnn_node_op op = l->kind == &cnn_kind_maxpool ? CNN_NODE_MAXPOOL_BWD : CNN_NODE_AVGPOOL_BWD;
+  return CNN_EMIT(p, net, l, op, pool, .d = cnn_layer_pool_desc(l, n), .x = cnn_layer_x(net, l, 0),
+                  .dy = l->dy, .dx = dx);
 }
 
 static void pool_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -82,15 +72,15 @@ static void pool_describe(const cnn_net *net, const cnn_layer *l, char *buf, siz
 const cnn_layer_kind cnn_kind_maxpool = {
     .name = "maxpool",
     .infer = pool_infer,
-    .forward = maxpool_forward,
-    .backward = maxpool_backward,
+    .emit_fwd = pool_forward,
+    .emit_bwd = pool_backward,
     .describe = pool_describe,
 };
 
 const cnn_layer_kind cnn_kind_avgpool = {
     .name = "avgpool",
     .infer = pool_infer,
-    .forward = avgpool_forward,
-    .backward = avgpool_backward,
+    .emit_fwd = pool_forward,
+    .emit_bwd = pool_backward,
     .describe = pool_describe,
 };

@@ -20,26 +20,29 @@ static cnn_status route_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-static cnn_status route_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+static cnn_status route_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   int off = 0;
   for (int i = 0; i < l->n_in; i++) {
     int c = l->in_shape[i].c;
-    CNN_TRY(CNN_OP(net, copy2d, rows, (size_t)c, cnn_layer_x(net, l, i), (size_t)c, l->y + off,
-                   (size_t)l->out.c, 0));
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_COPY2D, copy2d, .rows = rows, .cols = (size_t)c,
+                     .src = cnn_layer_x(net, l, i), .ss = (size_t)c, .dst = l->y + off,
+                     .ds = (size_t)l->out.c, .acc = 0));
     off += c;
   }
   return CNN_OK;
 }
 
-static cnn_status route_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status route_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   int off = 0;
   for (int i = 0; i < l->n_in; i++) {
     int c = l->in_shape[i].c;
     float *dx = cnn_layer_dx(net, l, i);
     if (dx)
-      CNN_TRY(CNN_OP(net, copy2d, rows, (size_t)c, l->dy + off, (size_t)l->out.c, dx, (size_t)c, 1));
+      CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_COPY2D, copy2d, .rows = rows, .cols = (size_t)c,
+                       .src = l->dy + off, .ss = (size_t)l->out.c, .dst = dx, .ds = (size_t)c,
+                       .acc = 1));
     off += c;
   }
   return CNN_OK;
@@ -54,7 +57,7 @@ static void route_describe(const cnn_net *net, const cnn_layer *l, char *buf, si
 const cnn_layer_kind cnn_kind_route = {
     .name = "route",
     .infer = route_infer,
-    .forward = route_forward,
-    .backward = route_backward,
+    .emit_fwd = route_forward,
+    .emit_bwd = route_backward,
     .describe = route_describe,
 };

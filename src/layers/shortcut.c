@@ -30,23 +30,35 @@ static cnn_shortcut_desc desc_of(const cnn_layer *l, int n) {
   return (cnn_shortcut_desc){n, f.h, f.w, f.c, a.h, a.w, a.c};
 }
 
-static cnn_status shortcut_forward(cnn_net *net, cnn_layer *l, int n, int train) {
+static cnn_status shortcut_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   size_t count = (size_t)n * cnn_shape_count(l->out);
   const float *x = cnn_layer_x(net, l, 0), *from = cnn_layer_x(net, l, 1);
-  if (same_shape(l)) return CNN_OP(net, add, count, x, from, l->y);
-  CNN_TRY(CNN_OP(net, copy, l->y, x, count * sizeof(float)));
-  cnn_shortcut_desc d = desc_of(l, n);
-  return CNN_OP(net, shortcut_fwd, &d, from, l->y);
+  if (same_shape(l)) {
+    if (l->fused_act != CNN_ACT_LINEAR) /* the activation after it, fused (fuse.c) */
+      return CNN_EMIT(p, net, l, CNN_NODE_ADD_ACT_FWD, addact, .n = count, .a = x, .b = from,
+                      .act = l->fused_act, .alpha = l->fused_alpha, .out = l->y);
+    return CNN_EMIT(p, net, l, CNN_NODE_ADD, ew, .n = count, .a = x, .b = from, .y = l->y);
+  }
+  CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_COPY, copy, .dst = l->y, .src = x,
+                   .bytes = count * sizeof(float)));
+  return CNN_EMIT(p, net, l, CNN_NODE_SHORTCUT_FWD, sc, .d = desc_of(l, n), .in = from, .out = l->y);
 }
 
-static cnn_status shortcut_backward(cnn_net *net, cnn_layer *l, int n) {
+static cnn_status shortcut_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   size_t count = (size_t)n * cnn_shape_count(l->out);
   float *dx = cnn_layer_dx(net, l, 0), *dfrom = cnn_layer_dx(net, l, 1);
-  if (dx) CNN_TRY(CNN_OP(net, axpby, count, 1.0f, l->dy, 1.0f, dx));
+  if (l->fused_act != CNN_ACT_LINEAR)
+    return CNN_EMIT(p, net, l, CNN_NODE_ADD_ACT_BWD, addact, .n = count, .y = l->y, .dy = l->dy,
+                    .act = l->fused_act, .alpha = l->fused_alpha, .da = dx, .db = dfrom);
+  if (dx)
+    CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_AXPBY, axpby, .n = count, .alpha = 1.0f, .x = l->dy,
+                     .beta = 1.0f, .y = dx));
   if (!dfrom) return CNN_OK;
-  if (same_shape(l)) return CNN_OP(net, axpby, count, 1.0f, l->dy, 1.0f, dfrom);
-  cnn_shortcut_desc d = desc_of(l, n);
-  return CNN_OP(net, shortcut_bwd, &d, l->dy, dfrom);
+  if (same_shape(l))
+    return CNN_EMIT(p, net, l, CNN_NODE_AXPBY, axpby, .n = count, .alpha = 1.0f, .x = l->dy,
+                    .beta = 1.0f, .y = dfrom);
+  return CNN_EMIT(p, net, l, CNN_NODE_SHORTCUT_BWD, sc, .d = desc_of(l, n), .in = l->dy,
+                  .out = dfrom);
 }
 
 static void shortcut_describe(const cnn_net *net, const cnn_layer *l, char *buf, size_t len) {
@@ -56,7 +68,7 @@ static void shortcut_describe(const cnn_net *net, const cnn_layer *l, char *buf,
 const cnn_layer_kind cnn_kind_shortcut = {
     .name = "shortcut",
     .infer = shortcut_infer,
-    .forward = shortcut_forward,
-    .backward = shortcut_backward,
+    .emit_fwd = shortcut_forward,
+    .emit_bwd = shortcut_backward,
     .describe = shortcut_describe,
 };

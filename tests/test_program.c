@@ -1,0 +1,370 @@
+/* Step programs (src/core/program.c) on ref and cpu:
+ *  - fused vs unfused: the same net, seed and batches give the same per-step losses
+ *    and parameters with fusion on and off (fusion is the only difference), on ref
+ *    and on cpu, in training and in inference (BN folded into convs);
+ *  - ref is bit-exact with itself (two nets, same seed: identical losses and
+ *    parameters), and cpu agrees with ref within the f32 tolerance;
+ *  - the compiled programs hold the fused nodes and not the unfused ones;
+ *  - a refused step (non-finite input, or a loss that overflows) launched without
+ *    any host read leaves parameters, optimizer state and running statistics
+ *    bit-identical, and the metrics report it with its step number;
+ *  - a counting wrapper around the cpu backend sees no sync, download, upload,
+ *    alloc or free inside launched training steps, and exactly one asynchronous
+ *    read per metrics poll;
+ *  - a backend without an op the program needs is refused at compile time,
+ *    naming the node, the op, the dtype and the backend;
+ *  - partial batches (n < the built batch) run their own program. */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "cnn/cnn.h"
+#include "core/rng.h"
+#include "testutil.h"
+
+#define BATCH 8
+#define STEPS 6
+/* per-step loss and final parameters, fused vs unfused on one backend: the fused
+ * ops reorder a few f32 roundings per element (BN normalise + act in one pass,
+ * folded weights), and training compounds them over STEPS steps */
+#define TOL_FUSED 2e-4
+/* cpu vs ref: im2col + sgemm against double accumulation, compounded over STEPS */
+#define TOL_CPU_REF 1e-3
+
+/* every fusion pattern: conv -> bn -> leaky, conv -> bn -> relu, a same-shape
+ * shortcut with relu, conv -> relu (inference epilogue), a route, dropout, a
+ * dense layer with bn -> tanh, and softmax with temperature + label smoothing */
+static const char *cfg =
+    "[net]\nheight=10\nwidth=10\nchannels=2\nbatch=8\n"
+    "\n[train]\noptimizer=sgd\nnesterov=1\nlearning_rate=0.05\nmomentum=0.9\nseed=11\n"
+    "label_smoothing=0.1\n"
+    "\n[convolutional]\nbatch_normalize=1\nfilters=6\nsize=3\npad=1\nactivation=leaky\n"
+    "\n[convolutional]\nbatch_normalize=1\nfilters=6\nsize=3\npad=1\nactivation=relu\n"
+    "\n[shortcut]\nfrom=-2\nactivation=relu\n"
+    "\n[maxpool]\nsize=2\nstride=2\n"
+    "\n[convolutional]\nfilters=4\nsize=1\nactivation=relu\n"
+    "\n[route]\nlayers=-1,-2\n"
+    "\n[dropout]\nprobability=0.25\n"
+    "\n[connected]\nbatch_normalize=1\noutput=12\nactivation=tanh\n"
+    "\n[connected]\noutput=5\nactivation=linear\n"
+    "\n[softmax]\ntemperature=2\n";
+
+#define PIX (10 * 10 * 2)
+#define CLASSES 5
+
+static float xs[STEPS][BATCH * PIX];
+static int32_t ys[STEPS][BATCH];
+
+static void make_data(void) {
+  for (int s = 0; s < STEPS; s++) {
+    tu_fill_uniform(xs[s], BATCH * PIX, -1, 1, 100 + (uint64_t)s);
+    for (int i = 0; i < BATCH; i++) ys[s][i] = (int32_t)(cnn_rng_u64(5, (uint64_t)(s * BATCH + i)) % CLASSES);
+  }
+}
+
+static cnn_net *make_net(cnn_backend *b, int fuse, cnn_mode mode) {
+  cnn_net *net = NULL;
+  CHECK_OK(cnn_net_from_cfg_text(cfg, "program.cfg", &net));
+  if (!net) return NULL;
+  CHECK_OK(cnn_net_set_fusion(net, fuse));
+  CHECK_OK(cnn_net_build(net, b, BATCH, mode));
+  return net;
+}
+
+/* all parameters and running statistics, in tensor order */
+static float *snapshot(cnn_net *net, size_t *count) {
+  size_t total = 0;
+  int nt = cnn_net_num_tensors(net);
+  for (int i = 0; i < nt; i++) {
+    cnn_param_desc d;
+    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
+    total += d.count;
+  }
+  float *all = malloc(total * sizeof *all), *p = all;
+  for (int i = 0; i < nt; i++) {
+    cnn_param_desc d;
+    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
+    CHECK_OK(cnn_net_tensor_get(net, i, p));
+    p += d.count;
+  }
+  *count = total;
+  return all;
+}
+
+static void train(cnn_net *net, double *loss) {
+  for (int s = 0; s < STEPS; s++) {
+    cnn_step_result r = {0};
+    CHECK_OK(cnn_net_train_step(net, xs[s], ys[s], BATCH, &r));
+    loss[s] = r.loss;
+  }
+}
+
+static void check_losses(const char *what, const double *a, const double *b, double tol) {
+  double worst = 0;
+  for (int s = 0; s < STEPS; s++) {
+    double e = fabs(a[s] - b[s]) / fmax(1.0, fmax(fabs(a[s]), fabs(b[s])));
+    if (!(e <= worst)) worst = e;
+  }
+  CHECK(worst <= tol, "%s: per-step losses differ by %.3g (tolerance %g)", what, worst, tol);
+}
+
+/* fused vs unfused training and inference on backend b */
+static void test_fused_vs_unfused(cnn_backend *b, double *losses_out) {
+  char what[128];
+  double loss[2][STEPS];
+  float *params[2], *probs[2];
+  size_t np = 0;
+  for (int fuse = 0; fuse < 2; fuse++) {
+    cnn_net *net = make_net(b, fuse, CNN_MODE_TRAIN);
+    if (!net) return;
+    train(net, loss[fuse]);
+    params[fuse] = snapshot(net, &np);
+    /* inference on a net built for inference: BN folded into the convs when fused */
+    cnn_net *inf = NULL;
+    CHECK_OK(cnn_net_from_cfg_text(cfg, "program.cfg", &inf));
+    CHECK_OK(cnn_net_set_fusion(inf, fuse));
+    CHECK_OK(cnn_net_build(inf, b, BATCH, CNN_MODE_INFER));
+    int nt = cnn_net_num_tensors(net);
+    float *p = params[fuse];
+    for (int i = 0; i < nt; i++) {
+      cnn_param_desc d;
+      CHECK_OK(cnn_net_tensor_desc(net, i, &d));
+      CHECK_OK(cnn_net_tensor_set(inf, i, p));
+      p += d.count;
+    }
+    probs[fuse] = malloc(BATCH * CLASSES * sizeof(float));
+    tu_poison(probs[fuse], BATCH * CLASSES);
+    CHECK_OK(cnn_net_predict(inf, xs[0], NULL, BATCH, probs[fuse], NULL));
+    cnn_net_destroy(inf);
+    cnn_net_destroy(net);
+  }
+  snprintf(what, sizeof what, "%s training, fused vs unfused", cnn_backend_name(b));
+  check_losses(what, loss[1], loss[0], TOL_FUSED);
+  tu_check_close(what, params[1], params[0], np, TOL_FUSED);
+  snprintf(what, sizeof what, "%s inference (BN folded), fused vs unfused", cnn_backend_name(b));
+  tu_check_close(what, probs[1], probs[0], BATCH * CLASSES, TOL_FUSED);
+  for (int s = 0; s < STEPS; s++) losses_out[s] = loss[1][s];
+  for (int k = 0; k < 2; k++) {
+    free(params[k]);
+    free(probs[k]);
+  }
+}
+
+/* the program text: fused nodes present, the unfused ones absent */
+static void test_program_text(cnn_backend *b) {
+  cnn_net *tr = make_net(b, 1, CNN_MODE_TRAIN), *in = make_net(b, 1, CNN_MODE_INFER);
+  if (!tr || !in) return;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  CHECK_OK(cnn_net_program_print(tr, BATCH, CNN_MODE_TRAIN, f));
+  fflush(f);
+  CHECK(strstr(buf, "bn_act_fwd_train") && strstr(buf, "[+leaky]"), "training: BN + leaky fused:\n%s", buf);
+  CHECK(strstr(buf, "add_act_fwd") && strstr(buf, "add_act_bwd"), "training: shortcut + relu fused:\n%s", buf);
+  CHECK(strstr(buf, "softmax_xent_step") && !strstr(buf, "softmax_xent_fwd"), "one softmax node:\n%s", buf);
+  CHECK(strstr(buf, "sgd_step_st") && strstr(buf, "bn_commit"), "optimizer and BN commits:\n%s", buf);
+  /* the only act nodes left: the 1x1 conv's relu (training does not fuse it) */
+  int acts = 0;
+  for (char *p = buf; (p = strstr(p, " act_fwd")); p++) acts++;
+  CHECK(acts == 1, "training: %d act_fwd nodes, expected 1 (the conv's relu):\n%s", acts, buf);
+  fclose(f);
+  free(buf);
+  buf = NULL;
+  f = open_memstream(&buf, &len);
+  CHECK_OK(cnn_net_program_print(in, BATCH, CNN_MODE_INFER, f));
+  fflush(f);
+  CHECK(strstr(buf, "bn_fold") && strstr(buf, "conv_fwd_act") && strstr(buf, "[+bn folded, leaky]"),
+        "inference: BN folded, act in the conv epilogue:\n%s", buf);
+  /* the dense layer's BN stays a node (only convs fold), with tanh fused */
+  int bns = 0;
+  for (char *p = buf; (p = strstr(p, "bn_act_fwd_infer")); p++) bns++;
+  CHECK(bns == 1, "inference: %d bn_act_fwd_infer nodes, expected 1:\n%s", bns, buf);
+  CHECK(!strstr(buf, " act_fwd"), "inference: no separate activation node:\n%s", buf);
+  fclose(f);
+  free(buf);
+  cnn_net_destroy(tr);
+  cnn_net_destroy(in);
+}
+
+/* ---- a backend wrapper that counts the calls that would stall a GPU ---------- */
+typedef struct counts {
+  int sync, download, upload, alloc, free, read_async, read_done, host_alloc;
+} counts;
+static counts cnt;            /* test-program state: one wrapper at a time */
+static const cnn_backend_ops *inner;
+
+static cnn_status c_alloc(void *c, size_t n, void **p) { cnt.alloc++; return inner->alloc(c, n, p); }
+static void c_free(void *c, void *p) { cnt.free++; inner->free(c, p); }
+static cnn_status c_upload(void *c, void *d, const void *s, size_t n) { cnt.upload++; return inner->upload(c, d, s, n); }
+static cnn_status c_download(void *c, void *d, const void *s, size_t n) { cnt.download++; return inner->download(c, d, s, n); }
+static cnn_status c_sync(void *c) { cnt.sync++; return inner->sync(c); }
+static cnn_status c_read_async(void *c, void *d, const void *s, size_t n) { cnt.read_async++; return inner->read_async(c, d, s, n); }
+static int c_read_done(void *c, int w) { cnt.read_done++; return inner->read_done(c, w); }
+static cnn_status c_host_alloc(void *c, size_t n, void **p) { cnt.host_alloc++; return inner->host_alloc(c, n, p); }
+
+static void test_no_host_sync(cnn_backend *cpu) {
+  cnn_backend_ops ops = *cpu->ops;
+  inner = cpu->ops;
+  ops.destroy = NULL;
+  ops.alloc = c_alloc;
+  ops.free = c_free;
+  ops.upload = c_upload;
+  ops.download = c_download;
+  ops.sync = c_sync;
+  ops.read_async = inner->read_async ? c_read_async : NULL;
+  ops.read_done = inner->read_done ? c_read_done : NULL;
+  ops.host_alloc = inner->host_alloc ? c_host_alloc : NULL;
+  cnn_backend wrap = {"counting-cpu", cpu->ctx, &ops};
+  CHECK(ops.read_async && ops.read_done && ops.upload_async, "cpu has asynchronous transfers");
+  cnn_net *net = make_net(&wrap, 1, CNN_MODE_TRAIN);
+  if (!net) return;
+  cnn_train_metrics m;
+  CHECK_OK(cnn_net_train_metrics(net, 1, &m)); /* compiles nothing; a baseline read */
+  CHECK_OK(cnn_net_train_launch(net, xs[0], ys[0], BATCH)); /* first launch compiles */
+  counts before = cnt;
+  int polls = 0;
+  for (int s = 1; s < STEPS; s++) {
+    CHECK_OK(cnn_net_train_launch(net, xs[s], ys[s], BATCH));
+    if (s % 2 == 0) {
+      CHECK_OK(cnn_net_train_metrics(net, 0, &m));
+      polls++;
+    }
+  }
+  counts d = {cnt.sync - before.sync, cnt.download - before.download, cnt.upload - before.upload,
+              cnt.alloc - before.alloc, cnt.free - before.free,
+              cnt.read_async - before.read_async, cnt.read_done - before.read_done,
+              cnt.host_alloc - before.host_alloc};
+  CHECK(d.sync == 0 && d.download == 0 && d.upload == 0, "no host sync in %d steps: %d sync, "
+        "%d download, %d upload calls", STEPS - 1, d.sync, d.download, d.upload);
+  CHECK(d.alloc == 0 && d.free == 0 && d.host_alloc == 0, "no allocation in steps: %d alloc, "
+        "%d free, %d host_alloc", d.alloc, d.free, d.host_alloc);
+  CHECK(d.read_async <= polls && d.read_async >= 1, "%d asynchronous reads for %d metric polls",
+        d.read_async, polls);
+  CHECK_OK(cnn_net_train_metrics(net, 1, &m));
+  CHECK(m.step == STEPS && m.refused == 0 && m.seen == STEPS * BATCH,
+        "metrics after %d steps: step %lld, refused %lld, seen %lld", STEPS, (long long)m.step,
+        (long long)m.refused, (long long)m.seen);
+  float ring[STEPS];
+  CHECK(cnn_net_step_losses(net, 0, STEPS, ring) == STEPS, "the loss of every step is kept");
+  int finite = 1;
+  for (int s = 0; s < STEPS; s++) finite &= isfinite(ring[s]) && ring[s] > 0;
+  CHECK(finite, "step losses are positive and finite");
+
+  /* a backend lacking an op the program needs: refused at compile, named */
+  cnn_net_destroy(net);
+  ops.add_act_fwd = NULL; /* fusion then leaves the shortcut unfused: still fine */
+  ops.add = NULL;
+  net = NULL;
+  CHECK_OK(cnn_net_from_cfg_text(cfg, "program.cfg", &net));
+  if (net) {
+    CHECK_OK(cnn_net_build(net, &wrap, BATCH, CNN_MODE_TRAIN));
+    cnn_status st = cnn_net_train_step(net, xs[0], ys[0], BATCH, NULL);
+    const char *e = cnn_last_error();
+    CHECK(st == CNN_UNSUPPORTED && strstr(e, "counting-cpu") && strstr(e, "add") &&
+          strstr(e, "f32") && strstr(e, "node") && strstr(e, "shortcut"),
+          "missing op refused with node, op, dtype and backend named: %s: %s",
+          cnn_status_name(st), e);
+    cnn_net_destroy(net);
+  }
+}
+
+/* a refused step changes nothing and is reported, without a host read in the step */
+static void test_refused(cnn_backend *b) {
+  cnn_net *net = make_net(b, 1, CNN_MODE_TRAIN);
+  if (!net) return;
+  CHECK_OK(cnn_net_train_step(net, xs[0], ys[0], BATCH, NULL));
+  size_t np;
+  float *before = snapshot(net, &np);
+  cnn_net_info info;
+  CHECK_OK(cnn_net_info_get(net, &info));
+  float *m0 = malloc(info.num_params * sizeof *m0), *m1 = malloc(info.num_params * sizeof *m1);
+  CHECK_OK(cnn_net_opt_state_get(net, 0, m0, info.num_params));
+  static float bad[2][BATCH * PIX];
+  memcpy(bad[0], xs[1], sizeof bad[0]);
+  bad[0][77] = NAN;                                          /* a non-finite input */
+  for (int i = 0; i < BATCH * PIX; i++) bad[1][i] = 3e38f;   /* finite, overflows the loss */
+  for (int k = 0; k < 2; k++) {
+    CHECK_OK(cnn_net_train_launch(net, bad[k], ys[1], BATCH));
+    cnn_train_metrics m;
+    CHECK_OK(cnn_net_train_metrics(net, 1, &m));
+    CHECK(m.refused == k + 1 && m.last_refused == 1 && m.step == 1,
+          "case %d: refused %lld (expected %d), last refused step %lld (expected 1), step %lld",
+          k, (long long)m.refused, k + 1, (long long)m.last_refused, (long long)m.step);
+    size_t n2;
+    float *after = snapshot(net, &n2);
+    CHECK(n2 == np && !memcmp(before, after, np * sizeof *after),
+          "case %d: parameters and running statistics bit-identical after a refused step", k);
+    CHECK_OK(cnn_net_opt_state_get(net, 0, m1, info.num_params));
+    CHECK(!memcmp(m0, m1, info.num_params * sizeof *m1),
+          "case %d: optimizer state bit-identical after a refused step", k);
+    free(after);
+  }
+  /* the host-pointer call reports it as an error naming the input */
+  cnn_status st = cnn_net_train_step(net, bad[0], ys[1], BATCH, NULL);
+  CHECK(st == CNN_ERR_NUMERIC && strstr(cnn_last_error(), "image 0") &&
+        strstr(cnn_last_error(), "element 77"), "train_step names the bad input: %s",
+        cnn_last_error());
+  /* and training goes on */
+  cnn_step_result r;
+  CHECK_OK(cnn_net_train_step(net, xs[1], ys[1], BATCH, &r));
+  CHECK(cnn_net_step_count(net) == 2 && isfinite(r.loss), "a good step after refused ones");
+  free(before);
+  free(m0);
+  free(m1);
+  cnn_net_destroy(net);
+}
+
+/* the last batch of an epoch: fewer images than built */
+static void test_partial(cnn_backend *b) {
+  double l[2];
+  for (int fuse = 0; fuse < 2; fuse++) {
+    cnn_net *net = make_net(b, fuse, CNN_MODE_TRAIN);
+    if (!net) return;
+    cnn_step_result r = {0};
+    CHECK_OK(cnn_net_train_step(net, xs[0], ys[0], BATCH, &r));
+    CHECK_OK(cnn_net_train_step(net, xs[1], ys[1], 5, &r));
+    l[fuse] = r.loss;
+    CHECK_OK(cnn_net_train_step(net, xs[2], ys[2], BATCH, &r));
+    cnn_net_destroy(net);
+  }
+  CHECK(fabs(l[0] - l[1]) <= TOL_FUSED * fmax(1, fabs(l[0])) && isfinite(l[0]),
+        "%s partial batch: fused %g vs unfused %g", cnn_backend_name(b), l[1], l[0]);
+}
+
+int main(void) {
+  make_data();
+  cnn_backend *ref = NULL, *cpu = NULL;
+  CHECK_OK(cnn_backend_create("ref", &ref));
+  CHECK_OK(cnn_backend_create("cpu", &cpu));
+  if (!ref || !cpu) return tu_finish("test_program");
+  double lref[STEPS], lcpu[STEPS], lref2[STEPS];
+  test_fused_vs_unfused(ref, lref);
+  test_fused_vs_unfused(cpu, lcpu);
+  check_losses("cpu vs ref, fused training", lcpu, lref, TOL_CPU_REF);
+  /* ref is deterministic: the same run twice is bit-identical */
+  cnn_net *a = make_net(ref, 1, CNN_MODE_TRAIN), *b = make_net(ref, 1, CNN_MODE_TRAIN);
+  if (a && b) {
+    train(a, lref);
+    train(b, lref2);
+    CHECK(!memcmp(lref, lref2, sizeof lref), "ref: identical losses from the same seed");
+    size_t n1, n2;
+    float *p1 = snapshot(a, &n1), *p2 = snapshot(b, &n2);
+    CHECK(n1 == n2 && !memcmp(p1, p2, n1 * sizeof *p1), "ref: identical parameters");
+    free(p1);
+    free(p2);
+  }
+  cnn_net_destroy(a);
+  cnn_net_destroy(b);
+  test_program_text(cpu);
+  test_refused(ref);
+  test_refused(cpu);
+  test_partial(ref);
+  test_partial(cpu);
+  test_no_host_sync(cpu);
+  cnn_backend_destroy(ref);
+  cnn_backend_destroy(cpu);
+  return tu_finish("test_program");
+}
