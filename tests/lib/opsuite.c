@@ -51,8 +51,40 @@
  *   sgd_step, adam_step (p, v, m)               tol_f32 (lr small enough that the
  *                                               f32 bias correction 1 - b2^t, which
  *                                               cancels, perturbs p by < lr * 2e-5)
+ *
+ * Step-program ops (opsuite_program.c). An activation after a sum keeps the sum's
+ * budget: every slope is <= 1.13 (GELU) and, where the output is much smaller than
+ * its input (sigmoid/tanh saturating, leaky below 0), the slope shrinks the error
+ * with it. ReLU/leaky derivatives of a recomputed BN output z are made safe by
+ * moving x so that |z| >= 1e-3 (tu_bn_off_kink): an f32 z cannot change sign.
+ *   upload_async, read_async                    0 (copies)
+ *   step_begin, step_end, metrics_reset,        integers exact, lr / sums / loss ring
+ *   check_finite (the step state)               tol_f32 (one division or addition)
+ *   softmax_xent_step probs, loss               tol_f32 * (max(1, L) + sqrt(C)), L the
+ *                                               largest |inv_temp * logit|
+ *   softmax_xent_step dlogits                   the same: |dscale| <= 1 times the error
+ *                                               of the backend's own probabilities
+ *   softmax_xent_step step_loss                 n * the loss tolerance (n rows summed;
+ *                                               n is small, so the worst case is cheap);
+ *                                               step_correct, step_n, nonfinite exact.
+ *                                               NaN logit: nonfinite == LOSS and a
+ *                                               non-finite step_loss on both sides
+ *   sgd_step_st, adam_step_st                   as sgd_step / adam_step; refused step
+ *                                               (nonfinite != 0): 0, p/v/m untouched
+ *   dropout_mask_st                             0 (same counter-based draws)
+ *   bn_act_fwd_train (y, save_*), bn_act_bwd    tol_f32 * sqrt(rows), as bn_fwd_train
+ *   bn_act_fwd_infer                            tol_f32, as bn_fwd_infer
+ *   bn_commit                                   tol_f32 (a blend of two values); 0 when
+ *                                               refused
+ *   bn_fold (wout, bout)                        tol_f32 (a product, a sum of two; rvar
+ *                                               in [0.5, 1.5])
+ *   conv_fwd_act                                tol_f32 * sqrt((c/g) r s + (bias != 0))
+ *   add_act_fwd, add_act_bwd                    tol_f32; GELU backward must give
+ *                                               CNN_ERR_ARG and write nothing; an output
+ *                                               given as NULL (da or db) is untouched: 0
  */
 #include "opsuite.h"
+#include "opsuite_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,31 +93,9 @@
 
 #include "testutil.h"
 
-#define GUARD 64 /* elements after every buffer that no op may write */
-#define SENTINEL (-7777.25f)
-#define MAX_DONE 64
-
-enum { T = 0, R = 1 }; /* the two sides: test backend, reference backend */
-
-typedef struct suite {
-  cnn_backend *be[2];
-  double tol;
-  int verbose;
-  uint64_t seed;                /* next fill seed: the run order makes it reproducible */
-  const char *done[MAX_DONE];   /* ops already reported (skipped or missing in ref) */
-  int ndone;
-  int skips;
-} suite;
-
-/* n 4-byte elements (+ GUARD) on each side */
-typedef struct buf {
-  size_t n;
-  void *d[2];
-} buf;
-
 /* ---- host helpers ---------------------------------------------------------- */
 
-static void *xmalloc(size_t bytes) {
+void *xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) {
     fprintf(stderr, "opsuite: out of host memory (%zu bytes)\n", bytes);
@@ -94,29 +104,29 @@ static void *xmalloc(size_t bytes) {
   return p;
 }
 
-static float *hvec(size_t n) { return (float *)xmalloc(n * sizeof(float)); }
+float *hvec(size_t n) { return (float *)xmalloc(n * sizeof(float)); }
 
-static void urand(suite *S, float *x, size_t n, float lo, float hi) {
+void urand(suite *S, float *x, size_t n, float lo, float hi) {
   tu_fill_uniform(x, n, lo, hi, S->seed++);
 }
 
-static float *hrand(suite *S, size_t n, float lo, float hi) {
+float *hrand(suite *S, size_t n, float lo, float hi) {
   float *x = hvec(n);
   urand(S, x, n, lo, hi);
   return x;
 }
 
-static double tol_sum(const suite *S, double k) { return S->tol * sqrt(k < 1 ? 1 : k); }
+double tol_sum(const suite *S, double k) { return S->tol * sqrt(k < 1 ? 1 : k); }
 
 /* ---- backend memory ------------------------------------------------------------ */
 
-static void mem_fatal(suite *S, int side, const char *what, size_t bytes, cnn_status st) {
+void mem_fatal(suite *S, int side, const char *what, size_t bytes, cnn_status st) {
   fprintf(stderr, "FAIL opsuite: %s of %zu bytes on backend '%s' failed: %s: %s\n", what,
           bytes, S->be[side]->name, cnn_status_name(st), cnn_last_error());
   exit(1);
 }
 
-static void buf_upload_raw(suite *S, buf *b, const void *host) {
+void buf_upload_raw(suite *S, buf *b, const void *host) {
   size_t bytes = (b->n + GUARD) * sizeof(float);
   float *tmp = hvec(b->n + GUARD);
   if (b->n) memcpy(tmp, host, b->n * sizeof(float));
@@ -128,16 +138,16 @@ static void buf_upload_raw(suite *S, buf *b, const void *host) {
   free(tmp);
 }
 
-static void buf_set(suite *S, buf *b, const float *host) { buf_upload_raw(S, b, host); }
+void buf_set(suite *S, buf *b, const float *host) { buf_upload_raw(S, b, host); }
 
-static void buf_poison(suite *S, buf *b) {
+void buf_poison(suite *S, buf *b) {
   float *tmp = hvec(b->n);
   tu_poison(tmp, b->n);
   buf_upload_raw(S, b, tmp);
   free(tmp);
 }
 
-static buf buf_new(suite *S, size_t n) {
+buf buf_new(suite *S, size_t n) {
   buf b;
   size_t bytes = (n + GUARD) * sizeof(float);
   b.n = n;
@@ -151,45 +161,47 @@ static buf buf_new(suite *S, size_t n) {
 }
 
 /* a new buffer holding `host` (n floats) on both sides */
-static buf buf_from(suite *S, const float *host, size_t n) {
+buf buf_from(suite *S, const float *host, size_t n) {
   buf b = buf_new(S, n);
   buf_set(S, &b, host);
   return b;
 }
 
-static void buf_free(suite *S, buf *b) {
+void buf_free(suite *S, buf *b) {
   for (int side = 0; side < 2; side++)
     if (b->d[side]) S->be[side]->ops->free(S->be[side]->ctx, b->d[side]);
   b->d[0] = b->d[1] = NULL;
 }
 
-static void buf_get(suite *S, const buf *b, int side, float *host /* n + GUARD */) {
+void buf_get(suite *S, const buf *b, int side, float *host /* n + GUARD */) {
   size_t bytes = (b->n + GUARD) * sizeof(float);
   cnn_status st = S->be[side]->ops->download(S->be[side]->ctx, host, b->d[side], bytes);
   if (st != CNN_OK) mem_fatal(S, side, "download", bytes, st);
 }
 
+void check_guard(suite *S, const buf *b, int side, const float *host, const char *label) {
+  size_t bad = GUARD;
+  for (size_t i = 0; i < GUARD; i++)
+    if (memcmp(&host[b->n + i], &(float){SENTINEL}, sizeof(float))) {
+      bad = i;
+      break;
+    }
+  CHECK(bad == GUARD, "%s: backend '%s' wrote past the end of the %zu-element buffer (at +%zu)",
+        label, S->be[side]->name, b->n, bad);
+}
+
 /* Compare b on the test side with b on the ref side: guards intact on both, then
  * tu_check_close over the n elements. */
-static void check(suite *S, const buf *b, const char *op, const char *cas, const char *what,
-                  double tol) {
+void check(suite *S, const buf *b, const char *op, const char *cas, const char *what,
+           double tol) {
   char label[320];
   float *got = hvec(b->n + GUARD), *want = hvec(b->n + GUARD);
   snprintf(label, sizeof label, "%s[%s] %s (%s vs %s)", op, cas, what, S->be[T]->name,
            S->be[R]->name);
   buf_get(S, b, T, got);
   buf_get(S, b, R, want);
-  for (int side = 0; side < 2; side++) {
-    const float *h = side == T ? got : want;
-    size_t bad = GUARD;
-    for (size_t i = 0; i < GUARD; i++)
-      if (memcmp(&h[b->n + i], &(float){SENTINEL}, sizeof(float))) {
-        bad = i;
-        break;
-      }
-    CHECK(bad == GUARD, "%s: backend '%s' wrote past the end of the %zu-element buffer (at +%zu)",
-          label, S->be[side]->name, b->n, bad);
-  }
+  check_guard(S, b, T, got, label);
+  check_guard(S, b, R, want, label);
   size_t at = 0;
   double e = tu_max_rel_err(got, want, b->n, &at);
   if (tu_check_close(label, got, want, b->n, tol) && S->verbose)
@@ -211,7 +223,7 @@ static void mark(suite *S, const char *op) {
 }
 
 /* 1 if the op may run: ref must have it (else a failure), test may lack it (skip). */
-static int gate(suite *S, const char *op, int have_test, int have_ref) {
+int gate(suite *S, const char *op, int have_test, int have_ref) {
   if (reported(S, op)) return 0;
   if (!have_ref) {
     tu_checks++;
@@ -231,7 +243,7 @@ static int gate(suite *S, const char *op, int have_test, int have_ref) {
 }
 
 /* 1 if the call succeeded; CNN_UNSUPPORTED from the test side is a skip. */
-static int called(suite *S, const char *op, const char *cas, int side, cnn_status st) {
+int called(suite *S, const char *op, const char *cas, int side, cnn_status st) {
   if (st == CNN_OK) return 1;
   if (side == T && st == CNN_UNSUPPORTED) {
     printf("skip %s: unsupported on %s (case %s: %s)\n", op, S->be[T]->name, cas,
@@ -245,20 +257,6 @@ static int called(suite *S, const char *op, const char *cas, int side, cnn_statu
           cnn_status_name(st), cnn_last_error());
   return 0;
 }
-
-/* Run OP on the test backend, then on ref, with the same arguments; buffers in the
- * argument list are written P(b) (float) or PI(b) (int32), which pick the side's
- * memory. Sets `ran` to 1 when both sides ran and returned CNN_OK. */
-#define P(b) ((float *)(b).d[side_])
-#define PI(b) ((int32_t *)(b).d[side_])
-#define RUN(S, OP, CAS, ...)                                                             \
-  do {                                                                                   \
-    ran = gate((S), #OP, (S)->be[T]->ops->OP != NULL, (S)->be[R]->ops->OP != NULL);      \
-    for (int side_ = 0; ran && side_ < 2; side_++) {                                     \
-      cnn_backend *b_ = (S)->be[side_];                                                  \
-      ran = called((S), #OP, (CAS), side_, b_->ops->OP(b_->ctx, __VA_ARGS__));           \
-    }                                                                                    \
-  } while (0)
 
 /* ---- elementwise ---------------------------------------------------------------- */
 
@@ -374,12 +372,12 @@ static void test_bias(suite *S) {
 
 /* ---- activations --------------------------------------------------------------- */
 
-static const char *act_name(cnn_act a) {
+const char *act_name(cnn_act a) {
   static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh"};
   return (unsigned)a < CNN_ACT_COUNT ? names[a] : "?";
 }
 
-static double host_act(cnn_act a, double alpha, double x) {
+double host_act(cnn_act a, double alpha, double x) {
   switch (a) {
     case CNN_ACT_LINEAR: return x;
     case CNN_ACT_RELU: return x > 0 ? x : 0;
@@ -975,6 +973,7 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
   test_softmax(&S);
   test_sgd(&S);
   test_adam(&S);
+  test_program_ops(&S);
   if (test->ops->sync) {
     cnn_status st = test->ops->sync(test->ctx);
     CHECK(st == CNN_OK, "sync on '%s': %s", test->name, cnn_last_error());

@@ -52,6 +52,39 @@ int tu_check_close(const char *what, const float *got, const float *want, size_t
   return 1;
 }
 
+void tu_bn_stats(const float *x, size_t rows, int c, double eps, float *mean, float *var,
+                 float *invstd) {
+  for (int j = 0; j < c; j++) {
+    double s = 0, ss = 0;
+    for (size_t r = 0; r < rows; r++) s += x[r * c + j];
+    double mu = s / (double)rows;
+    for (size_t r = 0; r < rows; r++) ss += (x[r * c + j] - mu) * (x[r * c + j] - mu);
+    double v = ss / (double)rows;
+    if (mean) mean[j] = (float)mu;
+    if (var) var[j] = (float)v;
+    if (invstd) invstd[j] = (float)(1 / sqrt(v + eps));
+  }
+}
+
+void tu_bn_off_kink(float *x, size_t rows, int c, const float *gamma, const float *beta,
+                    double eps, double margin) {
+  float *mean = malloc(c * sizeof(float)), *invstd = malloc(c * sizeof(float));
+  if (!mean || !invstd) {
+    fprintf(stderr, "tu_bn_off_kink: out of memory\n");
+    exit(1);
+  }
+  tu_bn_stats(x, rows, c, eps, mean, NULL, invstd);
+  for (size_t r = 0; r < rows; r++)
+    for (int j = 0; j < c; j++) {
+      double scale = (double)gamma[j] * invstd[j];
+      double z = scale * (x[r * c + j] - mean[j]) + beta[j];
+      double to = z < 0 ? -margin : margin;
+      if (fabs(z) < margin) x[r * c + j] = (float)(mean[j] + (to - beta[j]) / scale);
+    }
+  free(mean);
+  free(invstd);
+}
+
 int tu_finish(const char *name) {
   printf("%s: %d checks\n", name, tu_checks);
   printf("%d passed, %d failed\n", tu_checks - tu_failures, tu_failures);

@@ -41,6 +41,16 @@ void tu_poison(float *x, size_t n);
 double tu_max_rel_err(const float *a, const float *b, size_t n, size_t *where);
 /* CHECK that two arrays agree within tol (the scaled error above) */
 int tu_check_close(const char *what, const float *got, const float *want, size_t n, double tol);
+/* per-channel batch statistics of x [rows, c] in double, stored as f32: mean,
+ * biased variance and invstd = 1/sqrt(var + eps) (any of the three may be NULL) */
+void tu_bn_stats(const float *x, size_t rows, int c, double eps, float *mean, float *var,
+                 float *invstd);
+/* Move every x whose BN output z = gamma (x - mean) invstd + beta lies within
+ * `margin` of 0 out to |z| = margin (then the batch statistics are those of the
+ * moved x, shifted by O(margin / rows)), so a ReLU/leaky derivative taken from an
+ * f32 z cannot flip between backends or between fused and unfused chains. */
+void tu_bn_off_kink(float *x, size_t rows, int c, const float *gamma, const float *beta,
+                    double eps, double margin);
 /* print "N passed, N failed" and return the exit code */
 int tu_finish(const char *name);
 /* exit 77 (ctest SKIP) with a reason */

@@ -89,4 +89,69 @@ cnn_status ref_adam_step(void *ctx, size_t n, float *p, const float *g, float *m
                          float lr, float b1, float b2, float eps, float wd, int decoupled,
                          int64_t t);
 
+/* ---- helpers shared between the ref files (each defined in the file named) ---- */
+/* ref_backend.c: host memcpy; no-op for zero bytes whatever the pointers */
+cnn_status ref_memcpy(const char *op, void *dst, const void *src, size_t bytes);
+/* ref_elementwise.c: f(x) and f'(x) in double; CNN_ERR_ARG for an unknown act */
+double ref_act_value(cnn_act a, double alpha, double x);
+double ref_act_derivative(cnn_act a, double alpha, double x);
+cnn_status ref_check_act(cnn_act a, const char *op);
+/* ref_norm.c: c >= 1 and rows >= 1; two-pass mean and biased variance of channel
+ * ch; BN backward of one channel for g = dy act'(z) (act LINEAR: g = dy) */
+cnn_status ref_check_bn(size_t rows, int c, const char *op);
+void ref_bn_channel_stats(size_t rows, int c, const float *x, int ch, double *mean,
+                          double *var);
+void ref_bn_bwd_channel(size_t rows, int c, int ch, const float *x, const float *dy,
+                        double gamma, double beta, double mean, double invstd, cnn_act act,
+                        double alpha, float *dx, float *dgamma, float *dbeta);
+/* ref_train.c: shape / smoothing / label checks; smoothed target t_j */
+cnn_status ref_check_xent(int n, int classes, const int32_t *labels, float smoothing,
+                          const char *op);
+double ref_xent_target(int j, int label, double smoothing, int classes);
+
+/* ---- ref_program.c: the step-program ops ---- */
+cnn_status ref_upload_async(void *ctx, void *dst, const void *src_host, size_t bytes);
+cnn_status ref_read_async(void *ctx, void *dst_host, const void *src, size_t bytes);
+int ref_read_done(void *ctx, int wait);
+cnn_status ref_step_begin(void *ctx, cnn_step_state *st, const cnn_sched_desc *sd);
+cnn_status ref_step_end(void *ctx, cnn_step_state *st, int train);
+cnn_status ref_metrics_reset(void *ctx, cnn_step_state *st);
+cnn_status ref_check_finite(void *ctx, size_t n, const float *x, cnn_step_state *st);
+cnn_status ref_softmax_xent_step(void *ctx, int n, int classes, const float *logits,
+                                 float inv_temp, const int32_t *labels, float smoothing,
+                                 float *probs, float *loss, float *dlogits, float dscale,
+                                 cnn_step_state *st);
+cnn_status ref_sgd_step_st(void *ctx, size_t n, float *p, const float *g, float *v,
+                           float momentum, float wd, int nesterov, const cnn_step_state *st);
+cnn_status ref_adam_step_st(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                            float b1, float b2, float eps, float wd, int decoupled,
+                            const cnn_step_state *st);
+cnn_status ref_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed, uint64_t stream,
+                               const cnn_step_state *st, float *mask);
+cnn_status ref_bn_act_fwd_train(void *ctx, size_t rows, int c, const float *x,
+                                const float *gamma, const float *beta, float eps, cnn_act act,
+                                float alpha, float *save_mean, float *save_invstd,
+                                float *save_var, float *y);
+cnn_status ref_bn_act_fwd_infer(void *ctx, size_t rows, int c, const float *x,
+                                const float *gamma, const float *beta, const float *rmean,
+                                const float *rvar, float eps, cnn_act act, float alpha,
+                                float *y);
+cnn_status ref_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                          const float *gamma, const float *beta, const float *save_mean,
+                          const float *save_invstd, cnn_act act, float alpha, float *dx,
+                          float *dgamma, float *dbeta);
+cnn_status ref_bn_commit(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
+                         const float *save_var, float *running_mean, float *running_var,
+                         const cnn_step_state *st);
+cnn_status ref_bn_fold(void *ctx, int kout, size_t per_k, const float *w, const float *bias,
+                       const float *gamma, const float *beta, const float *rmean,
+                       const float *rvar, float eps, float *wout, float *bout);
+cnn_status ref_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                            size_t ws_bytes);
+cnn_status ref_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, cnn_act act,
+                           float alpha, float *y);
+cnn_status ref_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
+                           float alpha, float *da, float *db);
+
 #endif

@@ -26,8 +26,8 @@ static cnn_status ref_alloc(void *ctx, size_t bytes, void **ptr) {
 
 static void ref_free(void *ctx, void *ptr) { free(ptr); }
 
-/* upload, download and copy are all host-to-host on ref */
-static cnn_status ref_memcpy(const char *op, void *dst, const void *src, size_t bytes) {
+/* upload, download and copy (and the async transfers) are all host-to-host on ref */
+cnn_status ref_memcpy(const char *op, void *dst, const void *src, size_t bytes) {
   if (bytes == 0) return CNN_OK;
   REF_NEED(dst, op);
   REF_NEED(src, op);
@@ -86,6 +86,26 @@ static const cnn_backend_ops ref_ops = {
     .softmax_xent_bwd = ref_softmax_xent_bwd,
     .sgd_step = ref_sgd_step,
     .adam_step = ref_adam_step,
+    /* step programs (ref_program.c); no CUDA graphs: capture_* stay NULL */
+    .upload_async = ref_upload_async,
+    .read_async = ref_read_async,
+    .read_done = ref_read_done,
+    .step_begin = ref_step_begin,
+    .step_end = ref_step_end,
+    .metrics_reset = ref_metrics_reset,
+    .check_finite = ref_check_finite,
+    .softmax_xent_step = ref_softmax_xent_step,
+    .sgd_step_st = ref_sgd_step_st,
+    .adam_step_st = ref_adam_step_st,
+    .dropout_mask_st = ref_dropout_mask_st,
+    .bn_act_fwd_train = ref_bn_act_fwd_train,
+    .bn_act_fwd_infer = ref_bn_act_fwd_infer,
+    .bn_act_bwd = ref_bn_act_bwd,
+    .bn_commit = ref_bn_commit,
+    .bn_fold = ref_bn_fold,
+    .conv_fwd_act = ref_conv_fwd_act,
+    .add_act_fwd = ref_add_act_fwd,
+    .add_act_bwd = ref_add_act_bwd,
 };
 
 cnn_status cnn_backend_ref_create(cnn_backend **out) {

@@ -65,7 +65,7 @@ cnn_status ref_copy2d(void *ctx, size_t rows, size_t cols, const float *src, siz
 #define REF_SQRT1_2 0.70710678118654752440    /* 1 / sqrt(2) */
 #define REF_INV_SQRT_2PI 0.39894228040143267794 /* 1 / sqrt(2 pi) */
 
-static double act_value(cnn_act a, double alpha, double x) {
+double ref_act_value(cnn_act a, double alpha, double x) {
   switch (a) {
     case CNN_ACT_LINEAR: return x;
     case CNN_ACT_RELU: return x < 0 ? 0 : x; /* NaN propagates, as in PyTorch */
@@ -78,7 +78,7 @@ static double act_value(cnn_act a, double alpha, double x) {
 }
 
 /* f'(x); at the ReLU/leaky kink x == 0 the left derivative is used */
-static double act_derivative(cnn_act a, double alpha, double x) {
+double ref_act_derivative(cnn_act a, double alpha, double x) {
   switch (a) {
     case CNN_ACT_LINEAR: return 1;
     case CNN_ACT_RELU: return x > 0 ? 1 : 0;
@@ -97,7 +97,7 @@ static double act_derivative(cnn_act a, double alpha, double x) {
   }
 }
 
-static cnn_status check_act(cnn_act a, const char *op) {
+cnn_status ref_check_act(cnn_act a, const char *op) {
   if ((int)a < 0 || a >= CNN_ACT_COUNT)
     return cnn_error(CNN_ERR_ARG, "ref %s: unknown activation %d", op, (int)a);
   return CNN_OK;
@@ -107,8 +107,8 @@ static cnn_status check_act(cnn_act a, const char *op) {
 cnn_status ref_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x, float *y) {
   REF_NEED(x, "act_fwd");
   REF_NEED(y, "act_fwd");
-  CNN_TRY(check_act(a, "act_fwd"));
-  for (size_t i = 0; i < n; i++) y[i] = (float)act_value(a, alpha, x[i]);
+  CNN_TRY(ref_check_act(a, "act_fwd"));
+  for (size_t i = 0; i < n; i++) y[i] = (float)ref_act_value(a, alpha, x[i]);
   return CNN_OK;
 }
 
@@ -119,8 +119,9 @@ cnn_status ref_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float 
   REF_NEED(x, "act_bwd");
   REF_NEED(dy, "act_bwd");
   REF_NEED(dx, "act_bwd");
-  CNN_TRY(check_act(a, "act_bwd"));
-  for (size_t i = 0; i < n; i++) dx[i] += (float)((double)dy[i] * act_derivative(a, alpha, x[i]));
+  CNN_TRY(ref_check_act(a, "act_bwd"));
+  for (size_t i = 0; i < n; i++)
+    dx[i] += (float)((double)dy[i] * ref_act_derivative(a, alpha, x[i]));
   return CNN_OK;
 }
 

@@ -4,14 +4,14 @@
 
 #include "backend/ref/ref.h"
 
-static cnn_status check_bn(size_t rows, int c, const char *op) {
+cnn_status ref_check_bn(size_t rows, int c, const char *op) {
   if (c < 1) return cnn_error(CNN_ERR_ARG, "ref %s: %d channels", op, c);
   if (rows < 1) return cnn_error(CNN_ERR_ARG, "ref %s: batch statistics of 0 rows", op);
   return CNN_OK;
 }
 
 /* mean and biased variance (divide by rows) of channel ch, two-pass */
-static void channel_stats(size_t rows, int c, const float *x, int ch, double *mean,
+void ref_bn_channel_stats(size_t rows, int c, const float *x, int ch, double *mean,
                           double *var) {
   double sum = 0;
   for (size_t i = 0; i < rows; i++) sum += x[i * c + ch];
@@ -35,7 +35,7 @@ cnn_status ref_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const
                             float *running_var, float *save_mean, float *save_invstd,
                             float *y) {
   const char *op = "bn_fwd_train";
-  CNN_TRY(check_bn(rows, c, op));
+  CNN_TRY(ref_check_bn(rows, c, op));
   REF_NEED(x, op);
   REF_NEED(gamma, op);
   REF_NEED(beta, op);
@@ -46,7 +46,7 @@ cnn_status ref_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const
   REF_NEED(y, op);
   for (int ch = 0; ch < c; ch++) {
     double mean, var;
-    channel_stats(rows, c, x, ch, &mean, &var);
+    ref_bn_channel_stats(rows, c, x, ch, &mean, &var);
     double invstd = 1.0 / sqrt(var + eps);
     for (size_t i = 0; i < rows; i++)
       y[i * c + ch] = (float)(gamma[ch] * (x[i * c + ch] - mean) * invstd + beta[ch]);
@@ -80,16 +80,49 @@ cnn_status ref_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x, const
   return CNN_OK;
 }
 
-/* The batch-statistics gradient, with xhat = (x - mean) invstd:
- *   dbeta  = sum_i dy_i
- *   dgamma = sum_i dy_i xhat_i
- *   dx_i  += gamma invstd / rows * (rows dy_i - dbeta - xhat_i dgamma)
- * dgamma and dbeta are overwritten; dx is accumulated into. */
+/* The gradient g_i reaching the BN output of row i, channel ch: dy_i, or with an
+ * activation after BN, dy_i act'(z_i) with z_i = gamma (x_i - mean) invstd + beta
+ * recomputed in double. LINEAR gives exactly dy_i (beta is not read). */
+static double bn_out_grad(size_t i, int c, int ch, const float *x, const float *dy, double gamma,
+                          double beta, double mean, double invstd, cnn_act act, double alpha) {
+  if (act == CNN_ACT_LINEAR) return dy[i * c + ch];
+  double z = gamma * (x[i * c + ch] - mean) * invstd + beta;
+  return dy[i * c + ch] * ref_act_derivative(act, alpha, z);
+}
+
+/* The batch-statistics gradient of channel ch, with xhat = (x - mean) invstd and g
+ * the gradient at the BN output (bn_out_grad):
+ *   dbeta  = sum_i g_i
+ *   dgamma = sum_i g_i xhat_i
+ *   dx_i  += gamma invstd / rows * (rows g_i - dbeta - xhat_i dgamma)
+ * dgamma and dbeta are overwritten; dx is accumulated into. Shared by bn_bwd
+ * (act LINEAR) and bn_act_bwd. */
+void ref_bn_bwd_channel(size_t rows, int c, int ch, const float *x, const float *dy,
+                        double gamma, double beta, double mean, double invstd, cnn_act act,
+                        double alpha, float *dx, float *dgamma, float *dbeta) {
+  double sum_dy = 0, sum_dy_xhat = 0;
+  for (size_t i = 0; i < rows; i++) {
+    double xhat = (x[i * c + ch] - mean) * invstd;
+    double g = bn_out_grad(i, c, ch, x, dy, gamma, beta, mean, invstd, act, alpha);
+    sum_dy += g;
+    sum_dy_xhat += g * xhat;
+  }
+  double scale = gamma * invstd / (double)rows;
+  for (size_t i = 0; i < rows; i++) {
+    double xhat = (x[i * c + ch] - mean) * invstd;
+    double g = bn_out_grad(i, c, ch, x, dy, gamma, beta, mean, invstd, act, alpha);
+    double gx = scale * ((double)rows * g - sum_dy - xhat * sum_dy_xhat);
+    dx[i * c + ch] = (float)(dx[i * c + ch] + gx);
+  }
+  dgamma[ch] = (float)sum_dy_xhat;
+  dbeta[ch] = (float)sum_dy;
+}
+
 cnn_status ref_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
                       const float *gamma, const float *save_mean, const float *save_invstd,
                       float *dx, float *dgamma, float *dbeta) {
   const char *op = "bn_bwd";
-  CNN_TRY(check_bn(rows, c, op));
+  CNN_TRY(ref_check_bn(rows, c, op));
   REF_NEED(x, op);
   REF_NEED(dy, op);
   REF_NEED(gamma, op);
@@ -98,22 +131,8 @@ cnn_status ref_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float
   REF_NEED(dx, op);
   REF_NEED(dgamma, op);
   REF_NEED(dbeta, op);
-  for (int ch = 0; ch < c; ch++) {
-    double mean = save_mean[ch], invstd = save_invstd[ch];
-    double sum_dy = 0, sum_dy_xhat = 0;
-    for (size_t i = 0; i < rows; i++) {
-      double xhat = (x[i * c + ch] - mean) * invstd;
-      sum_dy += dy[i * c + ch];
-      sum_dy_xhat += dy[i * c + ch] * xhat;
-    }
-    double scale = gamma[ch] * invstd / (double)rows;
-    for (size_t i = 0; i < rows; i++) {
-      double xhat = (x[i * c + ch] - mean) * invstd;
-      double g = scale * ((double)rows * dy[i * c + ch] - sum_dy - xhat * sum_dy_xhat);
-      dx[i * c + ch] = (float)(dx[i * c + ch] + g);
-    }
-    dgamma[ch] = (float)sum_dy_xhat;
-    dbeta[ch] = (float)sum_dy;
-  }
+  for (int ch = 0; ch < c; ch++)
+    ref_bn_bwd_channel(rows, c, ch, x, dy, gamma[ch], 0.0, save_mean[ch], save_invstd[ch],
+                       CNN_ACT_LINEAR, 0.0, dx, dgamma, dbeta);
   return CNN_OK;
 }

@@ -5,7 +5,7 @@
 
 /* ---- softmax cross-entropy ---- */
 
-static cnn_status check_xent(int n, int classes, const int32_t *labels, float smoothing,
+cnn_status ref_check_xent(int n, int classes, const int32_t *labels, float smoothing,
                              const char *op) {
   if (n < 0 || classes < 1)
     return cnn_error(CNN_ERR_ARG, "ref %s: n=%d classes=%d", op, n, classes);
@@ -19,7 +19,7 @@ static cnn_status check_xent(int n, int classes, const int32_t *labels, float sm
 }
 
 /* target t_j = (1 - eps) [j == label] + eps / classes */
-static double target(int j, int label, double smoothing, int classes) {
+double ref_xent_target(int j, int label, double smoothing, int classes) {
   return (j == label ? 1.0 - smoothing : 0.0) + smoothing / classes;
 }
 
@@ -33,7 +33,7 @@ cnn_status ref_softmax_xent_fwd(void *ctx, int n, int classes, const float *logi
   REF_NEED(labels, op);
   REF_NEED(probs, op);
   REF_NEED(loss, op);
-  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  CNN_TRY(ref_check_xent(n, classes, labels, smoothing, op));
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * classes;
     double zmax = z[0];
@@ -45,7 +45,7 @@ cnn_status ref_softmax_xent_fwd(void *ctx, int n, int classes, const float *logi
     for (int j = 0; j < classes; j++) {
       double logp = z[j] - lse;
       probs[(size_t)i * classes + j] = (float)exp(logp);
-      l -= target(j, labels[i], smoothing, classes) * logp;
+      l -= ref_xent_target(j, labels[i], smoothing, classes) * logp;
     }
     loss[i] = (float)l;
   }
@@ -60,11 +60,11 @@ cnn_status ref_softmax_xent_bwd(void *ctx, int n, int classes, const float *prob
   REF_NEED(probs, op);
   REF_NEED(labels, op);
   REF_NEED(dlogits, op);
-  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  CNN_TRY(ref_check_xent(n, classes, labels, smoothing, op));
   for (int i = 0; i < n; i++)
     for (int j = 0; j < classes; j++) {
       size_t at = (size_t)i * classes + j;
-      double g = scale * (probs[at] - target(j, labels[i], smoothing, classes));
+      double g = scale * (probs[at] - ref_xent_target(j, labels[i], smoothing, classes));
       dlogits[at] = (float)(dlogits[at] + g);
     }
   return CNN_OK;
