@@ -372,11 +372,13 @@ extern "C" cnn_status cnn_cuda_capture_end(void *vctx, void **graph) {
   if (!ctx->capturing) return cnn_error(CNN_ERR_ARG, "cuda capture_end: no capture is open");
   e = cudaStreamEndCapture(ctx->stream, &g);
   ctx->capturing = 0;
-  /* buffers freed during the capture could not be released then */
-  cnn_cuda_release_deferred(ctx);
+  /* Buffers freed during the capture were parked; a graph made here may still
+   * reference them, so they are released only on the paths that make no graph
+   * (with a graph, graphs_live > 0 keeps them until graph_free). */
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    if (g) (void)cudaGraphDestroy(g);
+    if (g && cudaGraphDestroy(g) != cudaSuccess) (void)cudaGetLastError();
+    cnn_cuda_release_deferred(ctx);
     return cnn_error(CNN_ERR_DEVICE, "%s:%d: cudaStreamEndCapture: %s%s", __FILE__, __LINE__,
                      cudaGetErrorString(e),
                      ctx->capture_error ? " (an op was refused during the capture)" : "");
@@ -384,6 +386,7 @@ extern "C" cnn_status cnn_cuda_capture_end(void *vctx, void **graph) {
   if (ctx->capture_error || !graph) {
     if (g && cudaGraphDestroy(g) != cudaSuccess) (void)cudaGetLastError();
     ctx->capture_error = 0;
+    cnn_cuda_release_deferred(ctx);
     if (!graph) return cnn_error(CNN_ERR_ARG, "cuda capture_end: graph is NULL");
     return cnn_error(CNN_ERR_ARG,
                      "cuda capture_end: an op was refused during the capture; no graph made");
@@ -392,6 +395,7 @@ extern "C" cnn_status cnn_cuda_capture_end(void *vctx, void **graph) {
   if (cudaGraphDestroy(g) != cudaSuccess) (void)cudaGetLastError(); /* exec keeps its copy */
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
+    cnn_cuda_release_deferred(ctx);
     return cnn_error(CNN_ERR_DEVICE, "%s:%d: cudaGraphInstantiate: %s", __FILE__, __LINE__,
                      cudaGetErrorString(e));
   }
