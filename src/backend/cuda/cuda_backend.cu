@@ -56,12 +56,60 @@ extern "C" cnn_status cnn_cuda_device_info(int index, cnn_device_info *info) {
 
 /* ---- memory -------------------------------------------------------------- */
 
+/* ---- capture guards, deferred frees, debug synchronisation ---------------------- */
+
+extern "C" cnn_status cnn_cuda_refuse_in_capture(cnn_cuda_ctx *ctx, const char *op) {
+  ctx->capture_error = 1;
+  return cnn_error(CNN_ERR_ARG,
+                   "cuda %s: not allowed while a CUDA graph is being captured (it would "
+                   "allocate, synchronise or freeze host data into the graph)",
+                   op);
+}
+
+extern "C" cnn_status cnn_cuda_debug_sync(cnn_cuda_ctx *ctx, const char *what, const char *file,
+                                          int line) {
+  cudaError_t e;
+  if (!ctx->sync_debug || ctx->capturing) return CNN_OK;
+  e = cudaStreamSynchronize(ctx->stream);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return cnn_error(CNN_ERR_DEVICE, "%s:%d: %s failed (CNN_CUDA_SYNC): %s", file, line, what,
+                     cudaGetErrorString(e));
+  }
+  return CNN_OK;
+}
+
+/* park a device buffer that a live graph may still reference (or that cannot be
+ * freed during a capture); 0 if it could not be parked */
+static int defer_free(cnn_cuda_ctx *ctx, void *p) {
+  if (ctx->n_deferred == ctx->cap_deferred) {
+    int cap = ctx->cap_deferred ? 2 * ctx->cap_deferred : 8;
+    void **d = (void **)realloc(ctx->deferred, (size_t)cap * sizeof *d);
+    if (!d) return 0;
+    ctx->deferred = d;
+    ctx->cap_deferred = cap;
+  }
+  ctx->deferred[ctx->n_deferred++] = p;
+  return 1;
+}
+
+extern "C" void cnn_cuda_release_deferred(cnn_cuda_ctx *ctx) {
+  int i;
+  if (ctx->capturing || ctx->graphs_live > 0 || ctx->n_deferred == 0) return;
+  if (cudaStreamSynchronize(ctx->stream) != cudaSuccess) (void)cudaGetLastError();
+  for (i = 0; i < ctx->n_deferred; i++)
+    if (cudaFree(ctx->deferred[i]) != cudaSuccess) (void)cudaGetLastError();
+  ctx->n_deferred = 0;
+}
+
 extern "C" cnn_status cnn_cuda_alloc(void *vctx, size_t bytes, void **ptr) {
-  (void)vctx;
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   void *p = NULL;
   cudaError_t e;
   if (!ptr) return cnn_error(CNN_ERR_ARG, "cuda alloc: ptr is NULL");
   *ptr = NULL;
+  if (ctx->capturing) return cnn_cuda_refuse_in_capture(ctx, "alloc");
   /* a real (unique, 256-aligned) pointer even for 0 bytes */
   e = cudaMalloc(&p, bytes ? bytes : 1);
   if (e == cudaErrorMemoryAllocation) {
@@ -80,6 +128,8 @@ extern "C" cnn_status cnn_cuda_alloc(void *vctx, size_t bytes, void **ptr) {
 extern "C" void cnn_cuda_free(void *vctx, void *ptr) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   if (!ptr) return;
+  /* no synchronisation (nor cudaFree) is allowed while capturing: free it after */
+  if (ctx->capturing && defer_free(ctx, ptr)) return;
   /* pending kernels on our stream may still use the buffer */
   if (cudaStreamSynchronize(ctx->stream) != cudaSuccess) (void)cudaGetLastError();
   if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
@@ -87,6 +137,7 @@ extern "C" void cnn_cuda_free(void *vctx, void *ptr) {
 
 extern "C" cnn_status cnn_cuda_upload(void *vctx, void *dst, const void *src_host, size_t bytes) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (ctx->capturing) return cnn_cuda_refuse_in_capture(ctx, "upload");
   if (bytes == 0) return CNN_OK;
   CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx->stream));
   /* the source may be pageable and reused by the caller as soon as we return */
@@ -96,6 +147,7 @@ extern "C" cnn_status cnn_cuda_upload(void *vctx, void *dst, const void *src_hos
 
 extern "C" cnn_status cnn_cuda_download(void *vctx, void *dst_host, const void *src, size_t bytes) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (ctx->capturing) return cnn_cuda_refuse_in_capture(ctx, "download");
   if (bytes == 0) return CNN_OK;
   CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx->stream));
   CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
@@ -106,6 +158,7 @@ extern "C" cnn_status cnn_cuda_copy(void *vctx, void *dst, const void *src, size
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   if (bytes == 0 || dst == src) return CNN_OK;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream));
+  if (ctx->sync_debug) CNN_TRY(cnn_cuda_debug_sync(ctx, "copy", __FILE__, __LINE__));
   return CNN_OK;
 }
 
@@ -131,6 +184,7 @@ static void cuda_host_free(void *vctx, void *ptr) {
 
 extern "C" cnn_status cnn_cuda_sync(void *vctx) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (ctx->capturing) return cnn_cuda_refuse_in_capture(ctx, "sync");
   CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
   return CNN_OK;
 }
@@ -141,10 +195,25 @@ extern "C" cnn_status cnn_cuda_scratch(cnn_cuda_ctx *ctx, size_t bytes, void **o
   if (bytes > ctx->scratch_bytes) {
     size_t want = cnn_cuda_align256(bytes + bytes / 4); /* some headroom */
     void *p = NULL;
+    /* a captured graph must never allocate or synchronise: refuse, never grow */
+    if (ctx->capturing) {
+      ctx->capture_error = 1;
+      return cnn_error(CNN_ERR_ARG,
+                       "cuda scratch: %zu bytes needed but %zu reserved, and it cannot grow "
+                       "while a CUDA graph is being captured (run the step once uncaptured "
+                       "first)",
+                       bytes, ctx->scratch_bytes);
+    }
     if (ctx->scratch) {
-      /* kernels queued earlier may still read the old scratch */
-      CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-      CUDA_CHECK(cudaFree(ctx->scratch));
+      if (ctx->graphs_live > 0) {
+        /* live graphs hold the old address: keep it until they are freed */
+        if (!defer_free(ctx, ctx->scratch))
+          return cnn_error(CNN_ERR_NOMEM, "cuda scratch: out of host memory");
+      } else {
+        /* kernels queued earlier may still read the old scratch */
+        CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+        CUDA_CHECK(cudaFree(ctx->scratch));
+      }
       ctx->scratch = NULL;
       ctx->scratch_bytes = 0;
     }
@@ -194,16 +263,36 @@ extern "C" cnn_status cnn_cuda_gemm(void *vctx, int trans_a, int trans_b, int m,
   CUBLAS_CHECK(cublasSgemm(ctx->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                            trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
                            &beta, c, ldc));
+  if (ctx->sync_debug) CNN_TRY(cnn_cuda_debug_sync(ctx, "cublasSgemm", __FILE__, __LINE__));
   return CNN_OK;
 }
 
 /* ---- context and op table ---------------------------------------------------- */
 
 static void release_ctx(cnn_cuda_ctx *ctx) {
+  int i;
   if (!ctx) return;
+  if (ctx->capturing && ctx->stream) { /* abandon an open capture */
+    cudaGraph_t g = NULL;
+    if (cudaStreamEndCapture(ctx->stream, &g) != cudaSuccess) (void)cudaGetLastError();
+    if (g) (void)cudaGraphDestroy(g);
+    ctx->capturing = 0;
+  }
   if (ctx->stream && cudaStreamSynchronize(ctx->stream) != cudaSuccess) (void)cudaGetLastError();
   if (ctx->scratch && cudaFree(ctx->scratch) != cudaSuccess) (void)cudaGetLastError();
+  for (i = 0; i < ctx->n_deferred; i++)
+    if (cudaFree(ctx->deferred[i]) != cudaSuccess) (void)cudaGetLastError();
+  free(ctx->deferred);
+  for (i = 0; i < CNN_CUDA_STAGE_SLOTS; i++) {
+    if (ctx->stage[i].host && cudaFreeHost(ctx->stage[i].host) != cudaSuccess)
+      (void)cudaGetLastError();
+    if (ctx->stage[i].done && cudaEventDestroy(ctx->stage[i].done) != cudaSuccess)
+      (void)cudaGetLastError();
+  }
+  if (ctx->read_ev && cudaEventDestroy(ctx->read_ev) != cudaSuccess) (void)cudaGetLastError();
   if (ctx->cublas) (void)cublasDestroy(ctx->cublas);
+  /* after cuBLAS, which may use its workspace until destroyed */
+  if (ctx->cublas_ws && cudaFree(ctx->cublas_ws) != cudaSuccess) (void)cudaGetLastError();
   if (ctx->stream && cudaStreamDestroy(ctx->stream) != cudaSuccess) (void)cudaGetLastError();
   free(ctx);
 }
@@ -253,6 +342,30 @@ static void fill_ops(cnn_backend_ops *o) {
   o->softmax_xent_bwd = cnn_cuda_softmax_xent_bwd;
   o->sgd_step = cnn_cuda_sgd_step;
   o->adam_step = cnn_cuda_adam_step;
+  /* step programs */
+  o->upload_async = cnn_cuda_upload_async;
+  o->read_async = cnn_cuda_read_async;
+  o->read_done = cnn_cuda_read_done;
+  o->step_begin = cnn_cuda_step_begin;
+  o->step_end = cnn_cuda_step_end;
+  o->metrics_reset = cnn_cuda_metrics_reset;
+  o->check_finite = cnn_cuda_check_finite;
+  o->softmax_xent_step = cnn_cuda_softmax_xent_step;
+  o->sgd_step_st = cnn_cuda_sgd_step_st;
+  o->adam_step_st = cnn_cuda_adam_step_st;
+  o->dropout_mask_st = cnn_cuda_dropout_mask_st;
+  o->bn_act_fwd_train = cnn_cuda_bn_act_fwd_train;
+  o->bn_act_fwd_infer = cnn_cuda_bn_act_fwd_infer;
+  o->bn_act_bwd = cnn_cuda_bn_act_bwd;
+  o->bn_commit = cnn_cuda_bn_commit;
+  o->bn_fold = cnn_cuda_bn_fold;
+  o->conv_fwd_act = cnn_cuda_conv_fwd_act;
+  o->add_act_fwd = cnn_cuda_add_act_fwd;
+  o->add_act_bwd = cnn_cuda_add_act_bwd;
+  o->capture_begin = cnn_cuda_capture_begin;
+  o->capture_end = cnn_cuda_capture_end;
+  o->graph_launch = cnn_cuda_graph_launch;
+  o->graph_free = cnn_cuda_graph_free;
 }
 
 /* everything that can fail after ctx is allocated; release_ctx undoes it */
@@ -273,12 +386,41 @@ static cnn_status init_ctx(cnn_cuda_ctx *ctx) {
                      "CUDA device %d (%s) has compute capability %d.%d; this build needs 8.0 "
                      "or newer",
                      ctx->device, prop.name, prop.major, prop.minor);
+  {
+    const char *e = getenv("CNN_CUDA_SYNC");
+    ctx->sync_debug = e && e[0] && strcmp(e, "0") != 0;
+  }
+  /* a created (non-default, non-blocking) stream: graph capture needs one */
   CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&ctx->cublas));
   CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+  /* a fixed workspace, so cuBLAS never allocates (under capture it must not);
+   * after cublasSetStream, which resets the workspace to the default pool */
+  {
+    void *ws = NULL;
+    if (cudaMalloc(&ws, CNN_CUDA_CUBLAS_WS) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return cnn_error(CNN_ERR_NOMEM, "%s:%d: cudaMalloc(%zu bytes) for the cuBLAS workspace",
+                       __FILE__, __LINE__, CNN_CUDA_CUBLAS_WS);
+    }
+    ctx->cublas_ws = ws;
+    ctx->cublas_ws_bytes = CNN_CUDA_CUBLAS_WS;
+    CUBLAS_CHECK(cublasSetWorkspace(ctx->cublas, ctx->cublas_ws, ctx->cublas_ws_bytes));
+  }
   /* plain fp32: no TF32 (tests compare with an fp32 reference at 1e-5) */
   CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH));
   CUBLAS_CHECK(cublasSetPointerMode(ctx->cublas, CUBLAS_POINTER_MODE_HOST));
+  /* scratch reserved up front, so that a step captured first still fits */
+  {
+    void *sc = NULL;
+    CNN_TRY(cnn_cuda_scratch(ctx, CNN_CUDA_SCRATCH_INIT, &sc));
+  }
+  {
+    int i;
+    for (i = 0; i < CNN_CUDA_STAGE_SLOTS; i++)
+      CUDA_CHECK(cudaEventCreateWithFlags(&ctx->stage[i].done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ctx->read_ev, cudaEventDisableTiming));
+  }
   fill_ops(&ctx->ops);
   return CNN_OK;
 }

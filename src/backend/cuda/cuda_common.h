@@ -19,6 +19,22 @@
 extern "C" {
 #endif
 
+/* pinned staging slots of upload_async */
+#define CNN_CUDA_STAGE_SLOTS 3
+/* scratch reserved at create (enough for every batch-norm / softmax reduction of
+ * ordinary layers, so a first step captured into a graph need not grow it) */
+#define CNN_CUDA_SCRATCH_INIT ((size_t)8 << 20)
+/* cuBLAS workspace (32 MiB: NVIDIA's recommendation for Hopper) */
+#define CNN_CUDA_CUBLAS_WS ((size_t)32 << 20)
+
+/* one pinned staging buffer of upload_async */
+typedef struct cnn_cuda_stage {
+  void *host;
+  size_t bytes;
+  cudaEvent_t done;
+  int pending; /* `done` recorded after the last copy out of this slot */
+} cnn_cuda_stage;
+
 typedef struct cnn_cuda_ctx {
   int device;
   cudaStream_t stream;     /* every op runs on this stream */
@@ -29,9 +45,32 @@ typedef struct cnn_cuda_ctx {
   int max_threads_per_sm;
   size_t mem_total, l2_bytes, smem_per_block_optin;
   /* scratch for reductions that have no workspace argument (bias_grad, batch
-   * norm, conv db); grown on demand, freed at destroy */
+   * norm, conv db, softmax_xent_step); reserved at create, grown on demand
+   * outside of graph capture only, freed at destroy. A captured graph keeps the
+   * address it saw: a buffer replaced while graphs are alive is parked in
+   * `deferred` and freed once the last graph is gone. */
   void *scratch;
   size_t scratch_bytes;
+  /* device buffers whose cudaFree waits until no capture is open and no graph is
+   * alive (see cnn_cuda_defer_free) */
+  void **deferred;
+  int n_deferred, cap_deferred;
+  /* cuBLAS workspace set once at create, so cuBLAS never allocates under capture */
+  void *cublas_ws;
+  size_t cublas_ws_bytes;
+  /* CNN_CUDA_SYNC=1 (read once at create): synchronise after every launch and
+   * name the failing kernel (skipped while capturing) */
+  int sync_debug;
+  /* graphs: capturing is 1 between capture_begin and capture_end; capture_error
+   * is set by an op refused during the capture (capture_end then fails);
+   * graphs_live counts instantiated graphs not yet freed */
+  int capturing, capture_error, graphs_live;
+  /* upload_async: a ring of pinned staging buffers, one event per slot */
+  cnn_cuda_stage stage[CNN_CUDA_STAGE_SLOTS];
+  int stage_next;
+  /* read_async: the one outstanding device-to-host read */
+  cudaEvent_t read_ev;
+  int read_pending, read_in_capture;
   /* the op table lives in the context: no global mutable state */
   cnn_backend_ops ops;
 } cnn_cuda_ctx;
@@ -59,13 +98,16 @@ typedef struct cnn_cuda_ctx {
   } while (0)
 
 /* after every <<<...>>>: catches bad launch configurations (and earlier
- * asynchronous faults, which the message then names at this launch) */
+ * asynchronous faults, which the message then names at this launch). Needs the
+ * op's `cnn_cuda_ctx *ctx` in scope: with CNN_CUDA_SYNC=1 it also synchronises
+ * (outside capture) so that a fault inside the kernel is reported against it. */
 #define LAUNCH_CHECK(kernel_name)                                                         \
   do {                                                                                    \
     cudaError_t cnn_cuda_e_ = cudaGetLastError();                                         \
     if (cnn_cuda_e_ != cudaSuccess)                                                       \
       return cnn_error(CNN_ERR_DEVICE, "%s:%d: launch %s: %s", __FILE__, __LINE__,        \
                        kernel_name, cudaGetErrorString(cnn_cuda_e_));                     \
+    if (ctx->sync_debug) CNN_TRY(cnn_cuda_debug_sync(ctx, kernel_name, __FILE__, __LINE__)); \
   } while (0)
 
 #define CNN_CUDA_CTX(p) ((cnn_cuda_ctx *)(p))
@@ -84,8 +126,21 @@ static inline unsigned cnn_cuda_blocks(const cnn_cuda_ctx *ctx, size_t n) {
 }
 
 /* scratch of at least `bytes` (256-aligned), valid until the next call; may
- * synchronize the stream to grow (cuda_backend.cu) */
+ * synchronize the stream to grow (cuda_backend.cu). Growth is refused (clear
+ * error, and the open capture is marked failed) while a graph is being captured. */
 cnn_status cnn_cuda_scratch(cnn_cuda_ctx *ctx, size_t bytes, void **out);
+
+/* CNN_CUDA_SYNC=1: synchronise the stream after `what` (not while capturing) and
+ * report a failure as "what failed: ..." (cuda_backend.cu) */
+cnn_status cnn_cuda_debug_sync(cnn_cuda_ctx *ctx, const char *what, const char *file, int line);
+
+/* An op that cannot run under stream capture: sets ctx->capture_error so that
+ * capture_end fails too, and returns CNN_ERR_ARG naming the op. */
+cnn_status cnn_cuda_refuse_in_capture(cnn_cuda_ctx *ctx, const char *op);
+
+/* cudaFree the buffers parked while capturing or while graphs were alive, once
+ * neither is the case any more (synchronises the stream; no-op otherwise) */
+void cnn_cuda_release_deferred(cnn_cuda_ctx *ctx);
 
 /* Deterministic per-column reductions over a [rows, cols] row-major matrix
  * (cuda_elementwise.cu), shared by bias_grad, conv db and batch norm.
@@ -98,6 +153,18 @@ cnn_status cnn_cuda_scratch(cnn_cuda_ctx *ctx, size_t bytes, void **out);
  * summed in a fixed order: the result depends only on the shape and the device's
  * SM count, never on scheduling. */
 int cnn_cuda_colsum_parts(const cnn_cuda_ctx *ctx, size_t rows, int cols);
+/* mode 3 (bn_act_bwd) is mode 2 with b replaced by g = b * act'(z), where
+ * z = gamma (a - mean) invstd + beta (gamma NULL: 1, beta NULL: 0) is recomputed
+ * exactly as the fused batch-norm forward computes it */
+typedef struct cnn_cuda_colsum_act {
+  const float *invstd, *gamma, *beta;
+  int act;
+  float alpha;
+} cnn_cuda_colsum_act;
+cnn_status cnn_cuda_colsum_ex(cnn_cuda_ctx *ctx, int mode, size_t rows, int cols,
+                              const float *a, const float *b, const float *mean,
+                              const cnn_cuda_colsum_act *act, int parts, double *partials,
+                              double *sums0, double *sums1);
 cnn_status cnn_cuda_colsum(cnn_cuda_ctx *ctx, int mode, size_t rows, int cols, const float *a,
                            const float *b, const float *mean, int parts, double *partials,
                            double *sums0, double *sums1);
@@ -135,11 +202,20 @@ cnn_status cnn_cuda_shortcut_bwd(void *ctx, const cnn_shortcut_desc *d, const fl
                                  float *dfrom);
 cnn_status cnn_cuda_dropout_mask(void *ctx, size_t n, float p, uint64_t seed, uint64_t offset,
                                  float *mask);
+cnn_status cnn_cuda_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed, uint64_t stream,
+                                    const cnn_step_state *st, float *mask);
+cnn_status cnn_cuda_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, cnn_act act,
+                                float alpha, float *y);
+cnn_status cnn_cuda_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
+                                cnn_act act, float alpha, float *da, float *db);
 
 /* ---- cuda_conv.cu ---- */
 size_t cnn_cuda_conv_workspace(void *ctx, const cnn_conv_desc *d);
 cnn_status cnn_cuda_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                              const float *bias, float *y, void *ws, size_t ws_bytes);
+cnn_status cnn_cuda_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x,
+                                 const float *w, const float *bias, cnn_act act, float alpha,
+                                 float *y, void *ws, size_t ws_bytes);
 cnn_status cnn_cuda_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
                                   const float *w, float *dx, void *ws, size_t ws_bytes);
 cnn_status cnn_cuda_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
@@ -165,6 +241,24 @@ cnn_status cnn_cuda_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x,
 cnn_status cnn_cuda_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
                            const float *gamma, const float *save_mean, const float *save_invstd,
                            float *dx, float *dgamma, float *dbeta);
+cnn_status cnn_cuda_bn_act_fwd_train(void *ctx, size_t rows, int c, const float *x,
+                                     const float *gamma, const float *beta, float eps,
+                                     cnn_act act, float alpha, float *save_mean,
+                                     float *save_invstd, float *save_var, float *y);
+cnn_status cnn_cuda_bn_act_fwd_infer(void *ctx, size_t rows, int c, const float *x,
+                                     const float *gamma, const float *beta, const float *rmean,
+                                     const float *rvar, float eps, cnn_act act, float alpha,
+                                     float *y);
+cnn_status cnn_cuda_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                               const float *gamma, const float *beta, const float *save_mean,
+                               const float *save_invstd, cnn_act act, float alpha, float *dx,
+                               float *dgamma, float *dbeta);
+cnn_status cnn_cuda_bn_commit(void *ctx, int c, size_t rows, float momentum,
+                              const float *save_mean, const float *save_var,
+                              float *running_mean, float *running_var, const cnn_step_state *st);
+cnn_status cnn_cuda_bn_fold(void *ctx, int kout, size_t per_k, const float *w, const float *bias,
+                            const float *gamma, const float *beta, const float *rmean,
+                            const float *rvar, float eps, float *wout, float *bout);
 cnn_status cnn_cuda_softmax_xent_fwd(void *ctx, int n, int classes, const float *logits,
                                      const int32_t *labels, float smoothing, float *probs,
                                      float *loss);
@@ -178,6 +272,28 @@ cnn_status cnn_cuda_sgd_step(void *ctx, size_t n, float *p, const float *g, floa
 cnn_status cnn_cuda_adam_step(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
                               float lr, float b1, float b2, float eps, float wd, int decoupled,
                               int64_t t);
+cnn_status cnn_cuda_sgd_step_st(void *ctx, size_t n, float *p, const float *g, float *v,
+                                float momentum, float wd, int nesterov, const cnn_step_state *st);
+cnn_status cnn_cuda_adam_step_st(void *ctx, size_t n, float *p, const float *g, float *m,
+                                 float *v, float b1, float b2, float eps, float wd, int decoupled,
+                                 const cnn_step_state *st);
+
+/* ---- cuda_program.cu: step state, fused softmax, async transfers, graphs ---- */
+cnn_status cnn_cuda_upload_async(void *ctx, void *dst, const void *src_host, size_t bytes);
+cnn_status cnn_cuda_read_async(void *ctx, void *dst_host, const void *src, size_t bytes);
+int cnn_cuda_read_done(void *ctx, int wait);
+cnn_status cnn_cuda_step_begin(void *ctx, cnn_step_state *st, const cnn_sched_desc *sd);
+cnn_status cnn_cuda_step_end(void *ctx, cnn_step_state *st, int train);
+cnn_status cnn_cuda_metrics_reset(void *ctx, cnn_step_state *st);
+cnn_status cnn_cuda_check_finite(void *ctx, size_t n, const float *x, cnn_step_state *st);
+cnn_status cnn_cuda_softmax_xent_step(void *ctx, int n, int classes, const float *logits,
+                                      float inv_temp, const int32_t *labels, float smoothing,
+                                      float *probs, float *loss, float *dlogits, float dscale,
+                                      cnn_step_state *st);
+cnn_status cnn_cuda_capture_begin(void *ctx);
+cnn_status cnn_cuda_capture_end(void *ctx, void **graph);
+cnn_status cnn_cuda_graph_launch(void *ctx, void *graph);
+void cnn_cuda_graph_free(void *ctx, void *graph);
 
 #ifdef __cplusplus
 }

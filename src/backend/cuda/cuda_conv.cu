@@ -18,6 +18,7 @@
  *                chunks of pixels into a workspace and summed in a fixed order
  *                (deterministic, no float atomics); db is a column sum of dy. */
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_device.cuh"
 
 #define TB_M 64
 #define TB_N 64
@@ -48,7 +49,8 @@ static __device__ __forceinline__ void tile_mma(const float (*As)[TB_M + 1],
 
 static __global__ void __launch_bounds__(TB_THREADS)
     k_conv_fwd_tiled(cnn_conv_desc d, const float *__restrict__ x, const float *__restrict__ w,
-                     const float *__restrict__ bias, float *__restrict__ y) {
+                     const float *__restrict__ bias, int act, float alpha,
+                     float *__restrict__ y) {
   __shared__ float As[TB_K][TB_M + 1];
   __shared__ float Bs[TB_K][TB_N + 1];
   const int cg = d.c / d.groups, kg = d.k / d.groups, g = blockIdx.z;
@@ -111,7 +113,7 @@ static __global__ void __launch_bounds__(TB_THREADS)
       const int nn = n0 + lo + 16 * j;
       if (nn >= kg) continue;
       const int ko = g * kg + nn;
-      y[(size_t)m * d.k + ko] = acc[i][j] + (bias ? bias[ko] : 0.0f);
+      y[(size_t)m * d.k + ko] = act_f(act, alpha, acc[i][j] + (bias ? bias[ko] : 0.0f));
     }
   }
 }
@@ -119,7 +121,8 @@ static __global__ void __launch_bounds__(TB_THREADS)
 /* one thread per y element */
 static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restrict__ x,
                                          const float *__restrict__ w,
-                                         const float *__restrict__ bias, float *__restrict__ y) {
+                                         const float *__restrict__ bias, int act, float alpha,
+                                         float *__restrict__ y) {
   const int cg = d.c / d.groups, kg = d.k / d.groups;
   const int K = d.r * d.s * cg;
   const size_t total = (size_t)d.n * d.oh * d.ow * d.k;
@@ -145,7 +148,7 @@ static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restric
         for (int ci = 0; ci < cg; ci++) sum = fmaf(xp[ci], wp[ci], sum);
       }
     }
-    y[i] = sum + (bias ? bias[ko] : 0.0f);
+    y[i] = act_f(act, alpha, sum + (bias ? bias[ko] : 0.0f));
   }
 }
 
@@ -499,27 +502,44 @@ extern "C" size_t cnn_cuda_conv_workspace(void *vctx, const cnn_conv_desc *d) {
 
 /* ---- launchers ---------------------------------------------------------------------- */
 
-extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, const float *x,
-                                        const float *w, const float *bias, float *y, void *ws,
-                                        size_t ws_bytes) {
-  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
-  (void)ws;
-  (void)ws_bytes;
-  CNN_TRY(check_desc(d, "conv_fwd"));
+/* y = act(conv(x, w) + bias): the activation is applied in the epilogue of either
+ * engine (LINEAR: act_f is the identity, so conv_fwd is unchanged) */
+static cnn_status conv_fwd_impl(cnn_cuda_ctx *ctx, const char *op, const cnn_conv_desc *d,
+                                const float *x, const float *w, const float *bias, cnn_act act,
+                                float alpha, float *y) {
+  CNN_TRY(check_desc(d, op));
+  if ((int)act < 0 || (int)act >= CNN_ACT_COUNT)
+    return cnn_error(CNN_ERR_ARG, "cuda %s: unknown activation %d", op, (int)act);
   const long long M = (long long)d->n * d->oh * d->ow;
   const int kg = d->k / d->groups;
   if (M == 0) return CNN_OK;
   if (use_tiled_fwd(d)) {
     dim3 grid(ceil_div_u(M, TB_M), ceil_div_u(kg, TB_N), (unsigned)d->groups);
-    k_conv_fwd_tiled<<<grid, TB_THREADS, 0, ctx->stream>>>(*d, x, w, bias, y);
+    k_conv_fwd_tiled<<<grid, TB_THREADS, 0, ctx->stream>>>(*d, x, w, bias, (int)act, alpha, y);
     LAUNCH_CHECK("k_conv_fwd_tiled");
   } else {
     size_t total = (size_t)M * d->k;
-    k_conv_fwd_direct<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(*d, x, w,
-                                                                                      bias, y);
+    k_conv_fwd_direct<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+        *d, x, w, bias, (int)act, alpha, y);
     LAUNCH_CHECK("k_conv_fwd_direct");
   }
   return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, const float *x,
+                                        const float *w, const float *bias, float *y, void *ws,
+                                        size_t ws_bytes) {
+  (void)ws;
+  (void)ws_bytes;
+  return conv_fwd_impl(CNN_CUDA_CTX(vctx), "conv_fwd", d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
+}
+
+extern "C" cnn_status cnn_cuda_conv_fwd_act(void *vctx, const cnn_conv_desc *d, const float *x,
+                                            const float *w, const float *bias, cnn_act act,
+                                            float alpha, float *y, void *ws, size_t ws_bytes) {
+  (void)ws;
+  (void)ws_bytes;
+  return conv_fwd_impl(CNN_CUDA_CTX(vctx), "conv_fwd_act", d, x, w, bias, act, alpha, y);
 }
 
 extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d, const float *dy,

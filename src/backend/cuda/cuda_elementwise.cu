@@ -2,13 +2,11 @@
  * Darknet shortcut, dropout mask; and the deterministic column-sum used by
  * bias_grad, conv db and batch norm. 1-D kernels are grid-stride loops. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_device.cuh"
 #include "core/rng.h"
-
-#define GRID_STRIDE(i, n)                                                   \
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t)gridDim.x * blockDim.x)
 
 /* i % cols and i / cols, with 32-bit arithmetic whenever i fits (the common case) */
 static __device__ __forceinline__ size_t col_of(size_t i, size_t cols) {
@@ -118,39 +116,6 @@ extern "C" cnn_status cnn_cuda_copy2d(void *vctx, size_t rows, size_t cols, cons
 
 /* ---- activations ------------------------------------------------------------- */
 
-#define CNN_INV_SQRT2 0.70710678118654752440f
-#define CNN_INV_SQRT_2PI 0.39894228040143267794f
-
-static __device__ __forceinline__ float act_f(int a, float alpha, float v) {
-  switch (a) {
-    case CNN_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case CNN_ACT_LEAKY: return v > 0.0f ? v : alpha * v;
-    case CNN_ACT_GELU: return 0.5f * v * (1.0f + erff(v * CNN_INV_SQRT2));
-    case CNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case CNN_ACT_TANH: return tanhf(v);
-    default: return v;
-  }
-}
-
-/* f'(x) */
-static __device__ __forceinline__ float act_df(int a, float alpha, float v) {
-  switch (a) {
-    case CNN_ACT_RELU: return v > 0.0f ? 1.0f : 0.0f;
-    case CNN_ACT_LEAKY: return v > 0.0f ? 1.0f : alpha;
-    case CNN_ACT_GELU:
-      return 0.5f * (1.0f + erff(v * CNN_INV_SQRT2)) + v * CNN_INV_SQRT_2PI * expf(-0.5f * v * v);
-    case CNN_ACT_SIGMOID: {
-      float s = 1.0f / (1.0f + expf(-v));
-      return s * (1.0f - s);
-    }
-    case CNN_ACT_TANH: {
-      float t = tanhf(v);
-      return 1.0f - t * t;
-    }
-    default: return 1.0f;
-  }
-}
-
 static __global__ void k_act_fwd(int a, float alpha, size_t n, const float *x, float *y) {
   GRID_STRIDE(i, n) y[i] = act_f(a, alpha, x[i]);
 }
@@ -201,7 +166,7 @@ extern "C" cnn_status cnn_cuda_act_bwd(void *vctx, cnn_act a, float alpha, size_
  * in order. Output: out0/out1[part * cols + col]. */
 static __global__ void k_colsum_partial(int mode, size_t rows, int cols, size_t chunk,
                                         const float *a, const float *b, const float *mean,
-                                        double *out0, double *out1) {
+                                        cnn_cuda_colsum_act ba, double *out0, double *out1) {
   __shared__ double s0[CS_LANES][CS_COLS];
   __shared__ double s1[CS_LANES][CS_COLS];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -220,12 +185,23 @@ static __global__ void k_colsum_partial(int mode, size_t rows, int cols, size_t 
         double d = (double)a[r * ucols + col] - m;
         acc0 += d * d;
       }
-    } else {
+    } else if (mode == 2) {
       const double m = (double)mean[col];
       for (size_t r = r0 + ty; r < r1; r += CS_LANES) {
         double g = (double)b[r * ucols + col];
         acc0 += g;
         acc1 += g * ((double)a[r * ucols + col] - m);
+      }
+    } else { /* mode 3: g = b act'(z), z exactly as the fused forward computes it */
+      const float mf = mean[col], is = ba.invstd[col];
+      const float gm = ba.gamma ? ba.gamma[col] : 1.0f, bt = ba.beta ? ba.beta[col] : 0.0f;
+      const double m = (double)mf;
+      for (size_t r = r0 + ty; r < r1; r += CS_LANES) {
+        const float xv = a[r * ucols + col];
+        const float z = gm * ((xv - mf) * is) + bt;
+        const double g = (double)(b[r * ucols + col] * act_df(ba.act, ba.alpha, z));
+        acc0 += g;
+        acc1 += g * ((double)xv - m);
       }
     }
   }
@@ -239,7 +215,7 @@ static __global__ void k_colsum_partial(int mode, size_t rows, int cols, size_t 
       t1 += s1[l][tx];
     }
     out0[part * (size_t)cols + col] = t0;
-    if (mode == 2) out1[part * (size_t)cols + col] = t1;
+    if (mode >= 2) out1[part * (size_t)cols + col] = t1;
   }
 }
 
@@ -251,10 +227,10 @@ static __global__ void k_colsum_final(int mode, int parts, int cols, const doubl
   double t0 = 0.0, t1 = 0.0;
   for (int p = 0; p < parts; p++) {
     t0 += p0[(size_t)p * cols + j];
-    if (mode == 2) t1 += p1[(size_t)p * cols + j];
+    if (mode >= 2) t1 += p1[(size_t)p * cols + j];
   }
   sums0[j] = t0;
-  if (mode == 2) sums1[j] = t1;
+  if (mode >= 2) sums1[j] = t1;
 }
 
 extern "C" int cnn_cuda_colsum_parts(const cnn_cuda_ctx *ctx, size_t rows, int cols) {
@@ -271,13 +247,27 @@ extern "C" int cnn_cuda_colsum_parts(const cnn_cuda_ctx *ctx, size_t rows, int c
 extern "C" cnn_status cnn_cuda_colsum(cnn_cuda_ctx *ctx, int mode, size_t rows, int cols,
                                       const float *a, const float *b, const float *mean,
                                       int parts, double *partials, double *sums0, double *sums1) {
+  if (mode < 0 || mode > 2) return cnn_error(CNN_ERR_ARG, "cuda colsum: mode %d", mode);
+  return cnn_cuda_colsum_ex(ctx, mode, rows, cols, a, b, mean, NULL, parts, partials, sums0,
+                            sums1);
+}
+
+extern "C" cnn_status cnn_cuda_colsum_ex(cnn_cuda_ctx *ctx, int mode, size_t rows, int cols,
+                                         const float *a, const float *b, const float *mean,
+                                         const cnn_cuda_colsum_act *act, int parts,
+                                         double *partials, double *sums0, double *sums1) {
   size_t chunk;
   unsigned colblocks;
+  cnn_cuda_colsum_act ba;
   if (cols <= 0) return CNN_OK;
+  if (mode < 0 || mode > 3 || (mode == 3 && (!act || !act->invstd)))
+    return cnn_error(CNN_ERR_ARG, "cuda colsum: mode %d without its activation data", mode);
+  memset(&ba, 0, sizeof ba);
+  if (act) ba = *act;
   if (parts < 1) parts = 1;
   if (rows == 0) {
     CUDA_CHECK(cudaMemsetAsync(sums0, 0, (size_t)cols * sizeof(double), ctx->stream));
-    if (mode == 2)
+    if (mode >= 2)
       CUDA_CHECK(cudaMemsetAsync(sums1, 0, (size_t)cols * sizeof(double), ctx->stream));
     return CNN_OK;
   }
@@ -285,14 +275,14 @@ extern "C" cnn_status cnn_cuda_colsum(cnn_cuda_ctx *ctx, int mode, size_t rows, 
   colblocks = (unsigned)(((size_t)cols + CS_COLS - 1) / CS_COLS);
   if (parts == 1) {
     k_colsum_partial<<<dim3(colblocks, 1), dim3(CS_COLS, CS_LANES), 0, ctx->stream>>>(
-        mode, rows, cols, chunk, a, b, mean, sums0, sums1);
+        mode, rows, cols, chunk, a, b, mean, ba, sums0, sums1);
     LAUNCH_CHECK("k_colsum_partial");
     return CNN_OK;
   }
   {
     double *p0 = partials, *p1 = partials + (size_t)parts * cols;
     k_colsum_partial<<<dim3(colblocks, (unsigned)parts), dim3(CS_COLS, CS_LANES), 0,
-                       ctx->stream>>>(mode, rows, cols, chunk, a, b, mean, p0, p1);
+                       ctx->stream>>>(mode, rows, cols, chunk, a, b, mean, ba, p0, p1);
     LAUNCH_CHECK("k_colsum_partial");
     k_colsum_final<<<(unsigned)((cols + 255) / 256), 256, 0, ctx->stream>>>(mode, parts, cols, p0,
                                                                            p1, sums0, sums1);
@@ -406,22 +396,87 @@ extern "C" cnn_status cnn_cuda_shortcut_bwd(void *vctx, const cnn_shortcut_desc 
 
 /* ---- dropout mask -------------------------------------------------------------------- */
 
-/* keep_scale = 1 / (1 - p), or 0 for p == 1 (drop everything, not 0/0) */
+/* keep_scale = 1 / (1 - p), or 0 for p == 1 (drop everything, not 0/0).
+ * st != NULL (dropout_mask_st): the seed is keyed by the step in flight, read
+ * from the device-side step state (a captured graph replays with the new step). */
 static __global__ void k_dropout_mask(size_t n, float p, float keep_scale, uint64_t seed,
-                                      uint64_t offset, float *mask) {
+                                      uint64_t offset, const cnn_step_state *st,
+                                      uint64_t stream, float *mask) {
+  if (st) seed = cnn_rng_u64(seed, (uint64_t)st->step * 4096u + stream);
   GRID_STRIDE(i, n) mask[i] = cnn_rng_uniform(seed, offset + (uint64_t)i) >= p ? keep_scale : 0.0f;
+}
+
+static cnn_status dropout_launch(cnn_cuda_ctx *ctx, const char *op, size_t n, float p,
+                                 uint64_t seed, uint64_t offset, const cnn_step_state *st,
+                                 uint64_t stream, float *mask) {
+  if (!(p >= 0.0f && p <= 1.0f))
+    return cnn_error(CNN_ERR_ARG, "cuda %s: probability %g is not in [0, 1]", op, p);
+  if (n == 0) return CNN_OK;
+  if (!mask) return cnn_error(CNN_ERR_ARG, "cuda %s: mask is NULL", op);
+  /* the same float expression as the reference, evaluated once on the host */
+  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  k_dropout_mask<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+      n, p, keep_scale, seed, offset, st, stream, mask);
+  LAUNCH_CHECK("k_dropout_mask");
+  return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_dropout_mask(void *vctx, size_t n, float p, uint64_t seed,
                                             uint64_t offset, float *mask) {
+  return dropout_launch(CNN_CUDA_CTX(vctx), "dropout_mask", n, p, seed, offset, NULL, 0, mask);
+}
+
+extern "C" cnn_status cnn_cuda_dropout_mask_st(void *vctx, size_t n, float p, uint64_t seed,
+                                               uint64_t stream, const cnn_step_state *st,
+                                               float *mask) {
+  if (!st) return cnn_error(CNN_ERR_ARG, "cuda dropout_mask_st: step state is NULL");
+  return dropout_launch(CNN_CUDA_CTX(vctx), "dropout_mask_st", n, p, seed, 0, st, stream, mask);
+}
+
+/* ---- residual add fused with an activation --------------------------------------------- */
+
+/* y = act(a + b); y may alias a or b (each element is read, then written, by one thread) */
+static __global__ void k_add_act_fwd(size_t n, const float *a, const float *b, int act,
+                                     float alpha, float *y) {
+  GRID_STRIDE(i, n) y[i] = act_f(act, alpha, a[i] + b[i]);
+}
+
+/* g = dy act'(from y); da += g, db += g (each if non-NULL) */
+static __global__ void k_add_act_bwd(size_t n, const float *y, const float *dy, int act,
+                                     float alpha, float *da, float *db) {
+  GRID_STRIDE(i, n) {
+    const float g = act == CNN_ACT_LINEAR ? dy[i] : dy[i] * act_df_from_y(act, alpha, y[i]);
+    if (da) da[i] += g;
+    if (db) db[i] += g;
+  }
+}
+
+extern "C" cnn_status cnn_cuda_add_act_fwd(void *vctx, size_t n, const float *a, const float *b,
+                                           cnn_act act, float alpha, float *y) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
-  if (!(p >= 0.0f && p <= 1.0f))
-    return cnn_error(CNN_ERR_ARG, "cuda dropout_mask: probability %g is not in [0, 1]", p);
+  if ((int)act < 0 || (int)act >= CNN_ACT_COUNT)
+    return cnn_error(CNN_ERR_ARG, "cuda add_act_fwd: unknown activation %d", (int)act);
   if (n == 0) return CNN_OK;
-  /* the same float expression as the reference, evaluated once on the host */
-  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-  k_dropout_mask<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(
-      n, p, keep_scale, seed, offset, mask);
-  LAUNCH_CHECK("k_dropout_mask");
+  if (!a || !b || !y) return cnn_error(CNN_ERR_ARG, "cuda add_act_fwd: NULL buffer");
+  k_add_act_fwd<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(n, a, b, (int)act,
+                                                                              alpha, y);
+  LAUNCH_CHECK("k_add_act_fwd");
+  return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_add_act_bwd(void *vctx, size_t n, const float *y, const float *dy,
+                                           cnn_act act, float alpha, float *da, float *db) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (act != CNN_ACT_LINEAR && act != CNN_ACT_RELU && act != CNN_ACT_LEAKY &&
+      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH)
+    return cnn_error(CNN_ERR_ARG,
+                     "cuda add_act_bwd: activation %d cannot be differentiated from its output",
+                     (int)act);
+  if (n == 0 || (!da && !db)) return CNN_OK;
+  if (!dy || (act != CNN_ACT_LINEAR && !y))
+    return cnn_error(CNN_ERR_ARG, "cuda add_act_bwd: NULL buffer");
+  k_add_act_bwd<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(n, y, dy, (int)act,
+                                                                              alpha, da, db);
+  LAUNCH_CHECK("k_add_act_bwd");
   return CNN_OK;
 }
