@@ -62,6 +62,24 @@ static void test_null_args(void) {
   CHECK(B->adam_step(NULL, 1, x, x, x, x, 0.1f, 0.9f, 0.999f, 1e-8f, 0, 0, 0) == CNN_ERR_ARG,
         "adam step 0");
   CHECK(B->dropout_mask(NULL, 4, 1.5f, 1, 0, x) == CNN_ERR_ARG, "dropout p > 1");
+
+  /* step-program ops: the step state is required wherever the op reads or writes it */
+  cnn_step_state st;
+  memset(&st, 0, sizeof st);
+  int32_t label = 1;
+  CHECK(B->step_end(NULL, NULL, 1) == CNN_ERR_ARG, "step_end NULL state");
+  CHECK(B->check_finite(NULL, 4, x, NULL) == CNN_ERR_ARG, "check_finite NULL state");
+  CHECK(B->softmax_xent_step(NULL, 1, 4, x, 1, &label, 0, x, x, NULL, 1, NULL) == CNN_ERR_ARG,
+        "softmax_xent_step with labels needs the state");
+  CHECK_OK(B->softmax_xent_step(NULL, 1, 4, x, 1, NULL, 0, x, NULL, NULL, 1, NULL));
+  CHECK(B->sgd_step_st(NULL, 4, x, x, x, 0.9f, 0, 0, NULL) == CNN_ERR_ARG, "sgd_step_st NULL st");
+  CHECK(B->bn_commit(NULL, 4, 0, 0.1f, x, x, x, x, &st) == CNN_ERR_ARG, "bn_commit of 0 rows");
+  CHECK(B->bn_act_fwd_train(NULL, 1, 4, x, x, x, 1e-5f, CNN_ACT_COUNT, 0, x, x, x, x) ==
+            CNN_ERR_ARG, "bn_act_fwd_train unknown activation");
+  CHECK(B->add_act_bwd(NULL, 4, x, x, CNN_ACT_GELU, 0, x, x) == CNN_ERR_ARG,
+        "add_act_bwd GELU");
+  CHECK_OK(B->add_act_bwd(NULL, 4, x, x, CNN_ACT_TANH, 0, NULL, NULL));
+  CHECK(B->capture_begin == NULL && B->graph_launch == NULL, "ref has no CUDA graphs");
 }
 
 /* ---- elementwise ---- */
