@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# The GPU checks in one script, for a machine with a GPU and a build made elsewhere:
-# the GPU tests, then training/inference throughput of the shipped models on cuda and
-# on cpu for comparison. Logs go to $OUT (default: ./gpu-check).
+# The GPU checks in one script, for a machine with a GPU and a build made elsewhere
+# (at most ~8 minutes): the card, every GPU test, the GPU op and program tests under
+# compute-sanitizer, and training/inference throughput of the shipped models on cuda
+# with CUDA graphs on and off (and with a host round trip per step, --sync).
+# Logs go to $OUT (default: ./gpu-check); summary.txt has the short version.
 #   scripts/gpu-check.sh [BUILD_DIR]
 set -u
 build=${1:-build}
 out=${OUT:-gpu-check}
 mkdir -p "$out"
 "$build/cnn" devices > "$out/devices.txt" 2>&1
+head -5 "$out/devices.txt" > "$out/summary.txt"
 ctest --test-dir "$build" -L gpu --output-on-failure > "$out/ctest-gpu.txt" 2>&1
 echo "ctest -L gpu: exit $?" | tee -a "$out/summary.txt"
+if command -v compute-sanitizer > /dev/null; then
+  for tool in memcheck racecheck synccheck initcheck; do
+    for t in test_gpu_ops test_gpu_program; do
+      timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 99 "$build/$t" \
+        > "$out/sanitizer-$tool-$t.txt" 2>&1
+      echo "compute-sanitizer $tool $t: exit $?" >> "$out/summary.txt"
+    done
+  done
+else
+  echo "compute-sanitizer not found" >> "$out/summary.txt"
+fi
 for m in models/lenet.cfg models/fashion.cfg models/resnet9.cfg; do
-  for mode in "" --infer; do
-    timeout 120 "$build/bench_train" "$m" --device cuda --steps 30 $mode >> "$out/bench.txt" 2>&1 ||
-      echo "bench_train $m cuda $mode: failed (exit $?)" >> "$out/bench.txt"
+  for opts in "" "--cuda-graph off" "--sync" "--infer"; do
+    timeout 90 "$build/bench_train" "$m" --device cuda --steps 50 $opts >> "$out/bench.txt" 2>&1 ||
+      echo "bench_train $m cuda $opts: failed (exit $?)" >> "$out/bench.txt"
   done
 done
 cat "$out/bench.txt" >> "$out/summary.txt"
