@@ -11,7 +11,11 @@
  * thread count. Bias grads, batch-norm statistics and depthwise filter grads sum
  * fixed row chunks (their number depends on the shape only) into double partials
  * added in chunk order, so they do not even depend on the thread count; conv
- * filter grads sum per-thread-count runs of tiles the same way.
+ * filter grads sum per-thread-count runs of tiles the same way. The step-program
+ * reductions (fused BN backward sums, softmax_xent_step's loss) use fixed chunks
+ * too, so they are thread-count independent; fused ops reuse the unfused ops'
+ * kernels, so they give the unfused chain's bits except where cpu_conv.c and
+ * cpu_bnact.c say otherwise.
  *
  * Argument rule (the same as ref): every buffer is required unless backend.h says
  * "if != NULL" (conv bias, conv db); a NULL required buffer gives CNN_ERR_ARG. The
@@ -63,6 +67,25 @@ cnn_status cpu_colsum(size_t rows, size_t cols, size_t ld, const float *a, const
 /* acc[j] += sum_r a[r, j] for a [rows, cols] matrix with row stride ld, on the
  * calling thread (for use inside a parallel region) */
 void cpu_colsum_add(size_t rows, size_t cols, size_t ld, const float *a, double *acc);
+/* The chunking behind cpu_colsum, for any per-row reduction: rows are cut into
+ * fixed chunks (their number depends on rows only), fn(r0, r1, arg, acc) adds
+ * rows [r0, r1) into acc[width] (zeroed before the call), and the chunk partials
+ * are added in chunk order into out[width]. row_work (elements per row) decides
+ * whether the chunks run in parallel. */
+typedef void (*cpu_rows_fn)(size_t r0, size_t r1, const void *arg, double *acc);
+cnn_status cpu_reduce_rows(size_t rows, size_t width, size_t row_work, cpu_rows_fn fn,
+                           const void *arg, double *out, const char *op);
+
+/* Tiles of a [rows, c] row-major matrix small enough for L1, which the fused ops
+ * (BN + activation, epilogues) finish before moving on: `trows` rows of `tcols`
+ * channels. Either tcols == c or trows == 1, so a tile is always one contiguous
+ * run of trows * tcols floats starting at row r, channel j0. */
+#define CPU_TILE 1024
+static inline void cpu_tile_shape(int c, size_t *trows, size_t *tcols) {
+  size_t cc = (size_t)c;
+  *tcols = cc <= CPU_TILE ? cc : CPU_TILE;
+  *trows = cc <= CPU_TILE ? CPU_TILE / cc : 1;
+}
 
 /* ---- cpu_backend.c: elementwise, dense, shortcut, dropout, optimizers ---- */
 cnn_status cpu_fill(void *ctx, float *x, size_t n, float v);
@@ -71,9 +94,6 @@ cnn_status cpu_add(void *ctx, size_t n, const float *a, const float *b, float *y
 cnn_status cpu_mul(void *ctx, size_t n, const float *a, const float *b, float beta, float *y);
 cnn_status cpu_copy2d(void *ctx, size_t rows, size_t cols, const float *src, size_t src_stride,
                       float *dst, size_t dst_stride, int accumulate);
-cnn_status cpu_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x, float *y);
-cnn_status cpu_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
-                       const float *y, const float *dy, float *dx);
 cnn_status cpu_gemm(void *ctx, int trans_a, int trans_b, int m, int n, int k, float alpha,
                     const float *a, int lda, const float *b, int ldb, float beta, float *c,
                     int ldc);
@@ -91,10 +111,30 @@ cnn_status cpu_adam_step(void *ctx, size_t n, float *p, const float *g, float *m
                          float lr, float b1, float b2, float eps, float wd, int decoupled,
                          int64_t t);
 
+/* ---- cpu_act.c: activations, plain and fused with a residual add ---- */
+/* CNN_ERR_ARG unless a is a known activation */
+cnn_status cpu_check_act(cnn_act a, const char *op);
+/* y = f(x) over n floats on the calling thread (x may equal y): the one kernel
+ * every activation forward runs, so fused epilogues are bit-equal to act_fwd */
+void cpu_act_fwd_block(cnn_act a, float alpha, size_t n, const float *x, float *y);
+/* dx += dy f'(x) over n floats on the calling thread (act_bwd's kernel) */
+void cpu_act_bwd_block(cnn_act a, float alpha, size_t n, const float *x, const float *dy,
+                       float *dx);
+cnn_status cpu_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x, float *y);
+cnn_status cpu_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
+                       const float *y, const float *dy, float *dx);
+cnn_status cpu_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, cnn_act act,
+                           float alpha, float *y);
+cnn_status cpu_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
+                           float alpha, float *da, float *db);
+
 /* ---- cpu_conv.c ---- */
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
 cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                         const float *bias, float *y, void *ws, size_t ws_bytes);
+cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                            size_t ws_bytes);
 cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
                              const float *w, float *dx, void *ws, size_t ws_bytes);
 cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
@@ -109,6 +149,35 @@ cnn_status cpu_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, fl
 cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
 
 /* ---- cpu_norm.c: batch norm and softmax cross-entropy ---- */
+/* Per-channel scratch: `nd` double arrays and `nf` float arrays of c each, in one
+ * block (on the stack for c <= 256); release with free(s.heap). */
+typedef struct cpu_scratch {
+  double stack_d[4 * 256];
+  float stack_f[4 * 256];
+  void *heap;
+  double *d;
+  float *f;
+} cpu_scratch;
+cnn_status cpu_scratch_get(cpu_scratch *s, int c, int nd, int nf, const char *op);
+/* CNN_ERR_ARG unless rows >= 1 and c >= 1 */
+cnn_status cpu_check_bn(size_t rows, int c, const char *op);
+/* batch mean and biased variance per channel of x [rows, c], in double */
+cnn_status cpu_bn_stats(size_t rows, int c, const float *x, double *mean, double *var,
+                        const char *op);
+/* y = act((x - mean) scale + shift) per channel, tile by tile (x may equal y) */
+void cpu_bn_act_apply(size_t rows, int c, const float *x, const float *mean,
+                      const float *scale, const float *shift, cnn_act act, float alpha,
+                      float *y);
+/* softmax cross-entropy checks (labels required) */
+cnn_status cpu_check_xent(int n, int classes, const int32_t *labels, float smoothing,
+                          const char *op);
+/* p = softmax(inv_temp * logits) of one row; returns the log-sum-exp of the scaled
+ * logits and their sum in *zsum */
+double cpu_softmax_row(int classes, const float *logits, float inv_temp, float *p,
+                       double *zsum);
+/* g += scale (p - t) for one row, t = on at label and off elsewhere */
+void cpu_xent_grad_row(int classes, const float *p, int label, float on, float off, float scale,
+                       float *g);
 cnn_status cpu_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const float *gamma,
                             const float *beta, float eps, float momentum, float *running_mean,
                             float *running_var, float *save_mean, float *save_invstd,
@@ -125,5 +194,46 @@ cnn_status cpu_softmax_xent_fwd(void *ctx, int n, int classes, const float *logi
 cnn_status cpu_softmax_xent_bwd(void *ctx, int n, int classes, const float *probs,
                                 const int32_t *labels, float smoothing, float scale,
                                 float *dlogits);
+
+
+/* ---- cpu_bnact.c: batch norm fused with an activation, commit and fold ---- */
+cnn_status cpu_bn_act_fwd_train(void *ctx, size_t rows, int c, const float *x,
+                                const float *gamma, const float *beta, float eps, cnn_act act,
+                                float alpha, float *save_mean, float *save_invstd,
+                                float *save_var, float *y);
+cnn_status cpu_bn_act_fwd_infer(void *ctx, size_t rows, int c, const float *x,
+                                const float *gamma, const float *beta, const float *rmean,
+                                const float *rvar, float eps, cnn_act act, float alpha,
+                                float *y);
+cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                          const float *gamma, const float *beta, const float *save_mean,
+                          const float *save_invstd, cnn_act act, float alpha, float *dx,
+                          float *dgamma, float *dbeta);
+cnn_status cpu_bn_commit(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
+                         const float *save_var, float *running_mean, float *running_var,
+                         const cnn_step_state *st);
+cnn_status cpu_bn_fold(void *ctx, int kout, size_t per_k, const float *w, const float *bias,
+                       const float *gamma, const float *beta, const float *rmean,
+                       const float *rvar, float eps, float *wout, float *bout);
+
+/* ---- cpu_program.c: step state, transfers, fused loss, optimizers on the state ---- */
+cnn_status cpu_upload_async(void *ctx, void *dst, const void *src_host, size_t bytes);
+cnn_status cpu_read_async(void *ctx, void *dst_host, const void *src, size_t bytes);
+int cpu_read_done(void *ctx, int wait);
+cnn_status cpu_step_begin(void *ctx, cnn_step_state *st, const cnn_sched_desc *sd);
+cnn_status cpu_step_end(void *ctx, cnn_step_state *st, int train);
+cnn_status cpu_metrics_reset(void *ctx, cnn_step_state *st);
+cnn_status cpu_check_finite(void *ctx, size_t n, const float *x, cnn_step_state *st);
+cnn_status cpu_softmax_xent_step(void *ctx, int n, int classes, const float *logits,
+                                 float inv_temp, const int32_t *labels, float smoothing,
+                                 float *probs, float *loss, float *dlogits, float dscale,
+                                 cnn_step_state *st);
+cnn_status cpu_sgd_step_st(void *ctx, size_t n, float *p, const float *g, float *v,
+                           float momentum, float wd, int nesterov, const cnn_step_state *st);
+cnn_status cpu_adam_step_st(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                            float b1, float b2, float eps, float wd, int decoupled,
+                            const cnn_step_state *st);
+cnn_status cpu_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed, uint64_t stream,
+                               const cnn_step_state *st, float *mask);
 
 #endif

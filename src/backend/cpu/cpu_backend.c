@@ -1,6 +1,7 @@
 /* The `cpu` backend: host memory, the op table, and the small ops (elementwise,
- * activations, GEMM, bias, Darknet shortcut, dropout mask, optimizers). Conv, pooling
- * and normalisation live in cpu_conv.c, cpu_pool.c and cpu_norm.c (see cpu.h).
+ * GEMM, bias, Darknet shortcut, dropout mask, optimizers). Activations, conv,
+ * pooling, normalisation and the step-program ops live in cpu_act.c, cpu_conv.c,
+ * cpu_pool.c, cpu_norm.c, cpu_bnact.c and cpu_program.c (see cpu.h).
  * cpu keeps no state, so ctx is NULL. */
 #include <cblas.h>
 #include <math.h>
@@ -86,24 +87,32 @@ void cpu_colsum_add(size_t rows, size_t cols, size_t ld, const float *a, double 
   }
 }
 
-static void colsum_rows(size_t r0, size_t r1, size_t cols, size_t ld, const float *a,
-                        const float *b, const double *center, int mode, double *acc) {
-  size_t ncomp = mode == 2 ? 2 : 1;
-  for (size_t j = 0; j < ncomp * cols; j++) acc[j] = 0.0;
-  if (mode == 0) {
-    cpu_colsum_add(r1 - r0, cols, ld, a + r0 * ld, acc);
+/* chunk rows [r0, r1) of cpu_colsum into acc (zeroed by the caller) */
+typedef struct colsum_arg {
+  size_t cols, ld;
+  const float *a, *b;
+  const double *center;
+  int mode;
+} colsum_arg;
+
+static void colsum_rows(size_t r0, size_t r1, const void *varg, double *acc) {
+  const colsum_arg *g = varg;
+  const size_t cols = g->cols, ld = g->ld;
+  const double *center = g->center;
+  if (g->mode == 0) {
+    cpu_colsum_add(r1 - r0, cols, ld, g->a + r0 * ld, acc);
     return;
   }
   for (size_t r = r0; r < r1; r++) {
-    const float *ar = a + r * ld;
-    if (mode == 1) {
+    const float *ar = g->a + r * ld;
+    if (g->mode == 1) {
 #pragma omp simd
       for (size_t j = 0; j < cols; j++) {
         double t = ar[j] - center[j];
         acc[j] += t * t;
       }
     } else {
-      const float *br = b + r * ld;
+      const float *br = g->b + r * ld;
       double *acc2 = acc + cols;
 #pragma omp simd
       for (size_t j = 0; j < cols; j++) {
@@ -114,35 +123,43 @@ static void colsum_rows(size_t r0, size_t r1, size_t cols, size_t ld, const floa
   }
 }
 
-cnn_status cpu_colsum(size_t rows, size_t cols, size_t ld, const float *a, const float *b,
-                      const double *center, int mode, double *out, const char *op) {
-  size_t ncomp = mode == 2 ? 2 : 1;
-  if (cols == 0) return CNN_OK;
+cnn_status cpu_reduce_rows(size_t rows, size_t width, size_t row_work, cpu_rows_fn fn,
+                           const void *arg, double *out, const char *op) {
+  if (width == 0) return CNN_OK;
   /* the chunking depends on the shape only, never on the thread count */
   size_t per = (rows + CPU_RED_CHUNKS - 1) / CPU_RED_CHUNKS;
   if (per < CPU_RED_ROWS) per = CPU_RED_ROWS;
   size_t chunks = (rows + per - 1) / per;
   if (chunks <= 1) {
-    colsum_rows(0, rows, cols, ld, a, b, center, mode, out);
+    for (size_t j = 0; j < width; j++) out[j] = 0.0;
+    fn(0, rows, arg, out);
     return CNN_OK;
   }
   double *part;
-  CNN_TRY(cpu_alloc_aligned(chunks * ncomp * cols * sizeof *part, op, (void **)&part));
-  int par = rows * cols >= CPU_PAR_MIN;
+  CNN_TRY(cpu_alloc_aligned(chunks * width * sizeof *part, op, (void **)&part));
+  int par = rows * row_work >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
   for (size_t p = 0; p < chunks; p++) {
     size_t r0 = p * per, r1 = r0 + per < rows ? r0 + per : rows;
-    colsum_rows(r0, r1, cols, ld, a, b, center, mode, part + p * ncomp * cols);
+    double *acc = part + p * width;
+    for (size_t j = 0; j < width; j++) acc[j] = 0.0;
+    fn(r0, r1, arg, acc);
   }
-  size_t total = ncomp * cols;
-  for (size_t j = 0; j < total; j++) out[j] = part[j];
+  for (size_t j = 0; j < width; j++) out[j] = part[j];
   for (size_t p = 1; p < chunks; p++) {
-    const double *pp = part + p * total;
+    const double *pp = part + p * width;
 #pragma omp simd
-    for (size_t j = 0; j < total; j++) out[j] += pp[j];
+    for (size_t j = 0; j < width; j++) out[j] += pp[j];
   }
   free(part);
   return CNN_OK;
+}
+
+cnn_status cpu_colsum(size_t rows, size_t cols, size_t ld, const float *a, const float *b,
+                      const double *center, int mode, double *out, const char *op) {
+  colsum_arg g = {cols, ld, a, b, center, mode};
+  size_t width = (mode == 2 ? 2 : 1) * cols;
+  return cpu_reduce_rows(rows, cols ? width : 0, cols, colsum_rows, &g, out, op);
 }
 
 /* ---- elementwise ---- */
@@ -210,108 +227,6 @@ cnn_status cpu_copy2d(void *ctx, size_t rows, size_t cols, const float *src, siz
     } else {
       memmove(d, s, cols * sizeof *d);
     }
-  }
-  return CNN_OK;
-}
-
-/* ---- activations ---- */
-
-#define CPU_SQRT1_2 0.70710678118654752440f     /* 1 / sqrt(2) */
-#define CPU_INV_SQRT_2PI 0.39894228040143267794f /* 1 / sqrt(2 pi) */
-
-static cnn_status check_act(cnn_act a, const char *op) {
-  if ((int)a < 0 || a >= CNN_ACT_COUNT)
-    return cnn_error(CNN_ERR_ARG, "cpu %s: unknown activation %d", op, (int)a);
-  return CNN_OK;
-}
-
-/* x may equal y */
-cnn_status cpu_act_fwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x, float *y) {
-  CPU_NEED(x, "act_fwd");
-  CPU_NEED(y, "act_fwd");
-  CNN_TRY(check_act(a, "act_fwd"));
-  int par = n >= CPU_PAR_MIN;
-  switch (a) {
-    case CNN_ACT_LINEAR:
-      if (x != y) CNN_TRY(cpu_copy(ctx, y, x, n * sizeof *y));
-      break;
-    case CNN_ACT_RELU:
-#pragma omp parallel for simd schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-      break;
-    case CNN_ACT_LEAKY:
-#pragma omp parallel for simd schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = v * (v > 0.0f ? 1.0f : alpha);
-      }
-      break;
-    case CNN_ACT_GELU:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * CPU_SQRT1_2));
-      break;
-    case CNN_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
-      break;
-    case CNN_ACT_TANH:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
-      break;
-    default: break;
-  }
-  return CNN_OK;
-}
-
-/* dx += dy f'(x), from the pre-activation x (y is ignored and may be NULL); f'
- * is always multiplied in (a select between constants, so the loops vectorise,
- * and an infinite dy times 0 gives NaN exactly as in ref). The
- * sigmoid and tanh derivatives use e = exp(-|x|) forms, which keep their relative
- * accuracy in the tails where s (1 - s) and 1 - t^2 cancel. At the ReLU/leaky kink
- * x == 0 the left derivative is used. */
-cnn_status cpu_act_bwd(void *ctx, cnn_act a, float alpha, size_t n, const float *x,
-                       const float *y, const float *dy, float *dx) {
-  CPU_NEED(x, "act_bwd");
-  CPU_NEED(dy, "act_bwd");
-  CPU_NEED(dx, "act_bwd");
-  CNN_TRY(check_act(a, "act_bwd"));
-  int par = n >= CPU_PAR_MIN;
-  switch (a) {
-    case CNN_ACT_LINEAR:
-#pragma omp parallel for simd schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) dx[i] += dy[i];
-      break;
-    case CNN_ACT_RELU:
-#pragma omp parallel for simd schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : 0.0f);
-      break;
-    case CNN_ACT_LEAKY:
-#pragma omp parallel for simd schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha);
-      break;
-    case CNN_ACT_GELU:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float d = 0.5f * (1.0f + erff(v * CPU_SQRT1_2)) + v * CPU_INV_SQRT_2PI * expf(-0.5f * v * v);
-        dx[i] += dy[i] * d;
-      }
-      break;
-    case CNN_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) {
-        float e = expf(-fabsf(x[i])), q = 1.0f + e; /* s (1 - s) = e / (1 + e)^2 */
-        dx[i] += dy[i] * (e / (q * q));
-      }
-      break;
-    case CNN_ACT_TANH:
-#pragma omp parallel for schedule(static) if (par)
-      for (size_t i = 0; i < n; i++) {
-        float e = expf(-2.0f * fabsf(x[i])), q = 1.0f + e; /* 1 - t^2 = 4 e / (1 + e)^2 */
-        dx[i] += dy[i] * (4.0f * e / (q * q));
-      }
-      break;
-    default: break;
   }
   return CNN_OK;
 }
@@ -562,6 +477,27 @@ static const cnn_backend_ops cpu_ops = {
     .softmax_xent_bwd = cpu_softmax_xent_bwd,
     .sgd_step = cpu_sgd_step,
     .adam_step = cpu_adam_step,
+    /* step programs */
+    .upload_async = cpu_upload_async,
+    .read_async = cpu_read_async,
+    .read_done = cpu_read_done,
+    .step_begin = cpu_step_begin,
+    .step_end = cpu_step_end,
+    .metrics_reset = cpu_metrics_reset,
+    .check_finite = cpu_check_finite,
+    .softmax_xent_step = cpu_softmax_xent_step,
+    .sgd_step_st = cpu_sgd_step_st,
+    .adam_step_st = cpu_adam_step_st,
+    .dropout_mask_st = cpu_dropout_mask_st,
+    .bn_act_fwd_train = cpu_bn_act_fwd_train,
+    .bn_act_fwd_infer = cpu_bn_act_fwd_infer,
+    .bn_act_bwd = cpu_bn_act_bwd,
+    .bn_commit = cpu_bn_commit,
+    .bn_fold = cpu_bn_fold,
+    .conv_fwd_act = cpu_conv_fwd_act,
+    .add_act_fwd = cpu_add_act_fwd,
+    .add_act_bwd = cpu_add_act_bwd,
+    /* capture_*: no graphs on the host; NULL */
 };
 
 /* One thread pool: OpenMP's. A pthreads OpenBLAS keeps its own pool, whose

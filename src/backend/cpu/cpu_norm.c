@@ -17,23 +17,13 @@
 
 /* ---- batch norm ---- */
 
-static cnn_status check_bn(size_t rows, int c, const char *op) {
+cnn_status cpu_check_bn(size_t rows, int c, const char *op) {
   if (c < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: %d channels", op, c);
   if (rows < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: batch statistics of 0 rows", op);
   return CNN_OK;
 }
 
-/* Per-channel scratch: `nd` double arrays and `nf` float arrays of c each, in one
- * block (on the stack for small c). */
-typedef struct bn_scratch {
-  double stack_d[4 * 256];
-  float stack_f[4 * 256];
-  void *heap;
-  double *d;
-  float *f;
-} bn_scratch;
-
-static cnn_status scratch_get(bn_scratch *s, int c, int nd, int nf, const char *op) {
+cnn_status cpu_scratch_get(cpu_scratch *s, int c, int nd, int nf, const char *op) {
   s->heap = NULL;
   if (c <= 256) {
     s->d = s->stack_d;
@@ -47,16 +37,42 @@ static cnn_status scratch_get(bn_scratch *s, int c, int nd, int nf, const char *
   return CNN_OK;
 }
 
-/* y[r, j] = (x[r, j] - mean[j]) scale[j] + shift[j]; x may equal y */
-static void bn_apply(size_t rows, int c, const float *x, const float *mean, const float *scale,
-                     const float *shift, float *y) {
+/* two passes (mean, then squares about it): no cancellation */
+cnn_status cpu_bn_stats(size_t rows, int c, const float *x, double *mean, double *var,
+                        const char *op) {
+  CNN_TRY(cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, NULL, 0, mean, op));
+  for (int j = 0; j < c; j++) mean[j] /= (double)rows;
+  CNN_TRY(cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, mean, 1, var, op));
+  for (int j = 0; j < c; j++) var[j] /= (double)rows;
+  return CNN_OK;
+}
+
+/* Tile by tile (cpu_tile_shape): normalise a tile, then activate it while it is
+ * in L1, so the fused op reads x and writes y once. */
+void cpu_bn_act_apply(size_t rows, int c, const float *x, const float *mean,
+                      const float *scale, const float *shift, cnn_act act, float alpha,
+                      float *y) {
+  size_t trows, tcols;
+  cpu_tile_shape(c, &trows, &tcols);
+  size_t blocks = (rows + trows - 1) / trows;
   int par = rows > 1 && rows * c >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
-  for (size_t r = 0; r < rows; r++) {
-    const float *xr = x + r * c;
-    float *yr = y + r * c;
+  for (size_t bk = 0; bk < blocks; bk++) {
+    size_t r0 = bk * trows, rn = rows - r0 < trows ? rows - r0 : trows;
+    for (size_t j0 = 0; j0 < (size_t)c; j0 += tcols) {
+      size_t w = (size_t)c - j0 < tcols ? (size_t)c - j0 : tcols;
+      for (size_t r = r0; r < r0 + rn; r++) {
+        const float *xr = x + r * c + j0;
+        float *yr = y + r * c + j0;
+        const float *m = mean + j0, *sc = scale + j0, *sh = shift + j0;
 #pragma omp simd
-    for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+        for (size_t j = 0; j < w; j++) yr[j] = (xr[j] - m[j]) * sc[j] + sh[j];
+      }
+      if (act != CNN_ACT_LINEAR) {
+        float *t = y + r0 * c + j0;
+        cpu_act_fwd_block(act, alpha, rn * w, t, t);
+      }
+    }
   }
 }
 
@@ -68,7 +84,7 @@ cnn_status cpu_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const
                             float *running_var, float *save_mean, float *save_invstd,
                             float *y) {
   const char *op = "bn_fwd_train";
-  CNN_TRY(check_bn(rows, c, op));
+  CNN_TRY(cpu_check_bn(rows, c, op));
   CPU_NEED(x, op);
   CPU_NEED(gamma, op);
   CPU_NEED(beta, op);
@@ -77,18 +93,14 @@ cnn_status cpu_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const
   CPU_NEED(save_mean, op);
   CPU_NEED(save_invstd, op);
   CPU_NEED(y, op);
-  bn_scratch s;
-  CNN_TRY(scratch_get(&s, c, 2, 2, op));
+  cpu_scratch s;
+  CNN_TRY(cpu_scratch_get(&s, c, 2, 2, op));
   double *mean = s.d, *var = s.d + c;
   float *meanf = s.f, *scale = s.f + c;
-  cnn_status st = cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, NULL, 0, mean, op);
-  if (st == CNN_OK) {
-    for (int j = 0; j < c; j++) mean[j] /= (double)rows;
-    st = cpu_colsum(rows, (size_t)c, (size_t)c, x, NULL, mean, 1, var, op);
-  }
+  cnn_status st = cpu_bn_stats(rows, c, x, mean, var, op);
   if (st == CNN_OK) {
     for (int j = 0; j < c; j++) {
-      double v = var[j] / (double)rows;
+      double v = var[j];
       double invstd = 1.0 / sqrt(v + eps);
       double unbiased = rows > 1 ? v * (double)rows / (double)(rows - 1) : v;
       running_mean[j] = (float)((1.0 - momentum) * running_mean[j] + momentum * mean[j]);
@@ -98,7 +110,7 @@ cnn_status cpu_bn_fwd_train(void *ctx, size_t rows, int c, const float *x, const
       meanf[j] = (float)mean[j];
       scale[j] = (float)(gamma[j] * invstd);
     }
-    bn_apply(rows, c, x, meanf, scale, beta, y);
+    cpu_bn_act_apply(rows, c, x, meanf, scale, beta, CNN_ACT_LINEAR, 0.0f, y);
   }
   free(s.heap);
   return st;
@@ -116,11 +128,11 @@ cnn_status cpu_bn_fwd_infer(void *ctx, size_t rows, int c, const float *x, const
   CPU_NEED(running_mean, op);
   CPU_NEED(running_var, op);
   CPU_NEED(y, op);
-  bn_scratch s;
-  CNN_TRY(scratch_get(&s, c, 0, 1, op));
+  cpu_scratch s;
+  CNN_TRY(cpu_scratch_get(&s, c, 0, 1, op));
   float *scale = s.f;
   for (int j = 0; j < c; j++) scale[j] = (float)(gamma[j] / sqrt((double)running_var[j] + eps));
-  bn_apply(rows, c, x, running_mean, scale, beta, y);
+  cpu_bn_act_apply(rows, c, x, running_mean, scale, beta, CNN_ACT_LINEAR, 0.0f, y);
   free(s.heap);
   return CNN_OK;
 }
@@ -132,7 +144,7 @@ cnn_status cpu_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float
                       const float *gamma, const float *save_mean, const float *save_invstd,
                       float *dx, float *dgamma, float *dbeta) {
   const char *op = "bn_bwd";
-  CNN_TRY(check_bn(rows, c, op));
+  CNN_TRY(cpu_check_bn(rows, c, op));
   CPU_NEED(x, op);
   CPU_NEED(dy, op);
   CPU_NEED(gamma, op);
@@ -141,8 +153,8 @@ cnn_status cpu_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float
   CPU_NEED(dx, op);
   CPU_NEED(dgamma, op);
   CPU_NEED(dbeta, op);
-  bn_scratch s;
-  CNN_TRY(scratch_get(&s, c, 3, 3, op));
+  cpu_scratch s;
+  CNN_TRY(cpu_scratch_get(&s, c, 3, 3, op));
   double *center = s.d, *sums = s.d + c; /* sums: [sum dy | sum dy (x - mean)] */
   float *a = s.f, *b = s.f + c, *k = s.f + 2 * c;
   for (int j = 0; j < c; j++) center[j] = save_mean[j];
@@ -174,8 +186,8 @@ cnn_status cpu_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float
 
 /* ---- softmax cross-entropy ---- */
 
-static cnn_status check_xent(int n, int classes, const int32_t *labels, float smoothing,
-                             const char *op) {
+cnn_status cpu_check_xent(int n, int classes, const int32_t *labels, float smoothing,
+                          const char *op) {
   if (n < 0 || classes < 1)
     return cnn_error(CNN_ERR_ARG, "cpu %s: n=%d classes=%d", op, n, classes);
   if (!(smoothing >= 0.0f && smoothing <= 1.0f))
@@ -185,6 +197,35 @@ static cnn_status check_xent(int n, int classes, const int32_t *labels, float sm
       return cnn_error(CNN_ERR_ARG, "cpu %s: label %d of row %d is not in [0, %d)", op,
                        (int)labels[i], i, classes);
   return CNN_OK;
+}
+
+/* z = inv_temp * logits (exact for inv_temp == 1); p = exp(z - max) / sum in
+ * float, the sum and the log-sum-exp in double */
+double cpu_softmax_row(int classes, const float *logits, float inv_temp, float *p,
+                       double *zsum) {
+  float zmax = inv_temp * logits[0];
+  for (int j = 1; j < classes; j++) {
+    float z = inv_temp * logits[j];
+    zmax = z > zmax ? z : zmax;
+  }
+  double sum = 0.0, zs = 0.0;
+  for (int j = 0; j < classes; j++) {
+    float z = inv_temp * logits[j];
+    p[j] = expf(z - zmax);
+    sum += p[j];
+    zs += z;
+  }
+  float inv = (float)(1.0 / sum);
+#pragma omp simd
+  for (int j = 0; j < classes; j++) p[j] *= inv;
+  *zsum = zs;
+  return zmax + log(sum);
+}
+
+void cpu_xent_grad_row(int classes, const float *p, int label, float on, float off, float scale,
+                       float *g) {
+#pragma omp simd
+  for (int j = 0; j < classes; j++) g[j] += scale * (p[j] - (j == label ? on : off));
 }
 
 /* probs = softmax(logits); loss[i] = -sum_j t_j log p_j = lse - sum_j t_j z_j
@@ -197,25 +238,14 @@ cnn_status cpu_softmax_xent_fwd(void *ctx, int n, int classes, const float *logi
   CPU_NEED(labels, op);
   CPU_NEED(probs, op);
   CPU_NEED(loss, op);
-  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  CNN_TRY(cpu_check_xent(n, classes, labels, smoothing, op));
   const double on = 1.0 - smoothing, off = (double)smoothing / classes;
   int par = n > 1 && (size_t)n * classes >= CPU_PAR_MIN / 8;
 #pragma omp parallel for schedule(static) if (par)
   for (int i = 0; i < n; i++) {
     const float *z = logits + (size_t)i * classes;
-    float *p = probs + (size_t)i * classes;
-    float zmax = z[0];
-    for (int j = 1; j < classes; j++) zmax = z[j] > zmax ? z[j] : zmax;
-    double sum = 0.0, zsum = 0.0;
-    for (int j = 0; j < classes; j++) {
-      p[j] = expf(z[j] - zmax);
-      sum += p[j];
-      zsum += z[j];
-    }
-    double lse = zmax + log(sum);
-    float inv = (float)(1.0 / sum);
-#pragma omp simd
-    for (int j = 0; j < classes; j++) p[j] *= inv;
+    double zsum;
+    double lse = cpu_softmax_row(classes, z, 1.0f, probs + (size_t)i * classes, &zsum);
     loss[i] = (float)(lse - on * z[labels[i]] - off * zsum);
   }
   return CNN_OK;
@@ -229,17 +259,14 @@ cnn_status cpu_softmax_xent_bwd(void *ctx, int n, int classes, const float *prob
   CPU_NEED(probs, op);
   CPU_NEED(labels, op);
   CPU_NEED(dlogits, op);
-  CNN_TRY(check_xent(n, classes, labels, smoothing, op));
+  CNN_TRY(cpu_check_xent(n, classes, labels, smoothing, op));
   const float off = (float)((double)smoothing / classes);
   const float on = (float)(1.0 - smoothing + (double)smoothing / classes);
   int par = n > 1 && (size_t)n * classes >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
   for (int i = 0; i < n; i++) {
-    const float *p = probs + (size_t)i * classes;
-    float *g = dlogits + (size_t)i * classes;
-    const int label = labels[i];
-#pragma omp simd
-    for (int j = 0; j < classes; j++) g[j] += scale * (p[j] - (j == label ? on : off));
+    cpu_xent_grad_row(classes, probs + (size_t)i * classes, labels[i], on, off, scale,
+                      dlogits + (size_t)i * classes);
   }
   return CNN_OK;
 }
