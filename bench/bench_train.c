@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
   }
   double dt = now() - t0;
   printf("%s %s %s %s batch %d%s%s: %.1f images/s (%d steps, %.3f ms/step, last loss %.4f)\n",
-         cfg, dev, cnn_precision_name(prec), infer ? "inference" : "training", batch,
+         cfg, dev, cnn_precision_name(cnn_net_precision(net)), infer ? "inference" : "training", batch,
          sync ? " sync" : "", fuse ? "" : " unfused", steps * (double)batch / dt, steps,
          1e3 * dt / steps, r.loss);
   free(x);

@@ -91,9 +91,8 @@ static void result_of(const cnn_step_state *s, cnn_step_result *res) {
   res->correct = (int)s->step_correct;
 }
 
-/* one training-kind program on a host batch, waited for */
-static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32_t *labels, int n,
-                             cnn_step_result *res) {
+/* stage a host batch and launch one training-kind program on it, without waiting */
+static cnn_status launch(cnn_net *net, int kind, const float *x, const int32_t *labels, int n) {
   if (!net) return cnn_error(CNN_ERR_ARG, "NULL net");
   if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
   if (net->built && net->mode != CNN_MODE_TRAIN)
@@ -106,10 +105,16 @@ static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32
     net->launched++;
     net->params_dirty = 1;
   }
+  return CNN_OK;
+}
+
+/* one training-kind program on a host batch, waited for */
+static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32_t *labels, int n,
+                             cnn_step_result *res) {
+  CNN_TRY(launch(net, kind, x, labels, n));
   CNN_TRY(read_state(net, 0));
   const cnn_step_state *s = &net->host_st[1];
   result_of(s, res);
-  net->launched = net->step;
   return s->nonfinite ? refused(net, x, n, s) : CNN_OK;
 }
 
@@ -124,17 +129,7 @@ cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *label
 }
 
 cnn_status cnn_net_train_launch(cnn_net *net, const float *x, const int32_t *labels, int n) {
-  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_train_launch: NULL net");
-  if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
-  if (net->built && net->mode != CNN_MODE_TRAIN)
-    return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
-  CNN_TRY(stage(net, x, labels, n));
-  cnn_program *p;
-  CNN_TRY(program_for(net, n, PK_TRAIN, &p));
-  CNN_TRY(cnn_program_run(net, p, 0));
-  net->launched++;
-  net->params_dirty = 1;
-  return CNN_OK;
+  return launch(net, PK_TRAIN, x, labels, n);
 }
 
 static void metrics_of(const cnn_net *net, int fresh, cnn_train_metrics *m) {
