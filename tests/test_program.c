@@ -13,7 +13,10 @@
  *    read per metrics poll;
  *  - a backend without an op the program needs is refused at compile time,
  *    naming the node, the op, the dtype and the backend;
- *  - partial batches (n < the built batch) run their own program. */
+ *  - partial batches (n < the built batch) run their own program;
+ *  - bf16 builds (bf16 activations and gradients, f32 everything else) train like
+ *    fp32 within bf16 rounding on ref and cpu, agree across the two, and plan less
+ *    activation memory. */
 #define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <math.h>
 #include <stdio.h>
@@ -27,12 +30,19 @@
 
 #define BATCH 8
 #define STEPS 6
-/* per-step loss and final parameters, fused vs unfused on one backend: the fused
- * ops reorder a few f32 roundings per element (BN normalise + act in one pass,
- * folded weights), and training compounds them over STEPS steps */
-#define TOL_FUSED 2e-4
-/* cpu vs ref: im2col + sgemm against double accumulation, compounded over STEPS */
-#define TOL_CPU_REF 1e-3
+/* Tolerances (relative, as tu_check_close scales them):
+ * fused vs unfused on one backend: the fused ops reorder a few f32 roundings per
+ *   element (normalise + activation in one pass, folded weights); the f32 budget of
+ *   one elementwise op (1e-5 ~ 170 u, see tests/lib/opsuite.c) covers them, also
+ *   after STEPS steps of SGD (seen: ~4e-8);
+ * cpu vs ref: im2col + sgemm against double accumulation over K ~ 50 terms per
+ *   output, 1e-5 sqrt(K), compounded over STEPS steps: 1e-4 (seen: ~4e-8);
+ * bf16 vs fp32: every activation and gradient is rounded to 8 mantissa bits (2^-9 ~
+ *   2e-3 per rounding) and a loss sums many with random signs: 1e-2, five roundings'
+ *   worth (seen: ~1e-3). */
+#define TOL_FUSED 1e-5
+#define TOL_CPU_REF 1e-4
+#define TOL_BF16 1e-2
 
 /* every fusion pattern: conv -> bn -> leaky, conv -> bn -> relu, a same-shape
  * shortcut with relu, conv -> relu (inference epilogue), a route, dropout, a
@@ -65,13 +75,18 @@ static void make_data(void) {
   }
 }
 
-static cnn_net *make_net(cnn_backend *b, int fuse, cnn_mode mode) {
+static cnn_net *make_net_p(cnn_backend *b, int fuse, cnn_mode mode, cnn_precision p) {
   cnn_net *net = NULL;
   CHECK_OK(cnn_net_from_cfg_text(cfg, "program.cfg", &net));
   if (!net) return NULL;
+  CHECK_OK(cnn_net_set_precision(net, b, p));
   CHECK_OK(cnn_net_set_fusion(net, fuse));
   CHECK_OK(cnn_net_build(net, b, BATCH, mode));
   return net;
+}
+
+static cnn_net *make_net(cnn_backend *b, int fuse, cnn_mode mode) {
+  return make_net_p(b, fuse, mode, CNN_PRECISION_FP32);
 }
 
 /* all parameters and running statistics, in tensor order */
@@ -108,6 +123,7 @@ static void check_losses(const char *what, const double *a, const double *b, dou
     double e = fabs(a[s] - b[s]) / fmax(1.0, fmax(fabs(a[s]), fabs(b[s])));
     if (!(e <= worst)) worst = e;
   }
+  printf("%s: worst per-step loss difference %.3g (tolerance %g)\n", what, worst, tol);
   CHECK(worst <= tol, "%s: per-step losses differ by %.3g (tolerance %g)", what, worst, tol);
 }
 
@@ -340,6 +356,92 @@ static void test_refused(cnn_backend *b) {
   cnn_net_destroy(net);
 }
 
+/* bf16 against fp32 on backend b; returns the bf16 losses */
+static void test_bf16(cnn_backend *b, double *bf16_loss) {
+  char what[128];
+  double l32[STEPS];
+  cnn_net *n32 = make_net_p(b, 1, CNN_MODE_TRAIN, CNN_PRECISION_FP32);
+  cnn_net *n16 = make_net_p(b, 1, CNN_MODE_TRAIN, CNN_PRECISION_BF16);
+  if (!n32 || !n16) return;
+  CHECK(cnn_net_precision(n16) == CNN_PRECISION_BF16, "%s builds bf16", cnn_backend_name(b));
+  cnn_plan_info p32, p16;
+  CHECK_OK(cnn_net_plan_info(n32, &p32));
+  CHECK_OK(cnn_net_plan_info(n16, &p16));
+  CHECK(p16.activation_bytes < p32.activation_bytes * 3 / 4,
+        "bf16 activations take less memory: %zu vs %zu bytes", p16.activation_bytes,
+        p32.activation_bytes);
+  train(n32, l32);
+  train(n16, bf16_loss);
+  snprintf(what, sizeof what, "%s training, bf16 vs fp32", cnn_backend_name(b));
+  check_losses(what, bf16_loss, l32, TOL_BF16);
+  int differs = 0;
+  for (int s = 0; s < STEPS; s++) differs |= bf16_loss[s] != l32[s];
+  CHECK(differs, "%s: bf16 losses differ from fp32 at all (the activations are rounded)",
+        cnn_backend_name(b));
+  /* inference in bf16 with BN folded */
+  cnn_net *i16 = make_net_p(b, 1, CNN_MODE_INFER, CNN_PRECISION_BF16);
+  if (i16) {
+    size_t np;
+    float *params = snapshot(n32, &np), *p = params;
+    for (int i = 0; i < cnn_net_num_tensors(n32); i++) {
+      cnn_param_desc d;
+      CHECK_OK(cnn_net_tensor_desc(n32, i, &d));
+      CHECK_OK(cnn_net_tensor_set(i16, i, p));
+      p += d.count;
+    }
+    float pa[BATCH * CLASSES], pb[BATCH * CLASSES];
+    CHECK_OK(cnn_net_predict(n32, xs[0], NULL, BATCH, pa, NULL));
+    CHECK_OK(cnn_net_predict(i16, xs[0], NULL, BATCH, pb, NULL));
+    snprintf(what, sizeof what, "%s inference, bf16 vs fp32 probabilities", cnn_backend_name(b));
+    tu_check_close(what, pb, pa, BATCH * CLASSES, TOL_BF16);
+    free(params);
+    cnn_net_destroy(i16);
+  }
+  cnn_net_destroy(n32);
+  cnn_net_destroy(n16);
+}
+
+/* the bf16 rounding of the cast op against hand-worked bit patterns */
+static void test_cast_values(cnn_backend *b) {
+  static const struct { uint32_t f32; uint16_t bf16; const char *what; } cases[] = {
+      {0x3F800000u, 0x3F80u, "1.0 exactly"},
+      {0x3F808000u, 0x3F80u, "a tie rounds to even (down)"},
+      {0x3F818000u, 0x3F82u, "a tie rounds to even (up)"},
+      {0x3F808001u, 0x3F81u, "just above a tie rounds up"},
+      {0xBF807FFFu, 0xBF80u, "just below a tie rounds down (negative)"},
+      {0x7F7FFFFFu, 0x7F80u, "the largest float rounds to +Inf"},
+      {0xFF800000u, 0xFF80u, "-Inf stays -Inf"},
+      {0x7FC00001u, 0x7FC0u, "a NaN stays a quiet NaN"},
+      {0x7F800001u, 0x7FC0u, "a signalling NaN becomes quiet"},
+      {0x00000001u, 0x0000u, "the smallest subnormal rounds to zero"},
+  };
+  enum { N = sizeof cases / sizeof cases[0] };
+  float in[N], back[N];
+  uint16_t out[N + 1];
+  for (int i = 0; i < N; i++) memcpy(&in[i], &cases[i].f32, 4);
+  void *d_in, *d_out, *d_back;
+  CHECK_OK(b->ops->alloc(b->ctx, sizeof in, &d_in));
+  CHECK_OK(b->ops->alloc(b->ctx, sizeof out, &d_out));
+  CHECK_OK(b->ops->alloc(b->ctx, sizeof back, &d_back));
+  CHECK_OK(b->ops->upload(b->ctx, d_in, in, sizeof in));
+  CHECK_OK(b->ops->cast(b->ctx, N, d_in, CNN_DT_F32, d_out, CNN_DT_BF16));
+  CHECK_OK(b->ops->cast(b->ctx, N, d_out, CNN_DT_BF16, d_back, CNN_DT_F32));
+  CHECK_OK(b->ops->download(b->ctx, out, d_out, N * sizeof *out));
+  CHECK_OK(b->ops->download(b->ctx, back, d_back, sizeof back));
+  for (int i = 0; i < N; i++) {
+    uint32_t u;
+    memcpy(&u, &back[i], 4);
+    CHECK(out[i] == cases[i].bf16 && u == (uint32_t)cases[i].bf16 << 16,
+          "%s cast: %s: 0x%08x -> 0x%04x (expected 0x%04x), back 0x%08x", cnn_backend_name(b),
+          cases[i].what, cases[i].f32, out[i], cases[i].bf16, u);
+  }
+  CHECK(b->ops->cast(b->ctx, 1, d_in, CNN_DT_F32, d_out, CNN_DT_U8) == CNN_UNSUPPORTED,
+        "%s cast to u8 is refused", cnn_backend_name(b));
+  b->ops->free(b->ctx, d_in);
+  b->ops->free(b->ctx, d_out);
+  b->ops->free(b->ctx, d_back);
+}
+
 /* the last batch of an epoch: fewer images than built */
 static void test_partial(cnn_backend *b) {
   double l[2];
@@ -387,6 +489,12 @@ int main(void) {
   test_partial(ref);
   test_partial(cpu);
   test_no_host_sync(cpu);
+  test_cast_values(ref);
+  test_cast_values(cpu);
+  double b16ref[STEPS], b16cpu[STEPS];
+  test_bf16(ref, b16ref);
+  test_bf16(cpu, b16cpu);
+  check_losses("bf16 training, cpu vs ref", b16cpu, b16ref, TOL_BF16);
   cnn_backend_destroy(ref);
   cnn_backend_destroy(cpu);
   return tu_finish("test_program");

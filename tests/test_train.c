@@ -8,7 +8,10 @@
  *    and the net it was loaded into is left unchanged;
  *  - a seed reproduces: two runs of 20 steps give identical losses;
  *  - a non-finite input gives CNN_ERR_NUMERIC and leaves every tensor unchanged;
- *  - ref and cpu train alike: 50 steps' losses agree to 1e-3 relative. */
+ *  - ref and cpu train alike: 50 steps' losses agree to 1e-3 relative;
+ *  - in bf16 (bf16 activations and gradients, f32 masters) the same net learns the
+ *    problem to the same accuracy bound, and its checkpoint loads into an fp32 net
+ *    that predicts like it. */
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 
 #include <math.h>
@@ -378,6 +381,32 @@ static void test_non_finite(cnn_backend *cpu) {
 
 /* ---- ref and cpu agree ---- */
 
+static void test_bf16(cnn_backend *cpu) {
+  cnn_net *net = NULL;
+  CHECK_OK(cnn_net_from_cfg_text(cfg_main, "train.cfg", &net));
+  if (!net) return;
+  CHECK_OK(cnn_net_set_precision(net, cpu, CNN_PRECISION_BF16));
+  CHECK_OK(cnn_net_build(net, cpu, BATCH, CNN_MODE_TRAIN));
+  CHECK(cnn_net_precision(net) == CNN_PRECISION_BF16, "built in bf16");
+  int ok = train(net, 0, STEPS, NULL);
+  double acc = accuracy(net, test_x, test_y, N_TEST);
+  printf("bf16: %d steps, held-out accuracy %.3f (required >= %.2f)\n", STEPS, acc, ACC_MIN);
+  CHECK(ok && acc >= ACC_MIN, "bf16 training: held-out accuracy %.3f >= %.2f", acc, ACC_MIN);
+  /* checkpoints hold the f32 masters: an fp32 net predicts within bf16 rounding */
+  char path[128];
+  snprintf(path, sizeof path, "%s/bf16.safetensors", tmpdir);
+  CHECK_OK(cnn_net_save(net, path, NULL));
+  cnn_net *f32 = new_net(cfg_main, "cpu", cpu);
+  if (f32) {
+    CHECK_OK(cnn_net_load(f32, path));
+    double acc32 = accuracy(f32, test_x, test_y, N_TEST);
+    CHECK(fabs(acc32 - acc) <= 0.02, "the bf16 checkpoint in fp32: accuracy %.3f vs %.3f", acc32,
+          acc);
+    cnn_net_destroy(f32);
+  }
+  cnn_net_destroy(net);
+}
+
 static void test_ref_vs_cpu(cnn_backend *cpu, cnn_backend *ref) {
   double lc[REF_CPU_STEPS], lr[REF_CPU_STEPS];
   cnn_net *a = new_net(cfg_main, "cpu", cpu), *b = new_net(cfg_main, "ref", ref);
@@ -430,6 +459,7 @@ int main(void) {
     test_learn_and_checkpoint(cpu);
     test_seed(cpu);
     test_non_finite(cpu);
+    test_bf16(cpu);
   }
   if (cpu && ref) test_ref_vs_cpu(cpu, ref);
   cnn_backend_destroy(cpu);

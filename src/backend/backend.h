@@ -62,6 +62,10 @@ typedef struct cnn_shortcut_desc {
   int n, h1, w1, c1, h2, w2, c2;
 } cnn_shortcut_desc;
 
+/* Element types of buffers. Parameters, optimizer state, batch-norm statistics and
+ * losses are always f32; activations and their gradients are f32 or bf16. */
+typedef enum cnn_dtype { CNN_DT_F32 = 0, CNN_DT_BF16, CNN_DT_F16, CNN_DT_I32, CNN_DT_U8 } cnn_dtype;
+
 /* ---- step state -------------------------------------------------------------
  * One per built net, in backend memory (device memory on cuda). Ops of a step
  * program read per-step values from it (never from arguments frozen when a CUDA
@@ -321,6 +325,13 @@ struct cnn_backend_ops {
    * from the output; others give CNN_ERR_ARG); da += g, db += g (each if != NULL) */
   cnn_status (*add_act_bwd)(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                             float alpha, float *da, float *db);
+
+  /* ---- dtype conversion: dst[i] = src[i] for i < n, between f32 and bf16 (either
+   * way; the same dtype is a copy). f32 -> bf16 rounds to nearest even and keeps NaN
+   * a NaN (quiet) and +-Inf infinite; bf16 -> f32 is exact. Other pairs:
+   * CNN_UNSUPPORTED. src and dst do not overlap. */
+  cnn_status (*cast)(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                     cnn_dtype dst_dt);
 
   /* ---- CUDA graphs (optional; NULL elsewhere) ----
    * capture_begin/end record every op issued in between on this backend into a

@@ -42,6 +42,14 @@ typedef struct cnn_tensor_entry {
 typedef struct cnn_net cnn_net;
 typedef struct cnn_layer cnn_layer;
 
+/* a planned activation buffer and its element type */
+typedef struct cnn_bufinfo {
+  char *p;
+  size_t bytes;
+  cnn_dtype dt;
+} cnn_bufinfo;
+#define CNN_CAST_SLOTS 4 /* f32 scratch slots of the bf16 lowering: bf16 operands per node */
+
 typedef struct cnn_layer_kind {
   const char *name;
   /* l->in_shape[] is set; set l->out, declare parameters (cnn_net_add_tensor),
@@ -143,6 +151,11 @@ struct cnn_net {
   /* step programs */
   int no_fuse;                      /* 1: compile without fusion (tests, debugging) */
   cnn_precision precision;          /* resolved: FP32, TF32 or BF16 */
+  cnn_dtype act_dt;                 /* activations and their gradients: f32 or bf16 */
+  cnn_bufinfo *bufs;                /* [n_bufs] the arena's buffers with their dtypes */
+  int n_bufs;
+  float *cast_ws;                   /* [CNN_CAST_SLOTS][cast_slot] f32 scratch (bf16 builds) */
+  size_t cast_slot;
   int graphs;                       /* 1: replay programs as CUDA graphs where supported */
   cnn_step_state *st[2];            /* backend memory: [0] training steps, [1] inference */
   cnn_step_state *host_st;          /* [2] host copies (host_alloc memory): [0] where

@@ -17,6 +17,7 @@ typedef struct pbuf {
   size_t bytes, offset;
   int t0, t1;          /* live interval, inclusive */
   float **slot;        /* where to store the pointer */
+  cnn_dtype dt;
 } pbuf;
 
 static size_t align_up(size_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
@@ -57,7 +58,7 @@ void cnn_net_release(cnn_net *net) {
   if (net->read_pending && o->read_done) o->read_done(ctx, 1); /* nothing lands in freed memory */
   net->read_pending = 0;
   void *ptrs[] = {net->params, net->grads, net->state, net->opt[0], net->opt[1], net->arena,
-                  net->ws, net->x, net->labels, net->st[0], net->st[1], net->fold};
+                  net->ws, net->x, net->labels, net->st[0], net->st[1], net->fold, net->cast_ws};
   for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
     if (ptrs[i]) o->free(ctx, ptrs[i]);
   net->params = net->grads = net->state = net->opt[0] = net->opt[1] = NULL;
@@ -66,6 +67,10 @@ void cnn_net_release(cnn_net *net) {
   net->labels = NULL;
   net->st[0] = net->st[1] = NULL;
   net->fold = NULL;
+  net->cast_ws = NULL;
+  free(net->bufs);
+  net->bufs = NULL;
+  net->n_bufs = 0;
   if (net->host_st) {
     if (o->host_free) o->host_free(ctx, net->host_st);
     else free(net->host_st);
@@ -107,15 +112,18 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
     if (l->absorbed_by >= 0) continue; /* shares its absorber's buffers */
     int tail = i; /* the last layer absorbed into i: its readers keep i's y alive */
     while (tail + 1 < L && net->layers[tail + 1].absorbed_by == i) tail++;
-    size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * sizeof(float));
+    /* activations and their gradients in the build's dtype; the last layer's output
+     * (probabilities) and every aux buffer (statistics, losses, masks) in f32 */
+    cnn_dtype dt = i < L - 1 ? net->act_dt : CNN_DT_F32;
+    size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * (dt == CNN_DT_BF16 ? 2 : 4));
     int last = net->layers[tail].last_consumer;
     int y_end = train || i == L - 1 ? 2 * L : (last > i ? last : i);
     if (tail == L - 1) y_end = 2 * L;
-    bufs[k++] = (pbuf){yb, 0, i, y_end, &l->y};
+    bufs[k++] = (pbuf){yb, 0, i, y_end, &l->y, dt};
     if (train && tail < L - 1) {
       /* one slot early: the loss node writes its input's gradient during forward */
       int first = (last >= 0 ? 2 * L - 1 - last : 2 * L - 1 - i) - 1;
-      bufs[k++] = (pbuf){yb, 0, first, 2 * L - 1 - i, &l->dy};
+      bufs[k++] = (pbuf){yb, 0, first, 2 * L - 1 - i, &l->dy, dt};
     }
     size_t ac[CNN_MAX_AUX] = {0};
     if (l->kind->aux) l->kind->aux(l, n, ac);
@@ -123,7 +131,7 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
       l->aux_count[j] = ac[j];
       if (!ac[j]) continue;
       int end = train || i == L - 1 ? 2 * L : i;
-      bufs[k++] = (pbuf){align_up(ac[j] * sizeof(float)), 0, i, end, &l->aux[j]};
+      bufs[k++] = (pbuf){align_up(ac[j] * sizeof(float)), 0, i, end, &l->aux[j], CNN_DT_F32};
     }
   }
   *out = bufs;
@@ -143,6 +151,11 @@ static cnn_status plan_arena(cnn_net *net, int n, int train) {
   cnn_status st = balloc(net, top, &net->arena);
   if (st == CNN_OK)
     for (int i = 0; i < count; i++) *bufs[i].slot = (float *)((char *)net->arena + bufs[i].offset);
+  /* the dtype of every planned activation buffer, for the bf16 lowering (program.c) */
+  net->bufs = st == CNN_OK ? calloc((size_t)count + 1, sizeof *net->bufs) : NULL;
+  if (st == CNN_OK && !net->bufs) st = cnn_error(CNN_ERR_NOMEM, "out of memory planning");
+  for (int i = 0; st == CNN_OK && i < count; i++)
+    net->bufs[net->n_bufs++] = (cnn_bufinfo){(char *)*bufs[i].slot, bufs[i].bytes, bufs[i].dt};
   free(bufs);
   for (int i = 0; i < net->n_layers; i++) { /* absorbed layers read and write the absorber's */
     cnn_layer *l = &net->layers[i];
@@ -198,6 +211,7 @@ cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mo
   pbuf *bufs;
   int count;
   net->b = b;
+  net->act_dt = cnn_net_precision(net) == CNN_PRECISION_BF16 ? CNN_DT_BF16 : CNN_DT_F32;
   cnn_net_fuse(net, train);
   cnn_status cst = collect(net, batch, train, &bufs, &count);
   net->b = NULL;
@@ -275,6 +289,13 @@ static cnn_status build(cnn_net *net, int batch, int train) {
   }
   net->params_dirty = 1;
   CNN_TRY(step_states(net));
+  if (net->act_dt == CNN_DT_BF16) { /* f32 scratch where ops see bf16 buffers as f32 */
+    size_t most = (size_t)net->in_h * net->in_w * net->in_c;
+    for (int i = 0; i < net->n_layers; i++)
+      if (cnn_shape_count(net->layers[i].out) > most) most = cnn_shape_count(net->layers[i].out);
+    net->cast_slot = align_up((size_t)batch * most * sizeof(float)) / sizeof(float);
+    CNN_TRY(balloc(net, CNN_CAST_SLOTS * net->cast_slot * sizeof(float), (void **)&net->cast_ws));
+  }
   size_t ws = max_workspace(net, batch);
   net->ws_bytes = ws;
   if (ws) CNN_TRY(balloc(net, ws, &net->ws));
@@ -295,6 +316,7 @@ cnn_status cnn_net_plan_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode 
     cnn_net_release(net);
   }
   memset(&net->plan, 0, sizeof net->plan);
+  net->act_dt = cnn_net_precision(net) == CNN_PRECISION_BF16 ? CNN_DT_BF16 : CNN_DT_F32;
   net->b = b;
   net->batch = batch;
   net->mode = mode;

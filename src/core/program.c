@@ -12,7 +12,7 @@ static const char *const op_names[CNN_NODE_COUNT] = {
     "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "bn_act_fwd_train", "bn_act_fwd_infer",
     "bn_act_bwd", "bn_commit", "bn_fold", "shortcut_fwd", "shortcut_bwd", "add_act_fwd",
     "add_act_bwd", "dropout_mask_st", "softmax_xent_step", "sgd_step_st", "adam_step_st",
-    "step_begin", "step_end", "check_finite"};
+    "step_begin", "step_end", "check_finite", "cast"};
 
 const char *cnn_node_op_name(cnn_node_op op) {
   return (unsigned)op < CNN_NODE_COUNT ? op_names[op] : "?";
@@ -61,6 +61,7 @@ static const void *entry(const cnn_backend_ops *o, cnn_node_op op) {
     case CNN_NODE_STEP_BEGIN: return (const void *)o->step_begin;
     case CNN_NODE_STEP_END: return (const void *)o->step_end;
     case CNN_NODE_CHECK_FINITE: return (const void *)o->check_finite;
+    case CNN_NODE_CAST: return (const void *)o->cast;
     case CNN_NODE_COUNT: break;
   }
   return NULL;
@@ -84,7 +85,8 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
     case CNN_NODE_MUL: return o->mul(c, nd->u.ew.n, nd->u.ew.a, nd->u.ew.b, nd->u.ew.beta, nd->u.ew.y);
     case CNN_NODE_COPY2D: {
       const __typeof__(nd->u.copy2d) *a = &nd->u.copy2d;
-      return o->copy2d(c, a->rows, a->cols, a->src, a->ss, a->dst, a->ds, a->acc);
+      return o->copy2d(c, a->rows, a->cols, a->src + a->src_off, a->ss, a->dst + a->dst_off, a->ds,
+                       a->acc);
     }
     case CNN_NODE_ACT_FWD: {
       const __typeof__(nd->u.act) *a = &nd->u.act;
@@ -188,6 +190,10 @@ static cnn_status run_node_st(const cnn_backend *be, cnn_step_state *st, const c
       return o->step_begin(c, st, nd->u.step.has_sched ? &nd->u.step.sd : NULL);
     case CNN_NODE_STEP_END: return o->step_end(c, st, nd->u.step.train);
     case CNN_NODE_CHECK_FINITE: return o->check_finite(c, nd->u.check.n, nd->u.check.x, st);
+    case CNN_NODE_CAST: {
+      const __typeof__(nd->u.cast) *a = &nd->u.cast;
+      return o->cast(c, a->n, a->src, a->sdt, a->dst, a->ddt);
+    }
     default: break;
   }
   return CNN_UNSUPPORTED;
@@ -321,6 +327,7 @@ cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program *
   p->train = kind;
   p->st = net->st[kind == PK_INFER ? 1 : 0];
   cnn_status st = compile(net, p, n, (prog_kind)kind);
+  if (st == CNN_OK && net->act_dt == CNN_DT_BF16) st = cnn_program_lower_bf16(net, p);
   if (st == CNN_OK) st = check_support(net, p);
   if (st != CNN_OK) {
     cnn_program_free(net, p);

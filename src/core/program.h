@@ -18,7 +18,6 @@
 
 #include "backend/backend.h"
 
-typedef enum cnn_dtype { CNN_DT_F32 = 0, CNN_DT_BF16, CNN_DT_F16, CNN_DT_I32, CNN_DT_U8 } cnn_dtype;
 const char *cnn_dtype_name(cnn_dtype t);
 
 typedef enum cnn_node_op {
@@ -29,7 +28,7 @@ typedef enum cnn_node_op {
   CNN_NODE_BN_FWD_TRAIN, CNN_NODE_BN_FWD_INFER, CNN_NODE_BN_BWD, CNN_NODE_BN_COMMIT,
   CNN_NODE_BN_FOLD, CNN_NODE_SHORTCUT_FWD, CNN_NODE_SHORTCUT_BWD, CNN_NODE_ADD_ACT_FWD,
   CNN_NODE_ADD_ACT_BWD, CNN_NODE_DROPOUT_MASK, CNN_NODE_SOFTMAX_XENT, CNN_NODE_SGD,
-  CNN_NODE_ADAM, CNN_NODE_STEP_BEGIN, CNN_NODE_STEP_END, CNN_NODE_CHECK_FINITE,
+  CNN_NODE_ADAM, CNN_NODE_STEP_BEGIN, CNN_NODE_STEP_END, CNN_NODE_CHECK_FINITE, CNN_NODE_CAST,
   CNN_NODE_COUNT
 } cnn_node_op;
 
@@ -47,7 +46,8 @@ typedef struct cnn_node {
     struct { void *dst; const void *src; size_t bytes; } copy;
     struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
     struct { size_t n; const float *a, *b; float beta; float *y; } ew; /* add (beta unused), mul */
-    struct { size_t rows, cols, ss, ds; const float *src; float *dst; int acc; } copy2d;
+    /* src/dst + element offsets (offsets, not pointer arithmetic: the buffers may be bf16) */
+    struct { size_t rows, cols, ss, ds, src_off, dst_off; const float *src; float *dst; int acc; } copy2d;
     struct { cnn_act act; float alpha; size_t n; const float *x, *y, *dy; float *dx; float *out; } act;
     struct { int ta, tb, m, n, k, lda, ldb, ldc; float alpha, beta; const float *a, *b; float *c; } gemm;
     struct { size_t rows, cols; const float *in; float *out; } bias; /* bias_add: in = bias, out = y */
@@ -68,6 +68,7 @@ typedef struct cnn_node {
              int nesterov, decoupled; } opt;
     struct { int has_sched; cnn_sched_desc sd; int train; } step;
     struct { size_t n; const float *x; } check;
+    struct { size_t n; const void *src; void *dst; cnn_dtype sdt, ddt; } cast;
   } u;
 } cnn_node;
 
@@ -87,6 +88,9 @@ typedef struct cnn_net cnn_net;
 
 /* Compile the net (built, planned for at least n images) for n images. */
 cnn_status cnn_program_compile(cnn_net *net, int n, int train, cnn_program **out);
+/* bf16 builds: cast nodes around every node that reads or writes a bf16 buffer
+ * (lower_bf16.c) */
+cnn_status cnn_program_lower_bf16(const cnn_net *net, cnn_program *p);
 /* Append a node (layers call this from emit_fwd / emit_bwd). */
 cnn_status cnn_program_emit(cnn_program *p, const cnn_node *node);
 /* Run the prologue (if `prologue`) and then the body once on the net's backend. */

@@ -26,8 +26,8 @@ static cnn_status route_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int 
   for (int i = 0; i < l->n_in; i++) {
     int c = l->in_shape[i].c;
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_COPY2D, copy2d, .rows = rows, .cols = (size_t)c,
-                     .src = cnn_layer_x(net, l, i), .ss = (size_t)c, .dst = l->y + off,
-                     .ds = (size_t)l->out.c, .acc = 0));
+                     .src = cnn_layer_x(net, l, i), .ss = (size_t)c, .dst = l->y,
+                     .dst_off = (size_t)off, .ds = (size_t)l->out.c, .acc = 0));
     off += c;
   }
   return CNN_OK;
@@ -41,8 +41,8 @@ static cnn_status route_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int
     float *dx = cnn_layer_dx(net, l, i);
     if (dx)
       CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_COPY2D, copy2d, .rows = rows, .cols = (size_t)c,
-                       .src = l->dy + off, .ss = (size_t)l->out.c, .dst = dx, .ds = (size_t)c,
-                       .acc = 1));
+                       .src = l->dy, .src_off = (size_t)off, .ss = (size_t)l->out.c, .dst = dx,
+                       .ds = (size_t)c, .acc = 1));
     off += c;
   }
   return CNN_OK;

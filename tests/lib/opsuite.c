@@ -58,6 +58,7 @@
  * with it. ReLU/leaky derivatives of a recomputed BN output z are made safe by
  * moving x so that |z| >= 1e-3 (tu_bn_off_kink): an f32 z cannot change sign.
  *   upload_async, read_async                    0 (copies)
+ *   cast (f32 <-> bf16)                         0 (one rounding rule, core/bf16.h)
  *   step_begin, step_end, metrics_reset,        integers exact, lr / sums / loss ring
  *   check_finite (the step state)               tol_f32 (one division or addition)
  *   softmax_xent_step probs, loss               tol_f32 * (max(1, L) + sqrt(C)), L the

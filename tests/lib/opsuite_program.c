@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/schedule.h"
 #include "opsuite_impl.h"
 #include "testutil.h"
@@ -681,7 +682,44 @@ static void test_add_act(suite *S) {
   }
 }
 
+/* ---- cast f32 <-> bf16: exact (every backend rounds the same way: core/bf16.h) ---- */
+static void test_cast(suite *S) {
+  char cas[96];
+  int ran;
+  for (size_t si = 0; si < NPSIZES; si++) {
+    size_t n = prog_sizes[si] + 1, nh = n / 2; /* even: n bf16 values fill nh floats */
+    /* magnitudes from 1e-38 (subnormal after rounding) to 1e38, both signs, and
+     * values exactly halfway between two bf16 numbers (ties go to even) */
+    float *hx = hvec(n);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t r = cnn_rng_u64(S->seed, i);
+      float m = 1.0f + (float)(r & 0xffff) / 65536.0f;
+      float e = powf(10.0f, (float)((int)((r >> 16) % 77) - 38));
+      hx[i] = (r >> 40 & 1 ? -m : m) * e;
+      if (i % 7 == 3) { /* a tie: the 16 low bits are exactly 0x8000 */
+        uint32_t u;
+        memcpy(&u, &hx[i], 4);
+        u = (u & 0xffff0000u) | 0x8000u;
+        memcpy(&hx[i], &u, 4);
+      }
+    }
+    S->seed++;
+    buf x = buf_from(S, hx, n), h = buf_new(S, nh), back = buf_new(S, n);
+    snprintf(cas, sizeof cas, "n=%zu f32 -> bf16", n);
+    RUN(S, cast, cas, n, P(x), CNN_DT_F32, P(h), CNN_DT_BF16);
+    if (ran) check(S, &h, "cast", cas, "bf16 bits", 0);
+    snprintf(cas, sizeof cas, "n=%zu bf16 -> f32", n);
+    RUN(S, cast, cas, n, P(h), CNN_DT_BF16, P(back), CNN_DT_F32);
+    if (ran) check(S, &back, "cast", cas, "f32", 0);
+    buf_free(S, &x);
+    buf_free(S, &h);
+    buf_free(S, &back);
+    free(hx);
+  }
+}
+
 void test_program_ops(suite *S) {
+  test_cast(S);
   test_async(S);
   test_step_begin(S);
   test_step_end(S);

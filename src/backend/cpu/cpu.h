@@ -236,4 +236,8 @@ cnn_status cpu_adam_step_st(void *ctx, size_t n, float *p, const float *g, float
 cnn_status cpu_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed, uint64_t stream,
                                const cnn_step_state *st, float *mask);
 
+/* ---- cpu_program.c: dtype conversion ---- */
+cnn_status cpu_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                    cnn_dtype dst_dt);
+
 #endif

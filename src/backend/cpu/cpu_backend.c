@@ -479,6 +479,7 @@ static const cnn_backend_ops cpu_ops = {
     .adam_step = cpu_adam_step,
     /* step programs */
     .upload_async = cpu_upload_async,
+    .cast = cpu_cast,
     .read_async = cpu_read_async,
     .read_done = cpu_read_done,
     .step_begin = cpu_step_begin,

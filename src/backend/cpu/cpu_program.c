@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "core/bf16.h"
 #include "core/rng.h"
 
 /* the finiteness test is a compare that NaN fails: let GCC vectorise it */
@@ -193,4 +194,30 @@ cnn_status cpu_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed, uint
   CPU_NEED(st, "dropout_mask_st");
   uint64_t key = cnn_rng_u64(seed, (uint64_t)st->step * 4096u + stream);
   return cpu_dropout_mask(ctx, n, p, key, 0, mask);
+}
+
+/* ---- cast (f32 <-> bf16), split over threads; each element is independent ---- */
+
+cnn_status cpu_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                    cnn_dtype dst_dt) {
+  if (n == 0) return CNN_OK;
+  if (!src || !dst) return cnn_error(CNN_ERR_ARG, "cpu cast: NULL buffer");
+  int par = n >= CPU_PAR_MIN;
+  if (src_dt == dst_dt && (src_dt == CNN_DT_F32 || src_dt == CNN_DT_BF16)) {
+    memcpy(dst, src, n * (src_dt == CNN_DT_F32 ? 4 : 2));
+  } else if (src_dt == CNN_DT_F32 && dst_dt == CNN_DT_BF16) {
+    const float *s = src;
+    uint16_t *d = dst;
+#pragma omp parallel for simd schedule(static) if (par)
+    for (size_t i = 0; i < n; i++) d[i] = cnn_f32_to_bf16(s[i]);
+  } else if (src_dt == CNN_DT_BF16 && dst_dt == CNN_DT_F32) {
+    const uint16_t *s = src;
+    float *d = dst;
+#pragma omp parallel for simd schedule(static) if (par)
+    for (size_t i = 0; i < n; i++) d[i] = cnn_bf16_to_f32(s[i]);
+  } else {
+    return cnn_error(CNN_UNSUPPORTED, "cpu cast: %d to %d is not supported", (int)src_dt,
+                     (int)dst_dt);
+  }
+  return CNN_OK;
 }

@@ -344,6 +344,7 @@ static void fill_ops(cnn_backend_ops *o) {
   o->adam_step = cnn_cuda_adam_step;
   /* step programs */
   o->upload_async = cnn_cuda_upload_async;
+  o->cast = cnn_cuda_cast;
   o->read_async = cnn_cuda_read_async;
   o->read_done = cnn_cuda_read_done;
   o->step_begin = cnn_cuda_step_begin;

@@ -206,6 +206,8 @@ cnn_status cnn_cuda_dropout_mask_st(void *ctx, size_t n, float p, uint64_t seed,
                                     const cnn_step_state *st, float *mask);
 cnn_status cnn_cuda_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, cnn_act act,
                                 float alpha, float *y);
+cnn_status cnn_cuda_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                         cnn_dtype dst_dt);
 cnn_status cnn_cuda_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
                                 cnn_act act, float alpha, float *da, float *db);
 

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_device.cuh"
+#include "core/bf16.h"
 #include "core/rng.h"
 
 /* i % cols and i / cols, with 32-bit arithmetic whenever i fits (the common case) */
@@ -479,4 +480,39 @@ extern "C" cnn_status cnn_cuda_add_act_bwd(void *vctx, size_t n, const float *y,
                                                                               alpha, da, db);
   LAUNCH_CHECK("k_add_act_bwd");
   return CNN_OK;
+}
+
+/* ---- cast between f32 and bf16 (core/bf16.h: the same rounding as ref and cpu) ---- */
+static __global__ void k_cast_f32_bf16(size_t n, const float *s, uint16_t *d) {
+  GRID_STRIDE(i, n) d[i] = cnn_f32_to_bf16(s[i]);
+}
+
+static __global__ void k_cast_bf16_f32(size_t n, const uint16_t *s, float *d) {
+  GRID_STRIDE(i, n) d[i] = cnn_bf16_to_f32(s[i]);
+}
+
+extern "C" cnn_status cnn_cuda_cast(void *vctx, size_t n, const void *src, cnn_dtype src_dt,
+                                    void *dst, cnn_dtype dst_dt) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (n == 0) return CNN_OK;
+  if (!src || !dst) return cnn_error(CNN_ERR_ARG, "cuda cast: NULL buffer");
+  if (src_dt == dst_dt && (src_dt == CNN_DT_F32 || src_dt == CNN_DT_BF16)) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * (src_dt == CNN_DT_F32 ? 4 : 2),
+                               cudaMemcpyDeviceToDevice, ctx->stream));
+    return CNN_OK;
+  }
+  if (src_dt == CNN_DT_F32 && dst_dt == CNN_DT_BF16) {
+    k_cast_f32_bf16<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+        n, (const float *)src, (uint16_t *)dst);
+    LAUNCH_CHECK("k_cast_f32_bf16");
+    return CNN_OK;
+  }
+  if (src_dt == CNN_DT_BF16 && dst_dt == CNN_DT_F32) {
+    k_cast_bf16_f32<<<cnn_cuda_blocks(ctx, n), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+        n, (const uint16_t *)src, (float *)dst);
+    LAUNCH_CHECK("k_cast_bf16_f32");
+    return CNN_OK;
+  }
+  return cnn_error(CNN_UNSUPPORTED, "cuda cast: %d to %d is not supported", (int)src_dt,
+                   (int)dst_dt);
 }

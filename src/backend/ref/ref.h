@@ -154,4 +154,8 @@ cnn_status ref_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, 
 cnn_status ref_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                            float alpha, float *da, float *db);
 
+/* ---- ref_program.c: dtype conversion ---- */
+cnn_status ref_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                    cnn_dtype dst_dt);
+
 #endif

@@ -88,6 +88,7 @@ static const cnn_backend_ops ref_ops = {
     .adam_step = ref_adam_step,
     /* step programs (ref_program.c); no CUDA graphs: capture_* stay NULL */
     .upload_async = ref_upload_async,
+    .cast = ref_cast,
     .read_async = ref_read_async,
     .read_done = ref_read_done,
     .step_begin = ref_step_begin,

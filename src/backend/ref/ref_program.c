@@ -4,8 +4,10 @@
  * Memory is host memory: the async transfers are memcpy and are done on return;
  * the step state is read and written in place. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/ref/ref.h"
+#include "core/bf16.h"
 #include "core/rng.h"
 #include "core/schedule.h"
 
@@ -341,4 +343,26 @@ cnn_status ref_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
     if (db) db[i] = (float)(db[i] + g);
   }
   return CNN_OK;
+}
+
+/* ---- cast ---------------------------------------------------------------------- */
+
+cnn_status ref_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
+                    cnn_dtype dst_dt) {
+  if (n == 0) return CNN_OK;
+  REF_NEED(src, "cast");
+  REF_NEED(dst, "cast");
+  if (src_dt == dst_dt && (src_dt == CNN_DT_F32 || src_dt == CNN_DT_BF16)) {
+    memcpy(dst, src, n * (src_dt == CNN_DT_F32 ? 4 : 2));
+    return CNN_OK;
+  }
+  if (src_dt == CNN_DT_F32 && dst_dt == CNN_DT_BF16) {
+    for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = cnn_f32_to_bf16(((const float *)src)[i]);
+    return CNN_OK;
+  }
+  if (src_dt == CNN_DT_BF16 && dst_dt == CNN_DT_F32) {
+    for (size_t i = 0; i < n; i++) ((float *)dst)[i] = cnn_bf16_to_f32(((const uint16_t *)src)[i]);
+    return CNN_OK;
+  }
+  return cnn_error(CNN_UNSUPPORTED, "ref cast: %d to %d is not supported", (int)src_dt, (int)dst_dt);
 }
