@@ -3,6 +3,7 @@
  * timed steps after warm-up, on random data (the figure excludes data loading).
  *   bench_train MODEL.cfg [--device cpu|ref|cuda] [--batch N] [--steps N] [--warmup N]
  *               [--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]
+ *               [--profile]   (time per op kind; every node waited for)
  * Training steps are launched without waiting (cnn_net_train_launch) and the
  * metrics are read once at the end of the timed steps; --sync waits for every
  * step's result instead (cnn_net_train_step, one host round trip per step). */
@@ -27,7 +28,7 @@ static int fail(void) {
 
 int main(int argc, char **argv) {
   const char *cfg = NULL, *dev = "cpu", *precision = "auto";
-  int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1;
+  int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1, profile = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
@@ -38,6 +39,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--infer")) infer = 1;
     else if (!strcmp(argv[i], "--sync")) sync = 1;
     else if (!strcmp(argv[i], "--no-fuse")) fuse = 0;
+    else if (!strcmp(argv[i], "--profile")) profile = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
       return 2;
@@ -45,7 +47,7 @@ int main(int argc, char **argv) {
   }
   if (!cfg || steps < 1 || warm < 0) {
     fprintf(stderr, "usage: bench_train MODEL.cfg [--device D] [--batch N] [--steps N] [--warmup N] "
-                    "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]\n");
+                    "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P] [--profile]\n");
     return 2;
   }
   cnn_net *net;
@@ -57,6 +59,7 @@ int main(int argc, char **argv) {
   cnn_net_info_get(net, &info);
   if (!batch) batch = info.batch;
   if (cnn_net_set_fusion(net, fuse) || cnn_net_set_graphs(net, graphs) ||
+      cnn_net_set_profile(net, profile) ||
       cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN))
     return fail();
   size_t per = (size_t)info.height * info.width * info.channels;
@@ -87,6 +90,7 @@ int main(int argc, char **argv) {
          cfg, dev, cnn_precision_name(cnn_net_precision(net)), infer ? "inference" : "training", batch,
          sync ? " sync" : "", fuse ? "" : " unfused", steps * (double)batch / dt, steps,
          1e3 * dt / steps, r.loss);
+  if (profile) cnn_net_profile_print(net, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN, stdout);
   free(x);
   free(y);
   cnn_net_destroy(net);

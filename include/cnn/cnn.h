@@ -207,6 +207,11 @@ cnn_status cnn_net_set_fusion(cnn_net *net, int on);
 cnn_status cnn_net_set_graphs(cnn_net *net, int on);
 /* Print the step program for (batch, mode) of a built net: one line per node. */
 cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f);
+/* Profiling (a debugging aid: every node is waited for, so steps run slower):
+ * with it on, each program run times its nodes; print the time per op kind of the
+ * (batch, mode) program so far. */
+cnn_status cnn_net_set_profile(cnn_net *net, int on);
+cnn_status cnn_net_profile_print(cnn_net *net, int batch, cnn_mode mode, void *f);
 
 /* The learning rate the next train step will use, and the step counter. */
 float cnn_net_current_lr(const cnn_net *net);

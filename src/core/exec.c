@@ -272,3 +272,18 @@ cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f
   cnn_program_print(net, p, f);
   return CNN_OK;
 }
+
+cnn_status cnn_net_set_profile(cnn_net *net, int on) {
+  if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_set_profile: NULL net");
+  net->profile = on != 0;
+  return CNN_OK;
+}
+
+cnn_status cnn_net_profile_print(cnn_net *net, int batch, cnn_mode mode, void *f) {
+  if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_profile_print: NULL argument");
+  if (batch <= 0) batch = net->batch;
+  cnn_program *p;
+  CNN_TRY(program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  cnn_program_profile_print(net, p, f);
+  return CNN_OK;
+}

@@ -157,6 +157,7 @@ struct cnn_net {
   float *cast_ws;                   /* [CNN_CAST_SLOTS][cast_slot] f32 scratch (bf16 builds) */
   size_t cast_slot;
   int graphs;                       /* 1: replay programs as CUDA graphs where supported */
+  int profile;                      /* 1: time every node (synchronising after each) */
   cnn_step_state *st[2];            /* backend memory: [0] training steps, [1] inference */
   cnn_step_state *host_st;          /* [2] host copies (host_alloc memory): [0] where
                                        asynchronous reads land, [1] the last complete one */

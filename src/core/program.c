@@ -1,8 +1,10 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* Step programs: compiling a built net into a node list, and running it (see
  * program.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/net.h"
 
@@ -341,10 +343,22 @@ cnn_status cnn_program_compile(cnn_net *net, int n, int train, cnn_program **out
   return cnn_program_compile_kind(net, n, train ? PK_TRAIN : PK_INFER, out);
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static cnn_status run_range(cnn_net *net, cnn_program *p, int from, int to) {
+  if (net->profile && !p->node_s) p->node_s = calloc((size_t)p->n_nodes, sizeof *p->node_s);
   for (int i = from; i < to; i++) {
     const cnn_node *nd = &p->nodes[i];
+    double t0 = p->node_s ? now_s() : 0;
     cnn_status st = run_node(net, p->st, nd);
+    if (p->node_s && st == CNN_OK) { /* profiling: wait for the node (a device may queue it) */
+      if (net->b->ops->sync) st = net->b->ops->sync(net->b->ctx);
+      p->node_s[i] += now_s() - t0;
+    }
     if (st != CNN_OK) {
       const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "(program)";
       return cnn_error_prefix(st, "node %d (%s of layer %s)", i, cnn_node_op_name(nd->op), layer);
@@ -382,7 +396,31 @@ void cnn_program_free(cnn_net *net, cnn_program *p) {
   if (!p) return;
   if (p->graph && net->b && net->b->ops->graph_free) net->b->ops->graph_free(net->b->ctx, p->graph);
   free(p->nodes);
+  free(p->node_s);
   free(p);
+}
+
+void cnn_program_profile_print(const cnn_net *net, const cnn_program *p, void *file) {
+  FILE *f = file;
+  if (!p->node_s) return;
+  double by_op[CNN_NODE_COUNT] = {0}, total = 0;
+  int count[CNN_NODE_COUNT] = {0};
+  for (int i = 0; i < p->n_nodes; i++) {
+    by_op[p->nodes[i].op] += p->node_s[i];
+    count[p->nodes[i].op]++;
+    total += p->node_s[i];
+  }
+  fprintf(f, "time per op over %d runs (batch %d): %.3f ms per run\n", p->runs, p->batch,
+          1e3 * total / (p->runs ? p->runs : 1));
+  for (int pass = 0; pass < CNN_NODE_COUNT; pass++) { /* largest first */
+    int best = -1;
+    for (int o = 0; o < CNN_NODE_COUNT; o++)
+      if (count[o] && (best < 0 || by_op[o] > by_op[best])) best = o;
+    if (best < 0 || by_op[best] <= 0) break;
+    fprintf(f, "  %-18s %3d nodes %8.3f ms %5.1f%%\n", cnn_node_op_name((cnn_node_op)best),
+            count[best], 1e3 * by_op[best] / (p->runs ? p->runs : 1), 100 * by_op[best] / total);
+    count[best] = 0;
+  }
 }
 
 void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {

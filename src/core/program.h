@@ -82,6 +82,7 @@ typedef struct cnn_program {
   /* cuda graphs: captured after `runs` reaches the warm-up count */
   void *graph;
   int runs;
+  double *node_s;        /* [n_nodes] seconds per node summed over runs (profiling) */
 } cnn_program;
 
 typedef struct cnn_net cnn_net;
@@ -98,5 +99,7 @@ cnn_status cnn_program_run(cnn_net *net, cnn_program *p, int prologue);
 void cnn_program_free(cnn_net *net, cnn_program *p);
 /* One line per node: index, op, layer, dtype, sizes (for `cnn summary --program`). */
 void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file);
+/* Time per op kind of a program run with net->profile set. */
+void cnn_program_profile_print(const cnn_net *net, const cnn_program *p, void *file);
 
 #endif
