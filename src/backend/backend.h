@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cnn/cnn.h"
+#include "cnn/loader.h"
 #include "core/schedule.h"
 
 #ifdef __cplusplus
@@ -86,6 +87,8 @@ typedef struct cnn_step_state {
   double step_loss;      /* this step: sum of per-image losses (softmax_xent_step) */
   int64_t step_correct;  /* this step: top-1 hits */
   int64_t step_n;        /* this step: images with labels (0: no labels given) */
+  int64_t data_pos;      /* bound data: epoch position of the next batch (gather_aug) */
+  uint64_t data_key;     /* bound data: the epoch's augmentation key (cnn_aug_epoch_key) */
   float lr;              /* learning rate of the step in flight (step_begin) */
   int32_t nonfinite;     /* CNN_NONFINITE_* bits of the step in flight */
   /* mean loss of training step s at [s % CNN_LOSS_RING], written by step_end
@@ -325,6 +328,20 @@ struct cnn_backend_ops {
    * from the output; others give CNN_ERR_ARG); da += g, db += g (each if != NULL) */
   cnn_status (*add_act_bwd)(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                             float alpha, float *da, float *db);
+
+  /* ---- data in backend memory (a dataset bound to a net) ----
+   * gather_aug: the batch of n images at epoch positions pos = st->data_pos + i
+   * (i < n): idx = perm[pos]; x[i] = the u8 image images[idx] ([h, w, c]) shifted,
+   * flipped, normalised through lut ([c][256] floats) and cut out exactly as the
+   * host loader's cnn_aug_image does with the draws cnn_aug_draw_for(st->data_key,
+   * pos, h, w, aug) (src/data/augment.h); y[i] = labels[idx]. Then
+   * st->data_pos += n. The per-step values come from st, so a captured graph
+   * replays the next batch. */
+  cnn_status (*gather_aug)(void *ctx, int n, int h, int w, int c, const uint8_t *images,
+                           const int32_t *labels, const int32_t *perm, const float *lut,
+                           const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st);
+  /* st->data_pos = pos, st->data_key = key (between steps: the start of an epoch) */
+  cnn_status (*data_seek)(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key);
 
   /* ---- dtype conversion: dst[i] = src[i] for i < n, between f32 and bf16 (either
    * way; the same dtype is a copy). f32 -> bf16 rounds to nearest even and keeps NaN
