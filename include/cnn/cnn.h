@@ -200,6 +200,23 @@ cnn_status cnn_net_train_metrics_reset(cnn_net *net);
  * number of steps written to out (at most count; the last 1024 steps are kept). */
 int cnn_net_step_losses(const cnn_net *net, int64_t from, int count, float *out);
 
+/* A training set in backend memory: cnn_net_bind_data copies a loader
+ * configuration's uint8 dataset (images, labels, a normalisation table) into the
+ * backend once, and each step launched by cnn_net_train_bound makes its batch there
+ * with a gather node at the head of the step program: the epoch's order, crop,
+ * flip, cutout and normalisation, keyed by (seed, epoch, position) exactly as
+ * cnn_loader makes them, so every backend sees the loader's batches bit for bit.
+ * cfg is a cnn_loader_config (cnn/loader.h); its threading and allocator fields are
+ * ignored. The net must be built for training; building it again unbinds the data.
+ * CNN_ERR_NOMEM when the backend cannot hold the dataset (stream it through a
+ * cnn_loader and cnn_net_train_launch instead). */
+cnn_status cnn_net_bind_data(cnn_net *net, const void *loader_config);
+/* Launch up to k steps of epoch `epoch`, starting at batch `first`; *launched gets
+ * the number launched (fewer at the end of the epoch). No step waits for the host. */
+cnn_status cnn_net_train_bound(cnn_net *net, int epoch, int first, int k, int *launched);
+/* batches per epoch of the bound dataset (0 if none) */
+int cnn_net_bound_batches(const cnn_net *net);
+
 /* Execution switches, before or after building: fusion of layer chains (conv + BN
  * + activation, residual add + activation; default on) and CUDA-graph replay of
  * step programs (default on; no effect on ref and cpu). */

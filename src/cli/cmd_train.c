@@ -24,6 +24,9 @@ static void help(FILE *f) {
       "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
       "  --precision P       auto (default) | fp32 | tf32 | bf16: bf16 activations with f32\n"
       "                      masters where the device runs it (auto picks it there)\n"
+      "  --device-data M     auto (default) | on | off: keep the training set in the device's\n"
+      "                      memory and make batches there (auto: on a GPU, when it fits)\n"
+      "  --cuda-graph on|off replay each training step as a CUDA graph (default on)\n"
       "  --threads N         CPU threads (default: OMP_NUM_THREADS or all cores)\n"
       "  --seed N            seed of every random choice (init, order, augmentation, dropout)\n"
       "  --out DIR           run folder (default runs/MODEL; a new one if that holds a run)\n"
@@ -58,6 +61,8 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
   memset(o, 0, sizeof *o);
   o->device = "auto";
   o->precision = "auto";
+  o->device_data = "auto";
+  o->cuda_graph = "on";
   o->lr = o->momentum = o->wd = o->smoothing = o->val_split = -1;
   o->crop = o->flip = o->cutout = o->warmup = o->nesterov = -1;
   o->seed = -1;
@@ -75,6 +80,8 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     STR("--data", data)
     STR("--device", device)
     STR("--precision", precision)
+    STR("--device-data", device_data)
+    STR("--cuda-graph", cuda_graph)
     STR("--out", out)
     STR("--resume", resume)
     STR("--optimizer", optimizer)

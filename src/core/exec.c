@@ -19,7 +19,7 @@ void cnn_net_drop_programs(cnn_net *net) {
 }
 
 /* the compiled program for (n, kind); compiled on first use, the oldest evicted */
-static cnn_status program_for(cnn_net *net, int n, int kind, cnn_program **out) {
+cnn_status cnn_net_program_for(cnn_net *net, int n, int kind, cnn_program **out) {
   for (int i = 0; i < 4; i++)
     if (net->progs[i] && net->progs[i]->batch == n && net->progs[i]->train == kind) {
       *out = net->progs[i];
@@ -99,7 +99,7 @@ static cnn_status launch(cnn_net *net, int kind, const float *x, const int32_t *
     return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
   CNN_TRY(stage(net, x, labels, n));
   cnn_program *p;
-  CNN_TRY(program_for(net, n, kind, &p));
+  CNN_TRY(cnn_net_program_for(net, n, kind, &p));
   CNN_TRY(cnn_program_run(net, p, 0));
   if (kind == PK_TRAIN) {
     net->launched++;
@@ -202,7 +202,7 @@ cnn_status cnn_net_predict(cnn_net *net, const float *x, const int32_t *labels, 
   if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_predict: NULL net");
   CNN_TRY(stage(net, x, labels, n));
   cnn_program *p;
-  CNN_TRY(program_for(net, n, PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, n, PK_INFER, &p));
   CNN_TRY(cnn_program_run(net, p, net->params_dirty));
   net->params_dirty = 0;
   cnn_layer *last = &net->layers[net->n_layers - 1];
@@ -268,7 +268,7 @@ cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f
   if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_program_print: NULL argument");
   if (batch <= 0) batch = net->batch;
   cnn_program *p;
-  CNN_TRY(program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
   cnn_program_print(net, p, f);
   return CNN_OK;
 }
@@ -283,7 +283,7 @@ cnn_status cnn_net_profile_print(cnn_net *net, int batch, cnn_mode mode, void *f
   if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_profile_print: NULL argument");
   if (batch <= 0) batch = net->batch;
   cnn_program *p;
-  CNN_TRY(program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
   cnn_program_profile_print(net, p, f);
   return CNN_OK;
 }

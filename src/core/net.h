@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "backend/backend.h"
+#include "cnn/loader.h"
 #include "cnn/cnn.h"
 #include "core/cfg.h"
 #include "core/error.h"
@@ -41,6 +42,18 @@ typedef struct cnn_tensor_entry {
 
 typedef struct cnn_net cnn_net;
 typedef struct cnn_layer cnn_layer;
+
+/* a training set in backend memory (cnn_net_bind_data) */
+typedef struct cnn_bound_data {
+  uint8_t *images;             /* [n, h, w, c] backend memory */
+  int32_t *labels, *perm;      /* [n], [n] backend memory */
+  float *lut;                  /* [c][256] backend memory: normalised value of each byte */
+  int32_t *host_perm;          /* [n] host: the epoch's order before upload */
+  int n, batch, batches, shuffle, drop_last;
+  uint64_t seed;
+  cnn_augment aug;
+  int epoch, next;             /* where the device's cursor is: -1 before the first seek */
+} cnn_bound_data;
 
 /* a planned activation buffer and its element type */
 typedef struct cnn_bufinfo {
@@ -166,6 +179,7 @@ struct cnn_net {
   int params_dirty;                 /* the folded weights are stale */
   cnn_program *progs[4];            /* compiled programs, keyed by (batch, train) */
   int64_t launched;                 /* training steps launched (not yet known accepted) */
+  cnn_bound_data data;
   int read_pending;                 /* a read_async of st[0] is in flight into host_st */
 };
 
@@ -232,6 +246,10 @@ cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels
 
 /* fusion decisions for a build in `mode` (sets absorbed_by, fused_act, fold_bn) */
 void cnn_net_fuse(cnn_net *net, int train);
+/* the compiled program for (n, kind), compiled on first use (exec.c) */
+cnn_status cnn_net_program_for(cnn_net *net, int n, int kind, cnn_program **out);
+/* free the bound dataset's buffers (plan.c releases it with the build) */
+void cnn_net_unbind_data(cnn_net *net);
 /* the schedule of this net's training run */
 cnn_sched_desc cnn_net_sched(const cnn_net *net);
 /* drop compiled programs (the config, step count or parameters' home changed) */

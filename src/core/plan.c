@@ -53,6 +53,7 @@ static size_t place_all(pbuf *bufs, int n) {
 void cnn_net_release(cnn_net *net) {
   if (!net->b) return;
   cnn_net_drop_programs(net);
+  cnn_net_unbind_data(net);
   void *ctx = net->b->ctx;
   const cnn_backend_ops *o = net->b->ops;
   if (net->read_pending && o->read_done) o->read_done(ctx, 1); /* nothing lands in freed memory */

@@ -14,7 +14,7 @@ static const char *const op_names[CNN_NODE_COUNT] = {
     "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "bn_act_fwd_train", "bn_act_fwd_infer",
     "bn_act_bwd", "bn_commit", "bn_fold", "shortcut_fwd", "shortcut_bwd", "add_act_fwd",
     "add_act_bwd", "dropout_mask_st", "softmax_xent_step", "sgd_step_st", "adam_step_st",
-    "step_begin", "step_end", "check_finite", "cast"};
+    "step_begin", "step_end", "check_finite", "cast", "gather_aug"};
 
 const char *cnn_node_op_name(cnn_node_op op) {
   return (unsigned)op < CNN_NODE_COUNT ? op_names[op] : "?";
@@ -64,6 +64,7 @@ static const void *entry(const cnn_backend_ops *o, cnn_node_op op) {
     case CNN_NODE_STEP_END: return (const void *)o->step_end;
     case CNN_NODE_CHECK_FINITE: return (const void *)o->check_finite;
     case CNN_NODE_CAST: return (const void *)o->cast;
+    case CNN_NODE_GATHER: return (const void *)o->gather_aug;
     case CNN_NODE_COUNT: break;
   }
   return NULL;
@@ -196,6 +197,11 @@ static cnn_status run_node_st(const cnn_backend *be, cnn_step_state *st, const c
       const __typeof__(nd->u.cast) *a = &nd->u.cast;
       return o->cast(c, a->n, a->src, a->sdt, a->dst, a->ddt);
     }
+    case CNN_NODE_GATHER: {
+      const __typeof__(nd->u.gather) *g = &nd->u.gather;
+      return o->gather_aug(c, g->n, g->h, g->w, g->c, g->images, g->labels, g->perm, g->lut, &g->aug,
+                           g->x, g->y, st);
+    }
     default: break;
   }
   return CNN_UNSUPPORTED;
@@ -244,10 +250,12 @@ static cnn_status emit_fills(cnn_program *p, cnn_net *net, int j, int n) {
   return CNN_OK;
 }
 
-typedef enum { PK_INFER = 0, PK_TRAIN = 1, PK_GRAD = 2, PK_LOSS = 3 } prog_kind;
+/* PK_DATA: a training step whose batch comes from the bound dataset (gather node) */
+typedef enum { PK_INFER = 0, PK_TRAIN = 1, PK_GRAD = 2, PK_LOSS = 3, PK_DATA = 4 } prog_kind;
 
 static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
-  int L = net->n_layers, train = kind != PK_INFER;
+  int L = net->n_layers, train = kind != PK_INFER, data = kind == PK_DATA;
+  if (data) kind = PK_TRAIN; /* the same step after the gather node */
   cnn_layer *loss = &net->layers[L - 1];
   int has_loss = train && loss->kind == &cnn_kind_softmax;
   /* prologue: BN folded into conv weights (inference builds, when parameters change) */
@@ -265,9 +273,19 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
   p->n_prologue = p->n_nodes;
   CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_STEP_BEGIN,
                                  .u.step = {.has_sched = kind == PK_TRAIN, .sd = cnn_net_sched(net)}}));
-  CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_CHECK_FINITE,
-                                 .u.check = {.n = (size_t)n * net->in_h * net->in_w * net->in_c,
-                                             .x = net->x}}));
+  if (data) { /* u8 images: nothing to check for NaN */
+    const cnn_bound_data *d = &net->data;
+    CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_GATHER,
+                                   .u.gather = {.n = n, .h = net->in_h, .w = net->in_w,
+                                                .c = net->in_c, .images = d->images,
+                                                .labels = d->labels, .perm = d->perm,
+                                                .lut = d->lut, .aug = d->aug, .x = net->x,
+                                                .y = net->labels}}));
+  } else {
+    CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_CHECK_FINITE,
+                                   .u.check = {.n = (size_t)n * net->in_h * net->in_w * net->in_c,
+                                               .x = net->x}}));
+  }
   for (int i = 0; i < L; i++) {
     cnn_layer *l = &net->layers[i];
     if (l->absorbed_by >= 0) continue;
@@ -328,6 +346,10 @@ cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program *
   p->batch = n;
   p->train = kind;
   p->st = net->st[kind == PK_INFER ? 1 : 0];
+  if (kind == PK_DATA && !net->data.images) {
+    cnn_program_free(net, p);
+    return cnn_error(CNN_ERR_ARG, "no dataset is bound to the net (cnn_net_bind_data)");
+  }
   cnn_status st = compile(net, p, n, (prog_kind)kind);
   if (st == CNN_OK && net->act_dt == CNN_DT_BF16) st = cnn_program_lower_bf16(net, p);
   if (st == CNN_OK) st = check_support(net, p);
@@ -425,8 +447,10 @@ void cnn_program_profile_print(const cnn_net *net, const cnn_program *p, void *f
 
 void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
   FILE *f = file;
-  static const char *const kinds[] = {"inference", "training", "gradient", "loss"};
-  fprintf(f, "%s program, batch %d: %d nodes (%d in the prologue)\n", kinds[p->train & 3],
+  static const char *const kinds[] = {"inference", "training", "gradient", "loss",
+                                      "training (bound data)"};
+  fprintf(f, "%s program, batch %d: %d nodes (%d in the prologue)\n",
+          kinds[(unsigned)p->train < 5 ? p->train : 0],
           p->batch, p->n_nodes, p->n_prologue);
   for (int i = 0; i < p->n_nodes; i++) {
     const cnn_node *nd = &p->nodes[i];

@@ -65,6 +65,10 @@ static inline float cnn_aug_norm(int u, float mean, float std) {
   return ((float)u / 255.0f - mean) / std;
 }
 
+/* The image order of an epoch: perm[position] = dataset index (the loader's, and a
+ * bound dataset's on every backend). */
+void cnn_aug_epoch_perm(uint64_t seed, int epoch, int shuffle, int n, int32_t *perm);
+
 /* lut: [c][256] normalised values. img [h, w, c] u8 -> out [h, w, c] float with
  * the draws in d applied (shift with raw-0 fill, flip, cutout to 0). */
 void cnn_aug_image(const uint8_t *img, int h, int w, int c, const float *lut,

@@ -27,7 +27,7 @@ struct cnn_loader {
   uint64_t seed;
   cnn_augment aug;
   float lut[4 * 256];        /* [c][256]: normalised value of each raw byte */
-  int *perm;                 /* [n] dataset index at each position of the epoch */
+  int32_t *perm;                /* [n] dataset index at each position of the epoch */
   float *x[2];               /* [cap, h, w, c] each */
   int32_t *y[2];             /* [cap] each */
   int nx[2];                 /* images in each buffer */
@@ -196,17 +196,20 @@ cnn_status cnn_loader_create(const cnn_loader_config *cfg, cnn_loader **out) {
 int cnn_loader_batches_per_epoch(const cnn_loader *l) { return l ? l->nb : 0; }
 
 /* Fisher-Yates keyed by (seed, epoch): the order never depends on earlier epochs */
-static void make_perm(cnn_loader *l, int epoch) {
-  int n = l->data->n;
-  for (int i = 0; i < n; i++) l->perm[i] = i;
-  if (!l->shuffle) return;
-  uint64_t key = cnn_aug_perm_key(l->seed, epoch);
+void cnn_aug_epoch_perm(uint64_t seed, int epoch, int shuffle, int n, int32_t *perm) {
+  for (int i = 0; i < n; i++) perm[i] = i;
+  if (!shuffle) return;
+  uint64_t key = cnn_aug_perm_key(seed, epoch);
   for (int i = n - 1; i > 0; i--) {
     int j = cnn_aug_below(cnn_rng_u64(key, (uint64_t)i), (uint32_t)(i + 1));
-    int t = l->perm[i];
-    l->perm[i] = l->perm[j];
-    l->perm[j] = t;
+    int32_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
   }
+}
+
+static void make_perm(cnn_loader *l, int epoch) {
+  cnn_aug_epoch_perm(l->seed, epoch, l->shuffle, l->data->n, l->perm);
 }
 
 cnn_status cnn_loader_start_epoch(cnn_loader *l, int epoch, int first_batch) {

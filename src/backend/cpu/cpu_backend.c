@@ -480,6 +480,8 @@ static const cnn_backend_ops cpu_ops = {
     /* step programs */
     .upload_async = cpu_upload_async,
     .cast = cpu_cast,
+    .gather_aug = cpu_gather_aug,
+    .data_seek = cpu_data_seek,
     .read_async = cpu_read_async,
     .read_done = cpu_read_done,
     .step_begin = cpu_step_begin,

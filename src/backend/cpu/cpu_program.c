@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "core/bf16.h"
+#include "data/augment.h"
 #include "core/rng.h"
 
 /* the finiteness test is a compare that NaN fails: let GCC vectorise it */
@@ -219,5 +220,39 @@ cnn_status cpu_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void
     return cnn_error(CNN_UNSUPPORTED, "cpu cast: %d to %d is not supported", (int)src_dt,
                      (int)dst_dt);
   }
+  return CNN_OK;
+}
+
+/* ---- data bound in backend memory: the host loader's per-image transform, over
+ * images in parallel (each image is independent, so threads change nothing) ---- */
+
+cnn_status cpu_gather_aug(void *ctx, int n, int h, int w, int c, const uint8_t *images,
+                          const int32_t *labels, const int32_t *perm, const float *lut,
+                          const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st) {
+  if (n == 0) return CNN_OK;
+  if (!images || !labels || !perm || !lut || !aug || !x || !y || !st)
+    return cnn_error(CNN_ERR_ARG, "cpu gather_aug: NULL argument");
+  if (n < 0 || h < 1 || w < 1 || c < 1 || c > 4)
+    return cnn_error(CNN_ERR_ARG, "cpu gather_aug: bad shape %dx%dx%dx%d", n, h, w, c);
+  size_t px = (size_t)h * w * c;
+  int64_t pos0 = st->data_pos;
+  uint64_t key = st->data_key;
+#pragma omp parallel for schedule(static) if ((size_t)n * px >= CPU_PAR_MIN)
+  for (int i = 0; i < n; i++) {
+    int idx = perm[pos0 + i];
+    cnn_aug_draw d;
+    cnn_aug_draw_for(key, pos0 + i, h, w, aug, &d);
+    cnn_aug_image(images + (size_t)idx * px, h, w, c, lut, &d, x + (size_t)i * px);
+    y[i] = labels[idx];
+  }
+  st->data_pos = pos0 + n;
+  return CNN_OK;
+}
+
+cnn_status cpu_data_seek(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key) {
+  if (!st) return cnn_error(CNN_ERR_ARG, "cpu data_seek: NULL state");
+  if (pos < 0) return cnn_error(CNN_ERR_ARG, "cpu data_seek: position %lld", (long long)pos);
+  st->data_pos = pos;
+  st->data_key = key;
   return CNN_OK;
 }

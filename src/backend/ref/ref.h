@@ -158,4 +158,10 @@ cnn_status ref_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
 cnn_status ref_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
                     cnn_dtype dst_dt);
 
+/* ---- ref_program.c: a dataset bound in backend memory ---- */
+cnn_status ref_gather_aug(void *ctx, int n, int h, int w, int c, const uint8_t *images,
+                          const int32_t *labels, const int32_t *perm, const float *lut,
+                          const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st);
+cnn_status ref_data_seek(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key);
+
 #endif

@@ -89,6 +89,8 @@ static const cnn_backend_ops ref_ops = {
     /* step programs (ref_program.c); no CUDA graphs: capture_* stay NULL */
     .upload_async = ref_upload_async,
     .cast = ref_cast,
+    .gather_aug = ref_gather_aug,
+    .data_seek = ref_data_seek,
     .read_async = ref_read_async,
     .read_done = ref_read_done,
     .step_begin = ref_step_begin,

@@ -8,6 +8,7 @@
 
 #include "backend/ref/ref.h"
 #include "core/bf16.h"
+#include "data/augment.h"
 #include "core/rng.h"
 #include "core/schedule.h"
 
@@ -365,4 +366,41 @@ cnn_status ref_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void
     return CNN_OK;
   }
   return cnn_error(CNN_UNSUPPORTED, "ref cast: %d to %d is not supported", (int)src_dt, (int)dst_dt);
+}
+
+/* ---- data bound in backend memory: the host loader's own per-image transform ---- */
+
+cnn_status ref_gather_aug(void *ctx, int n, int h, int w, int c, const uint8_t *images,
+                          const int32_t *labels, const int32_t *perm, const float *lut,
+                          const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st) {
+  if (n == 0) return CNN_OK;
+  REF_NEED(images, "gather_aug");
+  REF_NEED(labels, "gather_aug");
+  REF_NEED(perm, "gather_aug");
+  REF_NEED(lut, "gather_aug");
+  REF_NEED(aug, "gather_aug");
+  REF_NEED(x, "gather_aug");
+  REF_NEED(y, "gather_aug");
+  REF_NEED(st, "gather_aug");
+  if (n < 0 || h < 1 || w < 1 || c < 1 || c > 4)
+    return cnn_error(CNN_ERR_ARG, "ref gather_aug: bad shape %dx%dx%dx%d", n, h, w, c);
+  size_t px = (size_t)h * w * c;
+  for (int i = 0; i < n; i++) {
+    int64_t pos = st->data_pos + i;
+    int idx = perm[pos];
+    cnn_aug_draw d;
+    cnn_aug_draw_for(st->data_key, pos, h, w, aug, &d);
+    cnn_aug_image(images + (size_t)idx * px, h, w, c, lut, &d, x + (size_t)i * px);
+    y[i] = labels[idx];
+  }
+  st->data_pos += n;
+  return CNN_OK;
+}
+
+cnn_status ref_data_seek(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key) {
+  REF_NEED(st, "data_seek");
+  if (pos < 0) return cnn_error(CNN_ERR_ARG, "ref data_seek: position %lld", (long long)pos);
+  st->data_pos = pos;
+  st->data_key = key;
+  return CNN_OK;
 }
