@@ -363,6 +363,8 @@ static void fill_ops(cnn_backend_ops *o) {
   o->conv_fwd_act = cnn_cuda_conv_fwd_act;
   o->add_act_fwd = cnn_cuda_add_act_fwd;
   o->add_act_bwd = cnn_cuda_add_act_bwd;
+  o->gather_aug = cnn_cuda_gather_aug;
+  o->data_seek = cnn_cuda_data_seek;
   o->capture_begin = cnn_cuda_capture_begin;
   o->capture_end = cnn_cuda_capture_end;
   o->graph_launch = cnn_cuda_graph_launch;

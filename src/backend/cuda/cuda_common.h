@@ -280,6 +280,12 @@ cnn_status cnn_cuda_adam_step_st(void *ctx, size_t n, float *p, const float *g, 
                                  float *v, float b1, float b2, float eps, float wd, int decoupled,
                                  const cnn_step_state *st);
 
+/* ---- cuda_data.cu: a dataset bound in device memory ---- */
+cnn_status cnn_cuda_gather_aug(void *ctx, int n, int h, int w, int c, const uint8_t *images,
+                               const int32_t *labels, const int32_t *perm, const float *lut,
+                               const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st);
+cnn_status cnn_cuda_data_seek(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key);
+
 /* ---- cuda_program.cu: step state, fused softmax, async transfers, graphs ---- */
 cnn_status cnn_cuda_upload_async(void *ctx, void *dst, const void *src_host, size_t bytes);
 cnn_status cnn_cuda_read_async(void *ctx, void *dst_host, const void *src, size_t bytes);
