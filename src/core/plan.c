@@ -337,7 +337,16 @@ cnn_status cnn_net_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode)
     return cnn_error(CNN_ERR_ARG, "batch %d must be in [1, 65536]", batch);
   if (mode == CNN_MODE_TRAIN && net->layers[net->n_layers - 1].kind != &cnn_kind_softmax)
     return cnn_error(CNN_ERR_ARG, "%s: training needs a [softmax] as the last layer", net->path);
-  return cnn_net_plan_build(net, b, batch, mode);
+  CNN_TRY(cnn_net_plan_build(net, b, batch, mode));
+  /* compile the build's main program now: a backend that cannot run a node is
+   * refused here, naming it, not at the first step */
+  cnn_program *p;
+  cnn_status st = cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? 1 : 0, &p);
+  if (st != CNN_OK) {
+    cnn_net_release(net);
+    return st;
+  }
+  return CNN_OK;
 }
 
 cnn_status cnn_net_plan_info(const cnn_net *net, cnn_plan_info *info) {

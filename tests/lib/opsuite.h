@@ -10,10 +10,9 @@
  * (the scaled error an f32 elementwise op may show, ~1e-5) and the number of terms
  * an output sums.
  *
- * An op is skipped ("skip OP: unsupported on BACKEND") only when the test
- * backend's entry is NULL or returns CNN_UNSUPPORTED; a NULL entry or any error
- * in `ref` is a failure. Returns the number of failures (also counted in the
- * testutil globals). */
+ * Every op must be present on both backends and run every case: a NULL entry or
+ * any error (CNN_UNSUPPORTED included) on either side is a failure, not a skip.
+ * Returns the number of failures (also counted in the testutil globals). */
 #ifndef CNN_OPSUITE_H
 #define CNN_OPSUITE_H
 
