@@ -4,6 +4,7 @@
  *   bench_train MODEL.cfg [--device cpu|ref|cuda] [--batch N] [--steps N] [--warmup N]
  *               [--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]
  *               [--profile]   (time per op kind; every node waited for)
+ *               [--bound]     (batches made on the backend from a bound u8 dataset)
  * Training steps are launched without waiting (cnn_net_train_launch) and the
  * metrics are read once at the end of the timed steps; --sync waits for every
  * step's result instead (cnn_net_train_step, one host round trip per step). */
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "cnn/cnn.h"
+#include "cnn/loader.h"
 #include "core/rng.h"
 
 static double now(void) {
@@ -28,7 +30,8 @@ static int fail(void) {
 
 int main(int argc, char **argv) {
   const char *cfg = NULL, *dev = "cpu", *precision = "auto";
-  int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1, profile = 0;
+  int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1, profile = 0,
+      bound = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
@@ -40,6 +43,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--sync")) sync = 1;
     else if (!strcmp(argv[i], "--no-fuse")) fuse = 0;
     else if (!strcmp(argv[i], "--profile")) profile = 1;
+    else if (!strcmp(argv[i], "--bound")) bound = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
       return 2;
@@ -47,7 +51,8 @@ int main(int argc, char **argv) {
   }
   if (!cfg || steps < 1 || warm < 0) {
     fprintf(stderr, "usage: bench_train MODEL.cfg [--device D] [--batch N] [--steps N] [--warmup N] "
-                    "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P] [--profile]\n");
+                    "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P] [--profile] "
+                    "[--bound]\n");
     return 2;
   }
   cnn_net *net;
@@ -67,6 +72,27 @@ int main(int argc, char **argv) {
   int32_t *y = malloc((size_t)batch * sizeof *y);
   for (size_t i = 0; i < (size_t)batch * per; i++) x[i] = cnn_rng_uniform(7, i) - 0.5f;
   for (int i = 0; i < batch; i++) y[i] = (int32_t)(cnn_rng_u64(8, (uint64_t)i) % (uint64_t)info.classes);
+  /* --bound: 8 batches of random u8 images in backend memory, with crop and flip */
+  enum { BOUND_BATCHES = 8 };
+  cnn_dataset ds = {0};
+  if (bound && !infer) {
+    ds.n = BOUND_BATCHES * batch;
+    ds.h = info.height, ds.w = info.width, ds.c = info.channels, ds.classes = info.classes;
+    ds.images = malloc((size_t)ds.n * per);
+    ds.labels = malloc((size_t)ds.n * sizeof *ds.labels);
+    for (size_t i = 0; i < (size_t)ds.n * per; i++) ds.images[i] = (uint8_t)(cnn_rng_u64(7, i) >> 56);
+    for (int i = 0; i < ds.n; i++) ds.labels[i] = y[i % batch];
+    cnn_loader_config lc = {0};
+    lc.data = &ds;
+    lc.batch = batch;
+    lc.shuffle = 1;
+    lc.seed = 1;
+    lc.channels = info.channels;
+    for (int c = 0; c < 4; c++) lc.mean[c] = 0.5f, lc.std[c] = 0.25f;
+    lc.aug.crop_pad = 2;
+    lc.aug.flip = 1;
+    if (cnn_net_bind_data(net, &lc)) return fail();
+  }
   cnn_step_result r = {0};
   cnn_train_metrics m;
   double t0 = 0;
@@ -75,7 +101,9 @@ int main(int argc, char **argv) {
       if (!infer && !sync && cnn_net_train_metrics(net, 1, &m)) return fail(); /* drain warm-up */
       t0 = now();
     }
+    int got;
     cnn_status st = infer  ? cnn_net_predict(net, x, y, batch, NULL, &r)
+                    : ds.n ? cnn_net_train_bound(net, s / BOUND_BATCHES, s % BOUND_BATCHES, 1, &got)
                     : sync ? cnn_net_train_step(net, x, y, batch, &r)
                            : cnn_net_train_launch(net, x, y, batch);
     if (st) return fail();
@@ -86,13 +114,16 @@ int main(int argc, char **argv) {
     if (cnn_net_step_losses(net, m.step - 1, 1, &last) == 1) r.loss = last;
   }
   double dt = now() - t0;
-  printf("%s %s %s %s batch %d%s%s: %.1f images/s (%d steps, %.3f ms/step, last loss %.4f)\n",
-         cfg, dev, cnn_precision_name(cnn_net_precision(net)), infer ? "inference" : "training", batch,
-         sync ? " sync" : "", fuse ? "" : " unfused", steps * (double)batch / dt, steps,
+  printf("%s %s %s %s batch %d%s%s%s%s: %.1f images/s (%d steps, %.3f ms/step, last loss "
+         "%.4f)\n", cfg, dev, cnn_precision_name(cnn_net_precision(net)),
+         infer ? "inference" : "training", batch, sync ? " sync" : "", fuse ? "" : " unfused",
+         ds.n ? " bound-data" : "", graphs ? "" : " no-graphs", steps * (double)batch / dt, steps,
          1e3 * dt / steps, r.loss);
   if (profile) cnn_net_profile_print(net, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN, stdout);
   free(x);
   free(y);
+  free(ds.images);
+  free(ds.labels);
   cnn_net_destroy(net);
   cnn_backend_destroy(b);
   return 0;
