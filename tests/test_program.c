@@ -400,6 +400,26 @@ static void test_bf16(cnn_backend *b, double *bf16_loss) {
   cnn_net_destroy(n16);
 }
 
+/* a net whose output is an activation fused into a conv (no softmax): in bf16 the
+ * output buffer is still f32, so predict reads the values, not bf16 bit patterns */
+static void test_bf16_output(cnn_backend *b) {
+  static const char *c = "[net]\nheight=10\nwidth=10\nchannels=2\n"
+                         "\n[convolutional]\nfilters=3\nsize=3\npad=1\nactivation=relu\n";
+  float out[2][BATCH * 300];
+  for (int k = 0; k < 2; k++) {
+    cnn_net *net = NULL;
+    CHECK_OK(cnn_net_from_cfg_text(c, "out.cfg", &net));
+    if (!net) return;
+    CHECK_OK(cnn_net_set_precision(net, b, k ? CNN_PRECISION_BF16 : CNN_PRECISION_FP32));
+    CHECK_OK(cnn_net_build(net, b, BATCH, CNN_MODE_INFER));
+    CHECK_OK(cnn_net_predict(net, xs[0], NULL, BATCH, out[k], NULL));
+    cnn_net_destroy(net);
+  }
+  char what[96];
+  snprintf(what, sizeof what, "%s: a fused output layer in bf16 vs fp32", cnn_backend_name(b));
+  tu_check_close(what, out[1], out[0], BATCH * 300, TOL_BF16);
+}
+
 /* the bf16 rounding of the cast op against hand-worked bit patterns */
 static void test_cast_values(cnn_backend *b) {
   static const struct { uint32_t f32; uint16_t bf16; const char *what; } cases[] = {
@@ -490,6 +510,8 @@ int main(void) {
   test_no_host_sync(cpu);
   test_cast_values(ref);
   test_cast_values(cpu);
+  test_bf16_output(ref);
+  test_bf16_output(cpu);
   double b16ref[STEPS], b16cpu[STEPS];
   test_bf16(ref, b16ref);
   test_bf16(cpu, b16cpu);

@@ -113,9 +113,10 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
     if (l->absorbed_by >= 0) continue; /* shares its absorber's buffers */
     int tail = i; /* the last layer absorbed into i: its readers keep i's y alive */
     while (tail + 1 < L && net->layers[tail + 1].absorbed_by == i) tail++;
-    /* activations and their gradients in the build's dtype; the last layer's output
-     * (probabilities) and every aux buffer (statistics, losses, masks) in f32 */
-    cnn_dtype dt = i < L - 1 ? net->act_dt : CNN_DT_F32;
+    /* activations and their gradients in the build's dtype; the net's output (the
+     * buffer of the last layer, which may have been absorbed into this one) and every
+     * aux buffer (statistics, losses, masks) in f32 */
+    cnn_dtype dt = tail < L - 1 ? net->act_dt : CNN_DT_F32;
     size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * (dt == CNN_DT_BF16 ? 2 : 4));
     int last = net->layers[tail].last_consumer;
     int y_end = train || i == L - 1 ? 2 * L : (last > i ? last : i);
