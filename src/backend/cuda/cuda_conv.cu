@@ -582,6 +582,18 @@ extern "C" cnn_status cnn_cuda_conv_bwd_filter(void *vctx, const cnn_conv_desc *
     return CNN_OK;
   }
   bwd_filter_plan(ctx, d, &splits, &chunk);
+  if (splits > 1 && ws && ws_bytes < (size_t)splits * wcount * sizeof(float)) {
+    /* a workspace sized for a larger batch can still be too small here: splits is
+     * not monotonic in the pixel count (e.g. 1025 steps of 16 pixels give 205
+     * splits, 1024 give 256). Use as many splits as it holds (the contract), rather
+     * than growing the shared scratch, which allocates and synchronises mid-step. */
+    const long long steps = (P + TB_K - 1) / TB_K;
+    long long fit = (long long)(ws_bytes / (wcount * sizeof(float)));
+    if (fit < 1) fit = 1;
+    const long long per = (steps + fit - 1) / fit;
+    chunk = (int)(per * TB_K);
+    splits = (int)((steps + per - 1) / per);
+  }
   float *out = dw;
   if (splits > 1) {
     size_t need = (size_t)splits * wcount * sizeof(float);

@@ -139,7 +139,7 @@ static __global__ void __launch_bounds__(SX_WARPS * 32)
     const int label = labels ? labels[row] : -1;
     const float t_off = smoothing / (float)C, t_on = 1.0f - smoothing;
     float acc = 0.0f, best = -INFINITY;
-    int best_j = C; /* no hit unless some probability compares greater */
+    int best_j = C; /* C: no probability of this lane compared greater */
     for (int j = lane; j < C; j += 32) {
       const float logp = (inv_temp * z[j] - mx) - log_s;
       const float p = expf(logp);
@@ -166,6 +166,9 @@ static __global__ void __launch_bounds__(SX_WARPS * 32)
         }
       }
       best_j = __shfl_sync(0xffffffffu, best_j, 0);
+      /* no probability compared greater (an all-NaN row): ref and cpu start their
+       * scan at j = 0 and keep it, so class 0 is the argmax there too */
+      if (best_j == C) best_j = 0;
       const bool valid = label >= 0 && label < C;
       row_loss = valid ? -acc : NAN;
       row_hit = valid && best_j == label;
