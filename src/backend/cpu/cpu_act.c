@@ -36,7 +36,7 @@ void cpu_act_fwd_block(cnn_act a, float alpha, size_t n, const float *x, float *
       break;
     case CNN_ACT_RELU:
 #pragma omp simd
-      for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN propagates, as ref */
       break;
     case CNN_ACT_LEAKY:
 #pragma omp simd

@@ -24,7 +24,7 @@ static __device__ __forceinline__ int chan_of(size_t i, int c) {
 /* f(v) for cnn_act a (LINEAR and unknown values: identity) */
 static __device__ __forceinline__ float act_f(int a, float alpha, float v) {
   switch (a) {
-    case CNN_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case CNN_ACT_RELU: return v < 0.0f ? 0.0f : v; /* NaN propagates, as ref */
     case CNN_ACT_LEAKY: return v > 0.0f ? v : alpha * v;
     case CNN_ACT_GELU: return 0.5f * v * (1.0f + erff(v * CNN_INV_SQRT2));
     case CNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
