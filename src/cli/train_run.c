@@ -132,7 +132,7 @@ static cnn_status open_data(run *r) {
   }
   int h = r->info.height, w = r->info.width, c = r->info.channels;
   cnn_dataset full;
-  CNN_TRY(cnn_dataset_open(spec, 1, h, w, c, &full));
+  CNN_TRY(cnn_dataset_open_limit(spec, 1, h, w, c, r->o->max_pixels, &full));
   if (r->meta.val_split > 0) {
     cnn_status st = cnn_dataset_split(&full, r->meta.val_split, r->tc.seed, &r->train, &r->test);
     cnn_dataset_free(&full);
@@ -140,7 +140,7 @@ static cnn_status open_data(run *r) {
     r->eval_name = "val";
   } else {
     r->train = full;
-    CNN_TRY(cnn_dataset_open(spec, 0, h, w, c, &r->test));
+    CNN_TRY(cnn_dataset_open_limit(spec, 0, h, w, c, r->o->max_pixels, &r->test));
     r->eval_name = "test";
   }
   if (r->train.classes > r->info.classes)
