@@ -232,8 +232,18 @@ static void test_bad_input(void) {
   CHECK(system(cmd) == 0, "failed runs left the earlier run's checkpoint unchanged");
 }
 
+static void write_text(const char *rel, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  FILE *f = fopen(p, "wb");
+  CHECK(f != NULL, "fopen %s", p);
+  if (!f) return;
+  fputs(text, f);
+  fclose(f);
+}
 
-/* Hostile image files: refused with a message naming the file. */
+/* Hostile image files and augmentation/split settings that cannot work: refused
+ * with a message naming the file, flag or cfg key (never an internal function). */
 static void test_hostile_data(void) {
   char cmd[1024];
   /* a 25-byte BMP of 1x0 pixels, once an assertion failure in stb's resizer */
@@ -279,6 +289,27 @@ static void test_hostile_data(void) {
   CHECK(exited_ok(st) && strstr(o, "--max-pixels"), "train --help documents --max-pixels: %s", o);
   free(o);
 
+  /* augmentation larger than the 12x12 images */
+  expect_fail("train model.cfg --data idx:data --cutout 40 --epochs 1 --quiet",
+              "--cutout 40 is larger than the 12x12 images", "--cutout larger than the images");
+  expect_fail("train model.cfg --data idx:data --crop 12 --epochs 1 --quiet", "--crop 12",
+              "--crop as large as the images");
+  write_text("cut.cfg", "[net]\nheight=12\nwidth=12\nchannels=1\n[train]\ncutout=13\nepochs=1\n"
+             "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n[avgpool]\n"
+             "[connected]\noutput=4\nactivation=linear\n[softmax]\n");
+  expect_fail("train cut.cfg --data idx:data --quiet", "cutout=13", "cfg cutout larger than the images");
+  /* a split that leaves no training (or no validation) images */
+  expect_fail("train model.cfg --data folder:one --val-split 0.9 --epochs 1 --quiet", "--val-split 0.9",
+              "--val-split leaving no training images");
+  o = slurp("bad.txt");
+  CHECK(!strstr(o, "cnn_"), "no internal function in the message: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:one --val-split 0.1 --epochs 1 --quiet", "--val-split 0.1",
+              "--val-split leaving no validation images");
+  write_text("split.cfg", "[net]\nheight=12\nwidth=12\nchannels=1\n[train]\nval_split=0.9\nepochs=1\n"
+             "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n[avgpool]\n"
+             "[connected]\noutput=4\nactivation=linear\n[softmax]\n");
+  expect_fail("train split.cfg --data folder:one --quiet", "val_split=0.9", "cfg val_split");
 }
 
 int main(void) {

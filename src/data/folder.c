@@ -239,7 +239,7 @@ cnn_status cnn_dataset_resize(cnn_dataset *d, int h, int w, int c) {
   if (!h) h = d->h;
   if (!w) w = d->w;
   if (!c) c = d->c;
-  CNN_TRY(check_dims("cnn_dataset_resize", h, w, c));
+  CNN_TRY(check_dims("resizing the dataset", h, w, c));
   if (h == d->h && w == d->w && c == d->c) return CNN_OK;
   size_t in_px = (size_t)d->h * d->w, out_sz = (size_t)h * w * c;
   if (d->n > 0 && out_sz > SIZE_MAX / (size_t)d->n)
