@@ -232,6 +232,86 @@ static void test_bad_input(void) {
   CHECK(system(cmd) == 0, "failed runs left the earlier run's checkpoint unchanged");
 }
 
+static void write_text(const char *rel, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  FILE *f = fopen(p, "wb");
+  CHECK(f != NULL, "fopen %s", p);
+  if (!f) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+/* Hostile image files and augmentation/split settings that cannot work: refused
+ * with a message naming the file, flag or cfg key (never an internal function). */
+static void test_hostile_data(void) {
+  char cmd[1024];
+  /* a 25-byte BMP of 1x0 pixels, once an assertion failure in stb's resizer */
+  static const unsigned char zero_h[25] = {'B', 'M', 25, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0,
+                                           0,   12,  0,  0, 0, 1, 0, 0, 0, 1, 0, 24};
+  snprintf(cmd, sizeof cmd, "cd %s && mkdir -p zbad/0 zbad/1 one/0 && cp pngs/0/*.png zbad/0/ && "
+           "cp pngs/1/*.png zbad/1/ && cp pngs/0/$(ls pngs/0 | head -1) one/0/a.png", dir);
+  CHECK(system(cmd) == 0, "set-up of the hostile folders");
+  char p[512];
+  snprintf(p, sizeof p, "%s/zero.bmp", dir);
+  FILE *f = fopen(p, "wb");
+  if (f) {
+    fwrite(zero_h, 1, sizeof zero_h, f);
+    fclose(f);
+  }
+  snprintf(cmd, sizeof cmd, "cp %s/zero.bmp %s/zbad/1/zz.bmp", dir, dir);
+  CHECK(system(cmd) == 0, "copy zero.bmp");
+  /* predict: the bad file is named, the good one still predicted, exit non-zero */
+  int st = run("predict full/best.safetensors zero.bmp one/0/a.png", "hostile.txt");
+  char *o = slurp("hostile.txt");
+  CHECK(failed_cleanly(st), "predict of a 1x0 BMP exits non-zero without crashing (status %d): %s",
+        st, o);
+  CHECK(strstr(o, "zero.bmp") && strstr(o, "1x0"), "the message names the file: %s", o);
+  CHECK(strstr(o, "one/0/a.png:  1."), "the good file is still predicted: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:zbad --epochs 1 --quiet", "zz.bmp",
+              "training on a folder with a 1x0 BMP");
+  /* --max-pixels: the 12x12 images are 144 pixels */
+  expect_fail("predict full/best.safetensors one/0/a.png --max-pixels 143", "a.png",
+              "predict over --max-pixels");
+  st = run("predict full/best.safetensors one/0/a.png --max-pixels 144", "hostile.txt");
+  o = slurp("hostile.txt");
+  CHECK(exited_ok(st) && strstr(o, "a.png:  1."), "predict at --max-pixels: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:pngs --max-pixels 143 --epochs 1 --quiet", "143",
+              "train over --max-pixels");
+  st = run("predict --help", "hostile.txt");
+  o = slurp("hostile.txt");
+  CHECK(exited_ok(st) && strstr(o, "--max-pixels"), "predict --help documents --max-pixels: %s", o);
+  free(o);
+  st = run("train --help", "hostile.txt");
+  o = slurp("hostile.txt");
+  CHECK(exited_ok(st) && strstr(o, "--max-pixels"), "train --help documents --max-pixels: %s", o);
+  free(o);
+
+  /* augmentation larger than the 12x12 images */
+  expect_fail("train model.cfg --data idx:data --cutout 40 --epochs 1 --quiet",
+              "--cutout 40 is larger than the 12x12 images", "--cutout larger than the images");
+  expect_fail("train model.cfg --data idx:data --crop 12 --epochs 1 --quiet", "--crop 12",
+              "--crop as large as the images");
+  write_text("cut.cfg", "[net]\nheight=12\nwidth=12\nchannels=1\n[train]\ncutout=13\nepochs=1\n"
+             "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n[avgpool]\n"
+             "[connected]\noutput=4\nactivation=linear\n[softmax]\n");
+  expect_fail("train cut.cfg --data idx:data --quiet", "cutout=13", "cfg cutout larger than the images");
+  /* a split that leaves no training (or no validation) images */
+  expect_fail("train model.cfg --data folder:one --val-split 0.9 --epochs 1 --quiet", "--val-split 0.9",
+              "--val-split leaving no training images");
+  o = slurp("bad.txt");
+  CHECK(!strstr(o, "cnn_"), "no internal function in the message: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:one --val-split 0.1 --epochs 1 --quiet", "--val-split 0.1",
+              "--val-split leaving no validation images");
+  write_text("split.cfg", "[net]\nheight=12\nwidth=12\nchannels=1\n[train]\nval_split=0.9\nepochs=1\n"
+             "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n[avgpool]\n"
+             "[connected]\noutput=4\nactivation=linear\n[softmax]\n");
+  expect_fail("train split.cfg --data folder:one --quiet", "val_split=0.9", "cfg val_split");
+}
+
 int main(void) {
   bin = getenv("CNN_BIN");
   if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
@@ -260,6 +340,7 @@ int main(void) {
   test_train_resume();
   test_eval_predict();
   test_bad_input();
+  test_hostile_data();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

@@ -448,6 +448,104 @@ static void test_folder(void) {
   expect_fail(cnn_dataset_open(spec, 0, 6, 6, 3, &d), "test-only class", "bird", NULL);
 }
 
+/* Hostile image files: empty or huge sizes in the header, pixel data missing.
+ * Each is refused with a message naming the file, before anything is decoded. */
+static void test_bad_images(void) {
+  char p[256], p2[256], dir[256], spec[300];
+  uint8_t out[8 * 8 * 3];
+  cnn_dataset d;
+  printf("hostile image files:\n");
+  /* 25 bytes: a core-header BMP of 1x0 pixels (once an assertion in the resizer) */
+  static const uint8_t zero_h[25] = {'B', 'M', 25, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0,
+                                     0,   12,  0,  0, 0, 1, 0, 0, 0, 1, 0, 24};
+  write_file(tp(p, "zero_h.bmp"), zero_h, sizeof zero_h, 0);
+  expect_fail(cnn_image_load(p, 8, 8, 3, out), "BMP of height 0", p, "1x0");
+  mkdirs("z/a");
+  write_file(tp(p, "z/a/0.bmp"), zero_h, sizeof zero_h, 0);
+  expect_fail(cnn_dataset_load_folder(tp(dir, "z"), 0, 0, 3, &d), "folder, size from a 1x0 BMP",
+              p, "1x0");
+  expect_fail(cnn_dataset_load_folder(dir, 8, 8, 3, &d), "folder with a 1x0 BMP", p, "1x0");
+
+  /* headers promising pixels the file does not hold (3000x3000 is under the limit) */
+  uint8_t bmp[54] = {'B', 'M'};
+  put_le(bmp + 2, 54, 4);
+  put_le(bmp + 10, 54, 4);
+  put_le(bmp + 14, 40, 4);
+  put_le(bmp + 18, 3000, 4);
+  put_le(bmp + 22, 3000, 4);
+  put_le(bmp + 26, 1, 2);
+  put_le(bmp + 28, 24, 2);
+  write_file(tp(p, "empty.bmp"), bmp, sizeof bmp, 0);
+  expect_fail(cnn_image_load(p, 8, 8, 3, out), "BMP without pixel data", p, "truncated");
+  const char *pnm = "P6\n3000 3000\n255\n";
+  write_file(tp(p, "empty.ppm"), pnm, strlen(pnm), 0);
+  expect_fail(cnn_image_load(p, 8, 8, 3, out), "PPM without pixel data", p, "truncated");
+  uint8_t tga[18] = {0, 0, 2};
+  put_le(tga + 12, 2000, 2);
+  put_le(tga + 14, 2000, 2);
+  tga[16] = 24;
+  tga[17] = 0x20;
+  write_file(tp(p, "empty.tga"), tga, sizeof tga, 0);
+  expect_fail(cnn_image_load(p, 8, 8, 3, out), "TGA without pixel data", p, "truncated");
+
+  /* complete files of those formats still load, rows padded or not */
+  uint8_t rgb[3 * 5 * 3], got[3 * 5 * 3];
+  for (int i = 0; i < 45; i++) rgb[i] = (uint8_t)(7 + i * 5);
+  write_bmp(tp(p, "odd.bmp"), 3, 5, rgb); /* 15-byte rows padded to 16 */
+  CHECK_OK(cnn_image_load(p, 3, 5, 3, got));
+  CHECK(memcmp(rgb, got, sizeof rgb) == 0, "odd-width BMP decoded exactly");
+  uint8_t ppm[11 + 45];
+  memcpy(ppm, "P6\n5 3\n255\n", 11);
+  memcpy(ppm + 11, rgb, 45);
+  write_file(tp(p, "ok.ppm"), ppm, sizeof ppm, 0);
+  CHECK_OK(cnn_image_load(p, 3, 5, 3, got));
+  CHECK(memcmp(rgb, got, sizeof rgb) == 0, "PPM decoded exactly");
+  uint8_t tgaok[18 + 45] = {0, 0, 2};
+  put_le(tgaok + 12, 5, 2);
+  put_le(tgaok + 14, 3, 2);
+  tgaok[16] = 24;
+  tgaok[17] = 0x20; /* top-left origin */
+  for (int i = 0; i < 15; i++)
+    for (int ch = 0; ch < 3; ch++) tgaok[18 + i * 3 + ch] = rgb[i * 3 + 2 - ch]; /* BGR */
+  write_file(tp(p, "ok.tga"), tgaok, sizeof tgaok, 0);
+  CHECK_OK(cnn_image_load(p, 3, 5, 3, got));
+  CHECK(memcmp(rgb, got, sizeof rgb) == 0, "TGA decoded exactly");
+  /* the size a short file would need is not checked for compressed formats, which
+   * detect their own truncation: a PNG cut short fails to decode */
+
+  /* a PNG header of 20000x20000 (400 megapixels): refused before decoding */
+  static const uint8_t big_png[] = {
+      0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+      0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20, 8, 0, 0, 0, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+  write_file(tp(p, "big.png"), big_png, sizeof big_png, 0);
+  expect_fail(cnn_image_load(p, 8, 8, 3, out), "400-megapixel PNG", p, "20000x20000");
+  CHECK(strstr(cnn_last_error(), "limit") != NULL, "the message names the limit: %s",
+        cnn_last_error());
+  /* a lower or higher limit through the API */
+  uint8_t img[8 * 8 * 3];
+  memset(img, 9, sizeof img);
+  CHECK_OK(cnn_image_write_png(tp(p2, "eight.png"), 8, 8, 3, img));
+  CHECK_OK(cnn_image_load_limit(p2, 8, 8, 3, 64, out));
+  expect_fail(cnn_image_load_limit(p2, 8, 8, 3, 63, out), "over a limit of 63 pixels", p2, "63");
+  CHECK(cnn_image_load_limit(p, 8, 8, 3, 400000000, out) != CNN_OK &&
+            strstr(cnn_last_error(), "limit") == NULL,
+        "under a raised limit the bogus PNG gets to the decoder: %s", cnn_last_error());
+  mkdirs("l/a");
+  CHECK_OK(cnn_image_write_png(tp(p2, "l/a/eight.png"), 8, 8, 3, img));
+  CHECK_OK(cnn_dataset_load_folder_limit(tp(dir, "l"), 0, 0, 3, 64, &d));
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_load_folder_limit(dir, 0, 0, 3, 63, &d), "folder over the limit", p2,
+              "63");
+  expect_fail(cnn_dataset_load_folder_limit(dir, 4, 4, 3, 63, &d), "folder over the limit (resized)",
+              p2, "63");
+  snprintf(spec, sizeof spec, "folder:%s", dir);
+  CHECK_OK(cnn_dataset_open_limit(spec, 1, 4, 4, 1, 64, &d));
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_open_limit(spec, 1, 4, 4, 1, 63, &d), "folder spec over the limit", p2,
+              "63");
+}
+
 static void test_split(void) {
   cnn_dataset src = {0}, tr, va, tr2, va2;
   src.n = 100;
@@ -551,6 +649,7 @@ int main(void) {
   test_idx();
   test_cifar();
   test_folder();
+  test_bad_images();
   test_split();
   test_fashion();
   nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -33,11 +33,21 @@ cnn_status cnn_dataset_load_idx(const char *images_path, const char *labels_path
  * falls back to the standard names). */
 cnn_status cnn_dataset_load_cifar(const char *dir, int cifar100, int train, cnn_dataset *out);
 
+/* Image files: before an image file is decoded, the size in its header must be at
+ * least 1x1 and at most max_pixels (width x height) — a small file can promise
+ * gigapixels (a decompression bomb) — and, for the uncompressed formats (BMP,
+ * binary PNM, uncompressed TGA), the file must be long enough to hold that many
+ * pixels. The functions without a max_pixels argument use this default (64
+ * megapixels, e.g. 8192 x 8192); a max_pixels <= 0 means the default too. */
+#define CNN_IMAGE_MAX_PIXELS ((int64_t)64 << 20)
+
 /* One sub-folder of dir per class (sorted by name: index = class, name = class
  * name), holding PNG/JPEG/BMP/... files decoded to c channels (1, 3 or 4) and
  * resized to h x w when their size differs. Hidden files and folders are skipped.
  * h, w or c of 0: take the first image's size; 3 channels. */
 cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dataset *out);
+cnn_status cnn_dataset_load_folder_limit(const char *dir, int h, int w, int c,
+                                         int64_t max_pixels, cnn_dataset *out);
 
 /* spec: "fashion-mnist" ($CNN_DATA_DIR/fashion-mnist, then
  * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR", "idx:DIR"
@@ -47,6 +57,10 @@ cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dat
  * size; otherwise images are resized / converted (gray <-> RGB) to h x w x c. */
 cnn_status cnn_dataset_open(const char *spec, int train, int h, int w, int c,
                             cnn_dataset *out);
+/* The same with a limit on the pixels of each image file (folder:DIR; see
+ * CNN_IMAGE_MAX_PIXELS). */
+cnn_status cnn_dataset_open_limit(const char *spec, int train, int h, int w, int c,
+                                  int64_t max_pixels, cnn_dataset *out);
 
 void cnn_dataset_free(cnn_dataset *d);
 
@@ -60,8 +74,11 @@ cnn_status cnn_dataset_split(cnn_dataset *src, double fraction, uint64_t seed,
  * replicated, 4: adds opaque alpha), in place. Values of 0 keep the current one. */
 cnn_status cnn_dataset_resize(cnn_dataset *d, int h, int w, int c);
 
-/* One image file -> [h, w, c] uint8, resized when its size differs. */
+/* One image file -> [h, w, c] uint8, resized when its size differs. The file's
+ * own size is checked first (see CNN_IMAGE_MAX_PIXELS); errors name the file. */
 cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out);
+cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t max_pixels,
+                                uint8_t *out);
 cnn_status cnn_image_write_png(const char *path, int h, int w, int c, const uint8_t *img);
 
 #ifdef __cplusplus

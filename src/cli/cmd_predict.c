@@ -1,4 +1,5 @@
-/* cnn predict CKPT FILE... [--top K] [--json]: the top-k classes of each image. */
+/* cnn predict CKPT FILE... [--top K] [--json] [--max-pixels N]: the top-k classes of
+ * each image. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,15 @@
 #include "cnn/loader.h"
 
 static void help(FILE *f) {
-  fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--precision P] [--json]\n\n"
+  fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--precision P] [--json]\n"
+             "                   [--max-pixels N]\n\n"
              "Prints the K most probable classes (default 3) of each image file (PNG, JPEG,\n"
              "BMP, ...), which is converted to the model's input size and channels.\n"
-             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n");
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
+             "--max-pixels N: refuse image files larger than N pixels (width x height, from\n"
+             "  the header, before decoding); default %lld (64 megapixels).\n"
+             "A file that cannot be used is reported by name; the others are still\n"
+             "predicted, and the exit status is 1.\n", (long long)CNN_IMAGE_MAX_PIXELS);
 }
 
 /* a JSON string literal (file and class names may hold quotes or backslashes) */
@@ -27,7 +33,8 @@ static void json_str(const char *s) {
   putchar('"');
 }
 
-static int classify(cli_model *m, char **files, int n, int top, int json, int *first) {
+static int classify(cli_model *m, char **files, int n, int top, int json, int64_t max_pixels,
+                    int *first) {
   int h = m->info.height, w = m->info.width, c = m->info.channels, k = m->info.classes;
   size_t per = (size_t)h * w * c;
   float *x = malloc((size_t)n * per * sizeof *x), *probs = malloc((size_t)n * k * sizeof *probs);
@@ -40,7 +47,7 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int *f
     bad = n;
   }
   for (int i = 0; !oom && i < n; i++) {
-    if (cnn_image_load(files[i], h, w, c, img) != CNN_OK) {
+    if (cnn_image_load_limit(files[i], h, w, c, max_pixels, img) != CNN_OK) {
       fprintf(stderr, "cnn predict: %s\n", cnn_last_error());
       bad++;
       continue;
@@ -92,7 +99,7 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int *f
 
 int cnn_cmd_predict(int argc, char **argv) {
   const char *ckpt = NULL, *device = "auto", *precision = "auto";
-  int top = 3, json = 0, n = 0;
+  int top = 3, json = 0, n = 0, max_pixels = 0;
   char **files = calloc((size_t)argc, sizeof *files);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -101,6 +108,11 @@ int cnn_cmd_predict(int argc, char **argv) {
       return 0;
     } else if (!strcmp(argv[i], "--top")) {
       if (!cli_int("--top", i + 1 < argc ? argv[++i] : NULL, 1, 1000, &top)) return 2;
+    } else if (!strcmp(argv[i], "--max-pixels")) {
+      if (!cli_int("--max-pixels", i + 1 < argc ? argv[++i] : NULL, 1, 0x7fffffff, &max_pixels)) {
+        free(files);
+        return 2;
+      }
     } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       device = argv[++i];
     } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
@@ -130,7 +142,8 @@ int cnn_cmd_predict(int argc, char **argv) {
     return cli_fail(NULL);
   }
   if (json) printf("[");
-  for (int i = 0; i < n; i += chunk) bad += classify(&m, files + i, n - i < chunk ? n - i : chunk, top, json, &first);
+  for (int i = 0; i < n; i += chunk) bad += classify(&m, files + i, n - i < chunk ? n - i : chunk, top, json,
+                                                max_pixels, &first);
   if (json) printf("]\n");
   cli_model_close(&m);
   free(files);

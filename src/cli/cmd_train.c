@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/train_opts.h"
+#include "cnn/data.h"
 
 static void help(FILE *f) {
   fprintf(f,
@@ -21,6 +22,8 @@ static void help(FILE *f) {
       "  --momentum F  --nesterov 0|1  --wd F  --warmup STEPS  --label-smoothing F\n"
       "  --crop PX  --flip 0|1  --cutout PX   augmentation (random crop with padding, flips)\n"
       "  --val-split F       hold out this fraction of the training set for validation\n"
+      "  --max-pixels N      refuse image files (folder:) larger than N pixels, width x height,\n"
+      "                      from the header before decoding (default %lld: 64 megapixels)\n"
       "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
       "  --precision P       auto (default) | fp32 | tf32 | bf16: bf16 activations with f32\n"
       "                      masters where the device runs it (auto picks it there)\n"
@@ -34,7 +37,8 @@ static void help(FILE *f) {
       "  --quiet             print only the final accuracy\n\n"
       "Writes DIR/last.safetensors every epoch, DIR/best.safetensors for the best accuracy,\n"
       "DIR/metrics.jsonl, and DIR/report.html at the end. On the CPU, runs are deterministic\n"
-      "for a given seed and thread count, and a resumed run repeats the uninterrupted one.\n");
+      "for a given seed and thread count, and a resumed run repeats the uninterrupted one.\n",
+      (long long)CNN_IMAGE_MAX_PIXELS);
 }
 
 static int need(int argc, char **argv, int *i, const char **v) {
@@ -94,6 +98,7 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     INT("--crop", crop, 0, 1024)
     INT("--flip", flip, 0, 1)
     INT("--cutout", cutout, 0, 1024)
+    INT("--max-pixels", max_pixels, 1, 0x7fffffff)
     DBL("--lr", lr, 0, 1000)
     DBL("--momentum", momentum, 0, 0.9999)
     DBL("--wd", wd, 0, 1)

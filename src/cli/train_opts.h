@@ -13,6 +13,7 @@ typedef struct train_opts {
   int crop, flip, cutout;      /* -1: from the cfg */
   int64_t seed;                /* -1: from the cfg */
   int64_t kill_at_step;        /* testing aid: SIGKILL ourselves after this global step */
+  int64_t max_pixels;          /* --max-pixels: image files' limit; 0: CNN_IMAGE_MAX_PIXELS */
 } train_opts;
 
 int cli_train_parse(int argc, char **argv, train_opts *o);

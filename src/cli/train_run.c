@@ -132,7 +132,7 @@ static cnn_status open_data(run *r) {
   }
   int h = r->info.height, w = r->info.width, c = r->info.channels;
   cnn_dataset full;
-  CNN_TRY(cnn_dataset_open(spec, 1, h, w, c, &full));
+  CNN_TRY(cnn_dataset_open_limit(spec, 1, h, w, c, r->o->max_pixels, &full));
   if (r->meta.val_split > 0) {
     cnn_status st = cnn_dataset_split(&full, r->meta.val_split, r->tc.seed, &r->train, &r->test);
     cnn_dataset_free(&full);
@@ -140,12 +140,53 @@ static cnn_status open_data(run *r) {
     r->eval_name = "val";
   } else {
     r->train = full;
-    CNN_TRY(cnn_dataset_open(spec, 0, h, w, c, &r->test));
+    CNN_TRY(cnn_dataset_open_limit(spec, 0, h, w, c, r->o->max_pixels, &r->test));
     r->eval_name = "test";
   }
   if (r->train.classes > r->info.classes)
     return cnn_error(CNN_ERR_SHAPE, "%s has %d classes but %s has only %d outputs", spec,
                      r->train.classes, r->model_name, r->info.classes);
+  return CNN_OK;
+}
+
+/* a setting as the user gave it: "--flag V", or the cfg key, or the checkpoint's */
+static const char *setting(const run *r, int flagged, const char *flag, const char *key,
+                           const char *val, char *buf, size_t n) {
+  if (flagged) snprintf(buf, n, "%s %s", flag, val);
+  else if (r->o->resume) snprintf(buf, n, "%s=%s (from %s)", key, val, r->o->resume);
+  else snprintf(buf, n, "%s=%s in [train] of %s", key, val, r->model_name);
+  return buf;
+}
+
+/* Augmentation and split settings that cannot work with the loaded data, refused
+ * before training starts: a crop shift or cutout square as large as the images
+ * blanks whole inputs; a split may leave either part empty. */
+static cnn_status check_data_opts(run *r) {
+  const train_opts *o = r->o;
+  int h = r->train.h, w = r->train.w, side = h < w ? h : w;
+  char v[32], name[1200];
+  if (r->meta.crop >= side) {
+    snprintf(v, sizeof v, "%d", r->meta.crop);
+    return cnn_error(CNN_ERR_ARG, "%s is not smaller than the %dx%d images (a shift that large "
+                     "can move the whole image out)",
+                     setting(r, o->crop >= 0, "--crop", "crop", v, name, sizeof name), w, h);
+  }
+  if (r->meta.cutout > side) {
+    snprintf(v, sizeof v, "%d", r->meta.cutout);
+    return cnn_error(CNN_ERR_ARG, "%s is larger than the %dx%d images (it would blank whole "
+                     "inputs)",
+                     setting(r, o->cutout >= 0, "--cutout", "cutout", v, name, sizeof name), w, h);
+  }
+  if (strcmp(r->eval_name, "val")) return CNN_OK;
+  int nt = r->train.n, nv = r->test.n;
+  snprintf(v, sizeof v, "%g", r->meta.val_split);
+  setting(r, o->val_split >= 0, "--val-split", "val_split", v, name, sizeof name);
+  if (nt == 0)
+    return cnn_error(CNN_ERR_ARG, "%s leaves no training images: it holds out all %d image%s of "
+                     "%s for validation", name, nv, nv == 1 ? "" : "s", r->meta.data);
+  if (nv == 0)
+    return cnn_error(CNN_ERR_ARG, "%s holds out no validation images: %s of the %d image%s of %s "
+                     "rounds to 0", name, v, nt, nt == 1 ? "" : "s", r->meta.data);
   return CNN_OK;
 }
 
@@ -269,6 +310,7 @@ static cnn_status setup(run *r) {
   CNN_TRY(cnn_precision_parse(o->precision, &prec));
   CNN_TRY(cnn_net_set_train_config(r->net, &r->tc));
   CNN_TRY(open_data(r));
+  CNN_TRY(check_data_opts(r));
   set_class_names(r);
   if (!r->meta.channels) { /* normalisation from the training set */
     r->meta.channels = r->info.channels;

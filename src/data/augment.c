@@ -76,8 +76,8 @@ cnn_status cnn_dataset_mean_std(const cnn_dataset *d, float *mean, float *std) {
   if (!d || !d->images || !mean || !std)
     return cnn_error(CNN_ERR_ARG, "cnn_dataset_mean_std: NULL argument");
   if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->c < 1 || d->c > 4)
-    return cnn_error(CNN_ERR_SHAPE, "cnn_dataset_mean_std: bad dataset shape %dx%dx%dx%d",
-                     d->n, d->h, d->w, d->c);
+    return cnn_error(CNN_ERR_SHAPE, "no images to take the mean and std of: a dataset of %d "
+                     "images of %dx%dx%d", d->n, d->h, d->w, d->c);
   int c = d->c;
   /* exact integer sums: 255^2 * 2^40 pixels fits in 64 bits */
   uint64_t sum[4] = {0, 0, 0, 0}, sq[4] = {0, 0, 0, 0};

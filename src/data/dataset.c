@@ -238,15 +238,16 @@ static cnn_status align_classes(cnn_dataset *d, const char *test_dir, const char
   return s;
 }
 
-static cnn_status open_folder(const char *dir, int train, int h, int w, int c, cnn_dataset *out) {
+static cnn_status open_folder(const char *dir, int train, int h, int w, int c, int64_t max_px,
+                              cnn_dataset *out) {
   char tr[PATH_BUF], te[PATH_BUF];
   if (!is_dir(dir))
     return cnn_error(CNN_ERR_IO, "folder:%s: directory not found", dir);
   snprintf(tr, sizeof tr, "%s/train", dir);
   snprintf(te, sizeof te, "%s/test", dir);
-  if (!is_dir(tr) || !is_dir(te)) return cnn_dataset_load_folder(dir, h, w, c, out);
-  if (train) return cnn_dataset_load_folder(tr, h, w, c, out);
-  CNN_TRY(cnn_dataset_load_folder(te, h, w, c, out));
+  if (!is_dir(tr) || !is_dir(te)) return cnn_dataset_load_folder_limit(dir, h, w, c, max_px, out);
+  if (train) return cnn_dataset_load_folder_limit(tr, h, w, c, max_px, out);
+  CNN_TRY(cnn_dataset_load_folder_limit(te, h, w, c, max_px, out));
   cnn_status s = align_classes(out, te, tr);
   if (s != CNN_OK) cnn_dataset_free(out);
   return s;
@@ -256,6 +257,11 @@ static cnn_status open_folder(const char *dir, int train, int h, int w, int c, c
 
 cnn_status cnn_dataset_open(const char *spec, int train, int h, int w, int c,
                             cnn_dataset *out) {
+  return cnn_dataset_open_limit(spec, train, h, w, c, 0, out);
+}
+
+cnn_status cnn_dataset_open_limit(const char *spec, int train, int h, int w, int c,
+                                  int64_t max_pixels, cnn_dataset *out) {
   if (!spec || !out) return cnn_error(CNN_ERR_ARG, "cnn_dataset_open: NULL argument");
   memset(out, 0, sizeof *out);
   if (strlen(spec) > PATH_BUF - 512) /* room for the file names we append */
@@ -303,7 +309,7 @@ cnn_status cnn_dataset_open(const char *spec, int train, int h, int w, int c,
                        spec, kind);
     s = cnn_dataset_load_cifar(dir, strcmp(kind, "cifar100") == 0, train, out);
   } else if (strcmp(kind, "folder") == 0 && arg) {
-    s = open_folder(arg, train, h, w, c, out);
+    s = open_folder(arg, train, h, w, c, max_pixels, out);
   } else {
     return cnn_error(CNN_ERR_ARG,
                      "dataset '%s': unknown spec (use fashion-mnist, mnist:DIR, idx:DIR, "

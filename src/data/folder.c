@@ -100,23 +100,102 @@ static cnn_status check_dims(const char *what, int h, int w, int c) {
   return CNN_OK;
 }
 
-cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out) {
+static uint32_t le(const uint8_t *p, int n) {
+  uint32_t v = 0;
+  for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+/* The fewest bytes a file with this header (hd: its first n bytes) and this size
+ * can hold, for the uncompressed formats where stb_image does not notice missing
+ * pixel data (it reads zeros past the end); 0 where unknown or compressed. The
+ * format is told as stb_image tells it: by magic bytes, and TGA (which has none)
+ * last, by elimination. */
+static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t h) {
+  if (n < 2) return 0;
+  if (hd[0] == 'P' && (hd[1] == '5' || hd[1] == '6')) /* 8 or 16 bits a sample */
+    return w * h * (hd[1] == '6' ? 3 : 1);
+  if (n < 18) return 0;
+  if (hd[0] == 'B' && hd[1] == 'M') {
+    if (n < 30) return 0;
+    uint32_t offset = le(hd + 10, 4), hsz = le(hd + 14, 4);
+    uint64_t bpp = hsz == 12 ? le(hd + 24, 2) : le(hd + 28, 2);
+    uint32_t compress = hsz >= 40 && n >= 34 ? le(hd + 30, 4) : 0;
+    if (compress != 0 && compress != 3) return 0; /* RLE and the like */
+    uint64_t row = (w * bpp + 31) / 32 * 4, last = (w * bpp + 7) / 8; /* last row unpadded */
+    return (uint64_t)offset + row * (h - 1) + last;
+  }
+  static const uint8_t png[4] = {0x89, 'P', 'N', 'G'}, pic[4] = {0x53, 0x80, 0xF6, 0x34};
+  if ((hd[0] == 0xFF && hd[1] == 0xD8) || !memcmp(hd, png, 4) || !memcmp(hd, "GIF8", 4) ||
+      !memcmp(hd, "8BPS", 4) || !memcmp(hd, pic, 4) || !memcmp(hd, "#?", 2))
+    return 0;
+  /* TGA: types 1 (colour-mapped), 2 (true colour) and 3 (gray) are uncompressed */
+  if (hd[2] < 1 || hd[2] > 3) return 0;
+  uint64_t cmap = hd[1] == 1 ? (uint64_t)le(hd + 5, 2) * ((hd[7] + 7u) / 8) : 0;
+  return 18 + hd[0] + cmap + w * h * ((hd[16] + 7u) / 8);
+}
+
+/* Opens path and checks its header before anything is decoded: a size of at least
+ * 1x1 and at most max_pixels, and a file long enough for it where the format says
+ * how long that is. *fp is left at the start of the file. */
+static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, int *iw, int *ih) {
+  if (max_pixels <= 0) max_pixels = CNN_IMAGE_MAX_PIXELS;
+  FILE *f = *fp = fopen(path, "rb");
+  if (!f) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  uint8_t hd[64];
+  size_t n = fread(hd, 1, sizeof hd, f);
+  struct stat st;
+  int ic = 0;
+  cnn_status s = CNN_OK;
+  if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
+    s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+  else if (!stbi_info_from_file(f, iw, ih, &ic))
+    s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
+  else if (*iw < 1 || *ih < 1)
+    s = cnn_error(CNN_ERR_PARSE, "%s: the header gives an empty %dx%d image", path, *iw, *ih);
+  else if ((int64_t)*iw * *ih > max_pixels)
+    s = cnn_error(CNN_ERR_ARG, "%s: the header gives a %dx%d image (%lld pixels), over the "
+                  "limit of %lld pixels per image (cnn train/predict --max-pixels raise it)",
+                  path, *iw, *ih, (long long)*iw * *ih, (long long)max_pixels);
+  if (s == CNN_OK) {
+    uint64_t need = min_file_size(hd, n, (uint64_t)*iw, (uint64_t)*ih);
+    if ((uint64_t)st.st_size < need)
+      s = cnn_error(CNN_ERR_PARSE, "%s: truncated: %lld bytes, but a %dx%d image of this format "
+                    "needs at least %llu", path, (long long)st.st_size, *iw, *ih,
+                    (unsigned long long)need);
+  }
+  if (s != CNN_OK) {
+    fclose(f);
+    *fp = NULL;
+  }
+  return s;
+}
+
+cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t max_pixels,
+                                uint8_t *out) {
   if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_image_load: NULL argument");
   CNN_TRY(check_dims(path, h, w, c));
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  int iw = 0, ih = 0, ic = 0;
+  FILE *fp;
+  int iw = 0, ih = 0, ic = 0, hw = 0, hh = 0;
+  CNN_TRY(open_image(path, max_pixels, &fp, &hw, &hh));
   uint8_t *img = stbi_load_from_file(fp, &iw, &ih, &ic, c);
   fclose(fp);
   if (!img)
     return cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
   cnn_status s = CNN_OK;
-  if (iw == w && ih == h)
+  if (iw != hw || ih != hh) /* the decoder disagrees with the header it was checked by */
+    s = cnn_error(CNN_ERR_PARSE, "%s: decoded a %dx%d image from a header of %dx%d", path, iw,
+                  ih, hw, hh);
+  else if (iw == w && ih == h)
     memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
   else if (!stbir_resize_uint8(img, iw, ih, 0, out, w, h, 0, c))
     s = cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, iw, ih, w, h);
   stbi_image_free(img);
   return s;
+}
+
+cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out) {
+  return cnn_image_load_limit(path, h, w, c, 0, out);
 }
 
 cnn_status cnn_image_write_png(const char *path, int h, int w, int c, const uint8_t *img) {
@@ -160,7 +239,7 @@ cnn_status cnn_dataset_resize(cnn_dataset *d, int h, int w, int c) {
   if (!h) h = d->h;
   if (!w) w = d->w;
   if (!c) c = d->c;
-  CNN_TRY(check_dims("cnn_dataset_resize", h, w, c));
+  CNN_TRY(check_dims("resizing the dataset", h, w, c));
   if (h == d->h && w == d->w && c == d->c) return CNN_OK;
   size_t in_px = (size_t)d->h * d->w, out_sz = (size_t)h * w * c;
   if (d->n > 0 && out_sz > SIZE_MAX / (size_t)d->n)
@@ -210,6 +289,11 @@ static char *join(const char *a, const char *b) {
 }
 
 cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dataset *out) {
+  return cnn_dataset_load_folder_limit(dir, h, w, c, 0, out);
+}
+
+cnn_status cnn_dataset_load_folder_limit(const char *dir, int h, int w, int c,
+                                         int64_t max_pixels, cnn_dataset *out) {
   if (!dir || !out) return cnn_error(CNN_ERR_ARG, "cnn_dataset_load_folder: NULL argument");
   memset(out, 0, sizeof *out);
   struct stat st;
@@ -263,10 +347,10 @@ cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dat
     s = cnn_error(CNN_ERR_IO, "%s: the %d class sub-folders hold no image files", dir, ncls);
   if (s == CNN_OK && (!h || !w)) {
     /* size from the first image; the rest are resized to it */
-    int iw, ih, ic;
-    if (!stbi_info(files[0], &iw, &ih, &ic))
-      s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", files[0],
-                    stbi_failure_reason());
+    int iw = 0, ih = 0;
+    FILE *fp;
+    s = open_image(files[0], max_pixels, &fp, &iw, &ih);
+    if (s == CNN_OK) fclose(fp);
     if (!h) h = ih;
     if (!w) w = iw;
   }
@@ -288,7 +372,7 @@ cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dat
       s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %d images of %dx%dx%d", dir, nfiles,
                     h, w, c);
     for (int i = 0; i < nfiles && s == CNN_OK; i++)
-      s = cnn_image_load(files[i], h, w, c, out->images + (size_t)i * isz);
+      s = cnn_image_load_limit(files[i], h, w, c, max_pixels, out->images + (size_t)i * isz);
   }
   free_names(files, nfiles);
   free(labels);
