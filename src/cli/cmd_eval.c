@@ -12,10 +12,12 @@
 #include "cnn/data.h"
 
 static void help(FILE *f) {
-  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N] [--json]\n\n"
+  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N] [--json]\n"
+             "                     [--max-pixels N]\n\n"
              "Evaluates a checkpoint on the test split of D (default: the data it was trained\n"
              "on): accuracy, per-class accuracy and the confusion matrix (rows: true class).\n"
-             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n");
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
+             "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n");
 }
 
 static void print_text(const cli_model *m, const cli_eval *ev) {
@@ -68,7 +70,7 @@ static void print_json(const cli_model *m, const cli_eval *ev) {
 
 int cnn_cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = NULL, *device = "auto", *precision = "auto";
-  int json = 0, batch = 256;
+  int json = 0, batch = 256, max_pixels = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help(stdout);
@@ -81,6 +83,9 @@ int cnn_cmd_eval(int argc, char **argv) {
       device = argv[++i];
     } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       precision = argv[++i];
+    } else if (!strcmp(argv[i], "--max-pixels")) {
+      if (!cli_int("--max-pixels", i + 1 < argc ? argv[++i] : NULL, 1, 0x7fffffff, &max_pixels))
+        return 2;
     } else if (!strcmp(argv[i], "--batch")) {
       if (!cli_int("--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
     } else if (argv[i][0] == '-' || ckpt) {
@@ -104,8 +109,8 @@ int cnn_cmd_eval(int argc, char **argv) {
   } else if (!data && !m.meta.data) {
     fprintf(stderr, "cnn eval: %s does not say what data it was trained on; give --data\n", ckpt);
     rc = 2;
-  } else if (cnn_dataset_open(data ? data : m.meta.data, 0, m.info.height, m.info.width,
-                              m.info.channels, &test) != CNN_OK ||
+  } else if (cnn_dataset_open_limit(data ? data : m.meta.data, 0, m.info.height, m.info.width,
+                                    m.info.channels, max_pixels, &test) != CNN_OK ||
              cli_evaluate(m.net, &test, batch, m.meta.mean, m.meta.std, &ev) != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (json) {

@@ -155,7 +155,7 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
     s = cnn_error(CNN_ERR_PARSE, "%s: the header gives an empty %dx%d image", path, *iw, *ih);
   else if ((int64_t)*iw * *ih > max_pixels)
     s = cnn_error(CNN_ERR_ARG, "%s: the header gives a %dx%d image (%lld pixels), over the "
-                  "limit of %lld pixels per image (cnn train/predict --max-pixels raise it)",
+                  "limit of %lld pixels per image (--max-pixels of cnn train, eval and predict raises it)",
                   path, *iw, *ih, (long long)*iw * *ih, (long long)max_pixels);
   if (s == CNN_OK) {
     uint64_t need = min_file_size(hd, n, (uint64_t)*iw, (uint64_t)*ih);
