@@ -261,6 +261,7 @@ static cnn_status setup(run *r) {
   }
   CNN_TRY(cnn_net_from_cfg_text(r->cfg_text, r->model_name, &r->net));
   CNN_TRY(cnn_net_info_get(r->net, &r->info));
+  if (o->resume) CNN_TRY(cli_meta_check_model(o->resume, &r->meta, &r->info));
   if (o->resume) r->tc = r->meta.tc;
   else CNN_TRY(cnn_net_train_config(r->net, &r->tc));
   if (!o->resume) CNN_TRY(cfg_data_keys(r));
