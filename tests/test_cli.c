@@ -8,7 +8,8 @@
  *    the last checkpoint intact;
  *  - a checkpoint whose metadata is out of range (each field cli_meta_read reads)
  *    or names fewer classes than the model has is refused naming the file and the
- *    field, by eval and by train --resume (which crashed writing the report). */
+ *    field, by eval and by train --resume (which crashed writing the report);
+ *  - resuming into a folder that is not writable fails before training. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,6 +343,33 @@ static void test_bad_metadata(void) {
   free(o);
 }
 
+/* resuming where no file can be written fails at once, naming the folder */
+static void test_unwritable_run_dir(void) {
+  char cmd[1200];
+  const char *as = "";
+  if (geteuid() == 0) { /* root writes anywhere: run the command as nobody */
+    if (system("command -v setpriv >/dev/null 2>&1") != 0) {
+      printf("unwritable run folder: not checked (root, and no setpriv to drop privileges)\n");
+      return;
+    }
+    as = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  snprintf(cmd, sizeof cmd, "cd %s && chmod 755 . && mkdir -p ro && cp full/last.safetensors ro/ && "
+           "chmod 644 ro/last.safetensors && chmod 555 ro", dir);
+  CHECK(system(cmd) == 0, "set-up of the read-only run folder");
+  snprintf(cmd, sizeof cmd, "cd %s && exec %senv OMP_NUM_THREADS=1 %s train --resume "
+           "ro/last.safetensors --epochs 5 --quiet > %s/ro.txt 2>&1", dir, as, bin, dir);
+  int st = system(cmd);
+  char *o = slurp("ro.txt");
+  CHECK(failed_cleanly(st), "resuming into a read-only folder fails (status %d): %s", st, o);
+  CHECK(strstr(o, "ro") && strstr(o, "not writable") && !strstr(o, "writing a checkpoint"),
+        "it fails before training, naming the folder: %s", o);
+  printf("  unwritable run folder%s -> %s", *as ? " (as nobody)" : "", o);
+  free(o);
+  snprintf(cmd, sizeof cmd, "chmod 755 %s/ro", dir);
+  CHECK(system(cmd) == 0, "chmod back");
+}
+
 int main(void) {
   bin = getenv("CNN_BIN");
   if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
@@ -371,6 +399,7 @@ int main(void) {
   test_eval_predict();
   test_bad_input();
   test_bad_metadata();
+  test_unwritable_run_dir();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];
