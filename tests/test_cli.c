@@ -5,7 +5,11 @@
  *    uninterrupted run (same step losses, same final accuracy), CPU, 1 thread;
  *  - bad input (truncated IDX, missing folder, corrupt checkpoint, a checkpoint of
  *    another model, a NaN loss) exits non-zero with a clear message and leaves
- *    the last checkpoint intact. */
+ *    the last checkpoint intact;
+ *  - a checkpoint whose metadata is out of range (each field cli_meta_read reads)
+ *    or names fewer classes than the model has is refused naming the file and the
+ *    field, by eval and by train --resume (which crashed writing the report);
+ *  - resuming into a folder that is not writable fails before training. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,7 @@
 
 #include "cnn/data.h"
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -312,6 +317,139 @@ static void test_hostile_data(void) {
   expect_fail("train split.cfg --data folder:one --quiet", "val_split=0.9", "cfg val_split");
 }
 
+/* Copy checkpoint src to dst (paths under dir) without its checksum, with metadata
+ * `key` set to `val`; for key "train.X", the number X in the "train" object is
+ * replaced by the JSON text `val`. */
+static void doctor(const char *src, const char *dst, const char *key, const char *val) {
+  char ps[512], pd[512];
+  snprintf(ps, sizeof ps, "%s/%s", dir, src);
+  snprintf(pd, sizeof pd, "%s/%s", dir, dst);
+  cnn_st_file f;
+  CHECK_OK(cnn_st_read(ps, &f));
+  if (!f.n) return;
+  cnn_st_item *items = calloc((size_t)f.n, sizeof *items);
+  const char **mk = calloc((size_t)f.n_meta + 1, sizeof *mk), **mv = calloc((size_t)f.n_meta + 1, sizeof *mv);
+  for (int i = 0; i < f.n; i++) {
+    cnn_st_tensor *t = &f.tensors[i];
+    items[i] = (cnn_st_item){t->name, t->dtype, t->ndim, t->shape, f.data + t->begin, t->end - t->begin};
+  }
+  char train[4096] = "";
+  int n = 0, found = 0;
+  for (int i = 0; i < f.n_meta; i++) {
+    if (!strcmp(f.meta_keys[i], "checksum")) continue;
+    mk[n] = f.meta_keys[i];
+    mv[n] = f.meta_values[i];
+    if (!strcmp(mk[n], key)) mv[n] = val, found = 1;
+    if (!strncmp(key, "train.", 6) && !strcmp(mk[n], "train")) {
+      char pat[64];
+      snprintf(pat, sizeof pat, "\"%s\":", key + 6);
+      const char *at = strstr(mv[n], pat);
+      if (at) {
+        at += strlen(pat);
+        size_t keep = (size_t)(at - mv[n]), skip = strcspn(at, ",}");
+        snprintf(train, sizeof train, "%.*s%s%s", (int)keep, mv[n], val, at + skip);
+        mv[n] = train;
+        found = 1;
+      }
+    }
+    n++;
+  }
+  CHECK(found, "doctor: %s has metadata %s", src, key);
+  CHECK_OK(cnn_st_write(pd, items, f.n, mk, mv, n));
+  free(items);
+  free(mk);
+  free(mv);
+  cnn_st_free(&f);
+}
+
+/* the command fails cleanly, naming the file and the field */
+static void expect_refused(const char *cmd, const char *file, const char *field) {
+  char args[512];
+  snprintf(args, sizeof args, cmd, file);
+  int st = run(args, "bad.txt");
+  char *o = slurp("bad.txt");
+  CHECK(failed_cleanly(st), "%s exits non-zero without crashing (status %d): %s", args, st, o);
+  CHECK(strstr(o, file) && strstr(o, field), "%s: the message names the file and '%s': %s", args,
+        field, o);
+  printf("  %-22s %-8s -> %s", field, args[0] == 'e' ? "eval" : "resume", o);
+  free(o);
+}
+
+static void test_bad_metadata(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s/meta", dir);
+  CHECK(system(cmd) == 0, "mkdir");
+  /* the model has 4 outputs; the checkpoint names 2 classes (train --resume used to
+   * crash in the report, past the end of the list) */
+  doctor("full/last.safetensors", "meta/short.safetensors", "classes", "[\"a\",\"b\"]");
+  expect_refused("train --resume %s --quiet", "meta/short.safetensors", "classes");
+  expect_refused("eval %s", "meta/short.safetensors", "classes");
+  /* an optimizer that does not exist used to train as another one, exit 0 */
+  doctor("full/last.safetensors", "meta/opt.safetensors", "train.optimizer", "7");
+  expect_refused("train --resume %s --epochs 4 --quiet", "meta/opt.safetensors", "train.optimizer");
+  static const struct {
+    const char *key, *val;
+  } cases[] = {
+      {"step", "-1"}, {"step", "12abc"}, {"epoch", "-1"}, {"epoch", "7"},
+      {"total_steps", "-3"}, {"acc", "nan"}, {"best_acc", "1.5"}, {"best_epoch", "9"},
+      {"batch", "0"}, {"batch", "1e9"}, {"crop", "5000"}, {"flip", "2"}, {"cutout", "-1"},
+      {"val_split", "0.95"}, {"mean", "[1e999]"}, {"mean", "[\"x\"]"}, {"std", "[0]"},
+      {"std", "[-1]"}, {"std", "[0.5, 0.5]"}, {"mean", "[0.5, 0.5]"}, {"classes", "[1,2,3,4]"},
+      {"classes", "\"abcd\""}, {"data", ""}, {"cfg", ""},
+      {"train.optimizer", "-1"}, {"train.optimizer", "1.5"}, {"train.schedule", "9"},
+      {"train.learning_rate", "-1"}, {"train.learning_rate", "1e9"}, {"train.momentum", "1.5"},
+      {"train.nesterov", "2"}, {"train.weight_decay", "2"}, {"train.beta1", "-0.1"},
+      {"train.beta2", "1"}, {"train.eps", "0"}, {"train.warmup_steps", "0.5"},
+      {"train.step_size", "-1"}, {"train.gamma", "1e9"}, {"train.final_lr_frac", "2"},
+      {"train.power", "\"x\""}, {"train.total_steps", "-1"}, {"train.label_smoothing", "1"},
+      {"train.bn_momentum", "2"}, {"train.bn_eps", "0"}, {"train.init", "3"},
+      {"train.seed", "-1"}, {"train.epochs", "0"}, {"train.epochs", "2"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    char name[64];
+    snprintf(name, sizeof name, "meta/bad%zu.safetensors", k);
+    doctor("full/last.safetensors", name, cases[k].key, cases[k].val);
+    /* the field named: "std"/"mean" mismatches name either; epochs 2 < epoch 3 names epoch */
+    const char *field = !strcmp(cases[k].key, "train.epochs") && !strcmp(cases[k].val, "2") ? "epoch"
+                        : !strcmp(cases[k].key, "mean") && cases[k].val[3] == ',' ? "std"
+                                                                                   : cases[k].key;
+    expect_refused("eval %s", name, field);
+  }
+  /* the doctoring itself keeps a good checkpoint good */
+  doctor("full/last.safetensors", "meta/same.safetensors", "acc", "0.5");
+  int st = run("eval meta/same.safetensors", "meta_ok.txt");
+  char *o = slurp("meta_ok.txt");
+  CHECK(exited_ok(st), "a checkpoint with in-range metadata and no checksum evaluates: %s", o);
+  free(o);
+}
+
+/* resuming where no file can be written fails at once, naming the folder */
+static void test_unwritable_run_dir(void) {
+  char cmd[1200];
+  const char *as = "";
+  if (geteuid() == 0) { /* root writes anywhere: run the command as nobody */
+    if (system("command -v setpriv >/dev/null 2>&1") != 0) {
+      printf("unwritable run folder: not checked (root, and no setpriv to drop privileges)\n");
+      return;
+    }
+    as = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  snprintf(cmd, sizeof cmd, "cd %s && chmod 755 . && mkdir -p ro && cp full/last.safetensors ro/ && "
+           "chmod 644 ro/last.safetensors && chmod 555 ro", dir);
+  CHECK(system(cmd) == 0, "set-up of the read-only run folder");
+  snprintf(cmd, sizeof cmd, "cd %s && exec %senv OMP_NUM_THREADS=1 %s train --resume "
+           "ro/last.safetensors --epochs 5 --quiet > %s/ro.txt 2>&1", dir, as, bin, dir);
+  int st = system(cmd);
+  char *o = slurp("ro.txt");
+  CHECK(failed_cleanly(st), "resuming into a read-only folder fails (status %d): %s", st, o);
+  CHECK(strstr(o, "ro") && strstr(o, "not writable") && !strstr(o, "writing a checkpoint"),
+        "it fails before training, naming the folder: %s", o);
+  printf("  unwritable run folder%s -> %s", *as ? " (as nobody)" : "", o);
+  free(o);
+  snprintf(cmd, sizeof cmd, "chmod 755 %s/ro", dir);
+  CHECK(system(cmd) == 0, "chmod back");
+}
+
 int main(void) {
   bin = getenv("CNN_BIN");
   if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
@@ -341,6 +479,8 @@ int main(void) {
   test_eval_predict();
   test_bad_input();
   test_hostile_data();
+  test_bad_metadata();
+  test_unwritable_run_dir();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

@@ -1,14 +1,21 @@
 /* safetensors: bit-exact round trips of every dtype with metadata, a clear error
  * naming the file for each kind of malformed file, and writes that never lose
- * the previous file (failed writes, failed renames, a writer killed mid-write). */
+ * the previous file (failed writes, failed renames, a writer killed mid-write);
+ * a "checksum": "crc32:..." in the metadata is checked against the data (a CRC-32
+ * written here from its definition, as any other tool would); failed writes say
+ * "left intact" only when there was a previous file; stale temp files of earlier
+ * writes of the same file are removed, and nothing else. */
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp, fork, kill, truncate */
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -428,6 +435,177 @@ static void test_failed_writes(void) {
   free(before);
 }
 
+/* CRC-32 from its definition (reflected, polynomial 0xEDB88320, init and final
+ * xor ~0): the checksum of gzip, PNG and Python's zlib.crc32 */
+static uint32_t crc32_ref(const uint8_t *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+  }
+  return c ^ 0xffffffffu;
+}
+
+static void test_checksum(void) {
+  char path[128], bad[128];
+  snprintf(path, sizeof path, "%s/sum.safetensors", tmpdir);
+  snprintf(bad, sizeof bad, "%s/sum_bad.safetensors", tmpdir);
+  float a[5] = {1, -2, 3.5f, 0, 1e-3f};
+  uint8_t b[3] = {7, 8, 9};
+  int64_t sa[1] = {5}, sb[1] = {3};
+  cnn_st_item items[2] = {{"a", "F32", 1, sa, a, sizeof a}, {"b", "U8", 1, sb, b, sizeof b}};
+  uint8_t data[sizeof a + sizeof b];
+  memcpy(data, a, sizeof a);
+  memcpy(data + sizeof a, b, sizeof b);
+  char sum[32];
+  snprintf(sum, sizeof sum, "crc32:%08x", (unsigned)crc32_ref(data, sizeof data));
+  CHECK(crc32_ref((const uint8_t *)"123456789", 9) == 0xcbf43926u,
+        "the reference CRC-32 gives the standard check value");
+  const char *mk[2] = {"checksum", "note"}, *mv[2] = {sum, "x"};
+  CHECK_OK(cnn_st_write(path, items, 2, mk, mv, 2));
+  cnn_st_file f;
+  CHECK_OK(cnn_st_read(path, &f));
+  cnn_st_free(&f);
+  /* the same file with a wrong checksum: refused as corrupt */
+  const char *wrong[] = {"crc32:00000000", "CRC32:zz", "crc32:123"};
+  for (int k = 0; k < 3; k++) {
+    mv[0] = wrong[k];
+    int known = !strncmp(wrong[k], "crc32:", 6);
+    CHECK_OK(cnn_st_write(bad, items, 2, mk, mv, 2));
+    if (known) {
+      expect_error(bad, wrong[k], "corrupt");
+    } else { /* another algorithm's name: not ours to check */
+      CHECK_OK(cnn_st_read(bad, &f));
+      cnn_st_free(&f);
+    }
+  }
+  /* the right checksum, one flipped data bit */
+  size_t len;
+  char *raw = read_all(path, &len);
+  if (raw) {
+    raw[len - 2] ^= 0x10;
+    write_all(bad, raw, len);
+    expect_error(bad, "one flipped data bit", "corrupt");
+    free(raw);
+  }
+  remove(path);
+  remove(bad);
+}
+
+/* a pid that no process has (a child that has exited and been reaped) */
+static pid_t dead_pid(void) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, NULL, 0);
+  return pid;
+}
+
+static void make_file(const char *name, double age_s, int is_dir) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+  if (is_dir) CHECK(mkdir(p, 0700) == 0, "mkdir %s", p);
+  else write_all(p, "partial", 7);
+  struct timespec t[2];
+  clock_gettime(CLOCK_REALTIME, &t[0]);
+  t[0].tv_sec -= (time_t)age_s;
+  t[1] = t[0];
+  CHECK(utimensat(AT_FDCWD, p, t, 0) == 0, "utimensat %s", p);
+}
+
+static int exists(const char *name) {
+  char p[1024];
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+  return lstat(p, &sb) == 0;
+}
+
+static void test_stale_temps(void) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/stale.safetensors", tmpdir);
+  long d1 = (long)dead_pid(), d2 = (long)dead_pid(), d3 = (long)dead_pid();
+  struct {
+    char name[96];
+    double age;
+    int dir, removed;
+  } f[] = {
+      {"", 600, 0, 1},   /* a dead writer's, 10 minutes old */
+      {"", 0, 0, 0},     /* a dead writer's, just written: kept a while (another pid namespace?) */
+      {"", 600, 0, 0},   /* pid 1 runs: a live writer's, 10 minutes untouched */
+      {"", 7200, 0, 1},  /* a running pid, untouched for 2 hours: the pid was reused */
+      {"", 600, 0, 0},   /* another target's temp file */
+      {"", 600, 0, 0},   /* not exactly our pattern */
+      {"", 600, 0, 0},
+      {"", 600, 1, 0},   /* a directory */
+  };
+  snprintf(f[0].name, 96, "stale.safetensors.tmp.%ld", d1);
+  snprintf(f[1].name, 96, "stale.safetensors.tmp.%ld", d2);
+  snprintf(f[2].name, 96, "stale.safetensors.tmp.1");
+  snprintf(f[3].name, 96, "stale.safetensors.tmp.%ld", (long)getppid());
+  snprintf(f[4].name, 96, "other.safetensors.tmp.%ld", d1);
+  snprintf(f[5].name, 96, "stale.safetensors.tmp.%ld.keep", d1);
+  snprintf(f[6].name, 96, "stale.safetensors.tmp.x%ld", d1);
+  snprintf(f[7].name, 96, "stale.safetensors.tmp.%ld", d3);
+  int n = (int)(sizeof f / sizeof f[0]);
+  for (int i = 0; i < n; i++) make_file(f[i].name, f[i].age, f[i].dir);
+  float v[2] = {1, 2};
+  int64_t shp[1] = {2};
+  cnn_st_item it = {"v", "F32", 1, shp, v, sizeof v};
+  CHECK_OK(cnn_st_write(path, &it, 1, NULL, NULL, 0));
+  for (int i = 0; i < n; i++) {
+    int gone = !exists(f[i].name);
+    CHECK(gone == f[i].removed, "%s (%.0f s old%s) should be %s", f[i].name, f[i].age,
+          f[i].dir ? ", a directory" : "", f[i].removed ? "removed" : "kept");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, f[i].name);
+    if (f[i].dir) rmdir(p);
+    else remove(p);
+  }
+  remove(path);
+}
+
+/* a failed write says the previous file is intact only when there was one */
+static void test_failure_messages(void) {
+  char fresh[128], old[128];
+  snprintf(fresh, sizeof fresh, "%s/fresh.safetensors", tmpdir);
+  snprintf(old, sizeof old, "%s/old.safetensors", tmpdir);
+  enum { N = 1 << 16 };
+  float *big = calloc(N, sizeof *big);
+  int64_t shp[1] = {N};
+  cnn_st_item it = {"v", "F32", 1, shp, big, N * sizeof *big};
+  cnn_st_item small = {"v", "F32", 1, shp, big, 0};
+  int64_t zero[1] = {0};
+  small.shape = zero;
+  CHECK_OK(cnn_st_write(old, &small, 1, NULL, NULL, 0));
+  pid_t pid = fork();
+  if (pid == 0) { /* writes past 8 KiB fail (EFBIG) in this process */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {8192, 8192};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    int bits = 0;
+    if (cnn_st_write(fresh, &it, 1, NULL, NULL, 0) == CNN_OK) bits |= 1;
+    else if (strstr(cnn_last_error(), "intact")) bits |= 2;
+    else if (!strstr(cnn_last_error(), fresh)) bits |= 4;
+    if (cnn_st_write(old, &it, 1, NULL, NULL, 0) == CNN_OK) bits |= 8;
+    else if (!strstr(cnn_last_error(), "left intact")) bits |= 16;
+    fprintf(stderr, "  failed writes -> %s\n", cnn_last_error());
+    _exit(bits);
+  }
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  int bits = WIFEXITED(ws) ? WEXITSTATUS(ws) : 255;
+  CHECK(!(bits & 1) && !(bits & 8), "writes beyond RLIMIT_FSIZE fail (%d)", bits);
+  CHECK(!(bits & 2), "a failed first write does not claim a previous file was left intact");
+  CHECK(!(bits & 4), "a failed first write names the file");
+  CHECK(!(bits & 16), "a failed write over a file says the previous file is left intact");
+  CHECK(access(fresh, F_OK) != 0, "the failed first write left no file");
+  char tf[96], to[96];
+  snprintf(tf, sizeof tf, "fresh.safetensors.tmp.%ld", (long)pid);
+  snprintf(to, sizeof to, "old.safetensors.tmp.%ld", (long)pid);
+  CHECK(!exists(tf) && !exists(to), "the failed writes left no temp file");
+  free(big);
+  remove(old);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/cnn_test_st_XXXXXX");
   if (!mkdtemp(tmpdir)) {
@@ -438,6 +616,9 @@ int main(void) {
   test_malformed();
   test_fuzz();
   test_failed_writes();
+  test_checksum();
+  test_stale_temps();
+  test_failure_messages();
   cleanup();
   return tu_finish("test_safetensors");
 }

@@ -11,9 +11,7 @@ cnn_status cli_model_open(const char *ckpt, const char *device, const char *prec
   CNN_TRY(cli_meta_read(ckpt, &m->meta));
   CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, ckpt, &m->net));
   CNN_TRY(cnn_net_info_get(m->net, &m->info));
-  if (m->meta.channels != m->info.channels)
-    return cnn_error(CNN_ERR_PARSE, "%s: normalisation has %d channels, the model %d", ckpt,
-                     m->meta.channels, m->info.channels);
+  CNN_TRY(cli_meta_check_model(ckpt, &m->meta, &m->info));
   m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
                                                  : device;
   CNN_TRY(cnn_backend_create(m->device, &m->b));

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli/meta.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,14 +91,69 @@ char *cli_meta_json(const cli_meta *m) {
   return out;
 }
 
+/* Reading trusts nothing: every field is checked against what cnn train can
+ * write (the ranges of the cfg keys and flags that set it), and an error names
+ * the checkpoint file and the field. Fields absent from older files take the
+ * defaults of a cfg without them. */
+
+#define META_MAX_INT 9007199254740992.0 /* 2^53: exact in the JSON / %.17g text */
+
 static cnn_status bad(const char *path, const char *key) {
   return cnn_error(CNN_ERR_PARSE, "%s: metadata '%s' is missing or malformed: not a checkpoint "
                                   "written by cnn train?", path, key);
 }
 
-static double num(const cJSON *o, const char *k, double def) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(v) ? v->valuedouble : def;
+static cnn_status out_of_range(const char *path, const char *key, const char *val, int integer,
+                               double lo, double hi, const char *names) {
+  return cnn_error(CNN_ERR_PARSE,
+                   "%s: metadata '%s' is %.40s, expected %s in [%.16g, %.16g]%s%s%s: a damaged "
+                   "checkpoint?", path, key, val, integer ? "a whole number" : "a number", lo, hi,
+                   names ? " (" : "", names ? names : "", names ? ")" : "");
+}
+
+/* a range check of x: `flt` compares as float (the field is a float, written
+ * from one, so a bound like 1e-12 must not reject float(1e-12)) */
+static int in_range(double x, int integer, int flt, double lo, double hi) {
+  if (!isfinite(x) || (integer && x != floor(x))) return 0;
+  if (flt) return (float)x >= (float)lo && (float)x <= (float)hi && isfinite((float)x);
+  return x >= lo && x <= hi;
+}
+
+/* a top-level number (the metadata holds strings): absent leaves *out */
+static cnn_status top_num(const char *path, const cnn_st_file *f, const char *key, int integer,
+                          double lo, double hi, double *out) {
+  const char *v = cnn_st_meta(f, key);
+  if (!v) return CNN_OK;
+  char *end = NULL;
+  double x = strtod(v, &end);
+  if (end == v || *end || !in_range(x, integer, 0, lo, hi)) {
+    char q[64];
+    snprintf(q, sizeof q, "'%.40s'", v);
+    return out_of_range(path, key, q, integer, lo, hi, NULL);
+  }
+  *out = x;
+  return CNN_OK;
+}
+
+typedef struct train_reader {
+  const char *path;
+  const cJSON *o;
+  cnn_status st;
+} train_reader;
+
+/* train.<key>: absent gives def; anything but a number in range is an error */
+static double tnum(train_reader *r, const char *k, double def, int integer, int flt, double lo,
+                   double hi, const char *names) {
+  if (r->st != CNN_OK) return def;
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->o, k);
+  if (!v) return def;
+  char key[64], val[64];
+  snprintf(key, sizeof key, "train.%s", k);
+  if (cJSON_IsNumber(v) && in_range(v->valuedouble, integer, flt, lo, hi)) return v->valuedouble;
+  if (cJSON_IsNumber(v)) snprintf(val, sizeof val, "%.16g", v->valuedouble);
+  else snprintf(val, sizeof val, "not a number");
+  r->st = out_of_range(r->path, key, val, integer, lo, hi, names);
+  return def;
 }
 
 static cnn_status parse_train(const char *path, const char *s, cnn_train_config *t) {
@@ -106,83 +162,129 @@ static cnn_status parse_train(const char *path, const char *s, cnn_train_config 
     cJSON_Delete(o);
     return bad(path, "train");
   }
-  t->optimizer = (cnn_optimizer_kind)(int)num(o, "optimizer", 0);
-  t->learning_rate = (float)num(o, "learning_rate", 0.01);
-  t->momentum = (float)num(o, "momentum", 0.9);
-  t->nesterov = (int)num(o, "nesterov", 0);
-  t->weight_decay = (float)num(o, "weight_decay", 0);
-  t->beta1 = (float)num(o, "beta1", 0.9);
-  t->beta2 = (float)num(o, "beta2", 0.999);
-  t->eps = (float)num(o, "eps", 1e-8);
-  t->schedule = (cnn_schedule_kind)(int)num(o, "schedule", 0);
-  t->warmup_steps = (int)num(o, "warmup_steps", 0);
-  t->step_size = (int)num(o, "step_size", 0);
-  t->gamma = (float)num(o, "gamma", 0.1);
-  t->final_lr_frac = (float)num(o, "final_lr_frac", 0);
-  t->power = (float)num(o, "power", 4);
-  t->total_steps = (int64_t)num(o, "total_steps", 0);
-  t->label_smoothing = (float)num(o, "label_smoothing", 0);
-  t->bn_momentum = (float)num(o, "bn_momentum", 0.1);
-  t->bn_eps = (float)num(o, "bn_eps", 1e-5);
-  t->init = (int)num(o, "init", 0);
-  t->seed = (uint64_t)num(o, "seed", 1);
-  t->epochs = (int)num(o, "epochs", 1);
+  train_reader r = {path, o, CNN_OK};
+  /* the ranges of the [train] / [net] keys and of cnn train's flags */
+  t->optimizer = (cnn_optimizer_kind)(int)tnum(&r, "optimizer", 0, 1, 0, 0, 2, "0 sgd, 1 adam, 2 adamw");
+  t->learning_rate = (float)tnum(&r, "learning_rate", 0.01, 0, 1, 0, 1e3, NULL);
+  t->momentum = (float)tnum(&r, "momentum", 0.9, 0, 1, 0, 0.9999, NULL);
+  t->nesterov = (int)tnum(&r, "nesterov", 0, 1, 0, 0, 1, NULL);
+  t->weight_decay = (float)tnum(&r, "weight_decay", 0, 0, 1, 0, 1, NULL);
+  t->beta1 = (float)tnum(&r, "beta1", 0.9, 0, 1, 0, 0.9999, NULL);
+  t->beta2 = (float)tnum(&r, "beta2", 0.999, 0, 1, 0, 0.99999, NULL);
+  t->eps = (float)tnum(&r, "eps", 1e-8, 0, 1, 1e-12, 1, NULL);
+  t->schedule = (cnn_schedule_kind)(int)tnum(&r, "schedule", 0, 1, 0, 0, 4,
+                                             "0 constant, 1 step, 2 cosine, 3 onecycle, 4 poly");
+  t->warmup_steps = (int)tnum(&r, "warmup_steps", 0, 1, 0, 0, 1 << 30, NULL);
+  t->step_size = (int)tnum(&r, "step_size", 0, 1, 0, 0, 1 << 30, NULL);
+  t->gamma = (float)tnum(&r, "gamma", 0.1, 0, 1, 0, 1e3, NULL);
+  t->final_lr_frac = (float)tnum(&r, "final_lr_frac", 0, 0, 1, 0, 1, NULL);
+  t->power = (float)tnum(&r, "power", 4, 0, 1, 0, 100, NULL);
+  t->total_steps = (int64_t)tnum(&r, "total_steps", 0, 1, 0, 0, META_MAX_INT, NULL);
+  t->label_smoothing = (float)tnum(&r, "label_smoothing", 0, 0, 1, 0, 0.999, NULL);
+  t->bn_momentum = (float)tnum(&r, "bn_momentum", 0.1, 0, 1, 0, 1, NULL);
+  t->bn_eps = (float)tnum(&r, "bn_eps", 1e-5, 0, 1, 1e-12, 1, NULL);
+  t->init = (int)tnum(&r, "init", 0, 1, 0, 0, 1, "0 kaiming, 1 xavier");
+  t->seed = (uint64_t)tnum(&r, "seed", 1, 1, 0, 0, META_MAX_INT, NULL);
+  t->epochs = (int)tnum(&r, "epochs", 1, 1, 0, 1, 1 << 20, NULL);
   cJSON_Delete(o);
-  return CNN_OK;
+  return r.st;
 }
 
+/* a JSON array of 1..max finite numbers; returns the count, or -1 */
 static int floats(const char *s, float *v, int max) {
   cJSON *a = cJSON_Parse(s);
   int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
   if (n > max) n = -1;
   for (int i = 0; i < n; i++) {
     cJSON *e = cJSON_GetArrayItem(a, i);
-    if (!cJSON_IsNumber(e)) n = -1;
+    if (!cJSON_IsNumber(e) || !isfinite((float)e->valuedouble)) n = -1;
     else v[i] = (float)e->valuedouble;
   }
   cJSON_Delete(a);
   return n;
 }
 
+static cnn_status parse_classes(const char *path, const char *v, cli_meta *m) {
+  cJSON *names = v ? cJSON_Parse(v) : NULL;
+  int n = cJSON_IsArray(names) ? cJSON_GetArraySize(names) : 0;
+  for (int i = 0; i < n; i++) {
+    const cJSON *e = cJSON_GetArrayItem(names, i);
+    if (!cJSON_IsString(e) || !e->valuestring) n = 0;
+  }
+  if (n < 1) {
+    cJSON_Delete(names);
+    return cnn_error(CNN_ERR_PARSE, "%s: metadata 'classes' is missing or malformed (expected a "
+                     "JSON array of one name per class): a damaged checkpoint?", path);
+  }
+  m->class_names = calloc((size_t)n + 1, sizeof *m->class_names);
+  if (!m->class_names) {
+    cJSON_Delete(names);
+    return cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %d class names", path, n);
+  }
+  m->classes = n;
+  for (int i = 0; i < n; i++) m->class_names[i] = strdup(cJSON_GetArrayItem(names, i)->valuestring);
+  cJSON_Delete(names);
+  return CNN_OK;
+}
+
 static cnn_status parse(const char *path, const cnn_st_file *f, cli_meta *m) {
   const char *cfg = cnn_st_meta(f, "cfg"), *v;
-  if (!cfg) return bad(path, "cfg");
+  if (!cfg || !*cfg) return bad(path, "cfg");
   m->cfg = strdup(cfg);
-  if ((v = cnn_st_meta(f, "data"))) m->data = strdup(v);
-  if ((v = cnn_st_meta(f, "step"))) m->step = strtoll(v, NULL, 10);
-#define NUM(key, field, type) \
-  if ((v = cnn_st_meta(f, key))) m->field = (type)strtod(v, NULL);
-  NUM("epoch", epoch, int)
-  NUM("total_steps", total_steps, int64_t)
-  NUM("acc", acc, double)
-  NUM("best_acc", best_acc, double)
-  NUM("best_epoch", best_epoch, int)
-  NUM("batch", batch, int)
-  NUM("crop", crop, int)
-  NUM("flip", flip, int)
-  NUM("cutout", cutout, int)
-  NUM("val_split", val_split, double)
+  if ((v = cnn_st_meta(f, "data"))) {
+    if (!*v) return bad(path, "data");
+    m->data = strdup(v);
+  }
+  double x;
+#define NUM(key, field, type, integer, lo, hi)                  \
+  x = (double)m->field;                                        \
+  CNN_TRY(top_num(path, f, key, integer, lo, hi, &x));         \
+  m->field = (type)x;
+  NUM("step", step, int64_t, 1, 0, META_MAX_INT)
+  NUM("epoch", epoch, int, 1, 0, 1 << 20)
+  NUM("total_steps", total_steps, int64_t, 1, 0, META_MAX_INT)
+  NUM("acc", acc, double, 0, 0, 1)
+  NUM("best_acc", best_acc, double, 0, 0, 1)
+  NUM("best_epoch", best_epoch, int, 1, 0, m->epoch)
+  NUM("batch", batch, int, 1, 1, 65536)
+  NUM("crop", crop, int, 1, 0, 1024)
+  NUM("flip", flip, int, 1, 0, 1)
+  NUM("cutout", cutout, int, 1, 0, 1024)
+  NUM("val_split", val_split, double, 0, 0, 0.9)
 #undef NUM
-  v = cnn_st_meta(f, "classes");
-  cJSON *names = v ? cJSON_Parse(v) : NULL;
-  if (!cJSON_IsArray(names)) {
-    cJSON_Delete(names);
-    return bad(path, "classes");
-  }
-  m->classes = cJSON_GetArraySize(names);
-  m->class_names = calloc((size_t)m->classes + 1, sizeof *m->class_names);
-  for (int i = 0; i < m->classes; i++) {
-    cJSON *e = cJSON_GetArrayItem(names, i);
-    m->class_names[i] = strdup(cJSON_IsString(e) ? e->valuestring : "?");
-  }
-  cJSON_Delete(names);
+  CNN_TRY(parse_classes(path, cnn_st_meta(f, "classes"), m));
   int nm = (v = cnn_st_meta(f, "mean")) ? floats(v, m->mean, 4) : -1;
   int ns = (v = cnn_st_meta(f, "std")) ? floats(v, m->std, 4) : -1;
-  if (nm < 1 || nm != ns) return bad(path, "mean/std");
+  if (nm < 1)
+    return cnn_error(CNN_ERR_PARSE, "%s: metadata 'mean' is missing or malformed (expected a JSON "
+                     "array of 1 to 4 finite numbers, one per channel): a damaged checkpoint?", path);
+  if (ns != nm)
+    return cnn_error(CNN_ERR_PARSE, "%s: metadata 'std' is missing or malformed (expected a JSON "
+                     "array of finite numbers > 0, one per channel like 'mean', which has %d): a "
+                     "damaged checkpoint?", path, nm);
+  for (int c = 0; c < ns; c++)
+    if (!(m->std[c] > 0) || !isnormal(m->std[c]))
+      return cnn_error(CNN_ERR_PARSE, "%s: metadata 'std' value %d is %g, expected > 0: a "
+                       "damaged checkpoint?", path, c, m->std[c]);
   m->channels = nm;
   if (!(v = cnn_st_meta(f, "train"))) return bad(path, "train");
   CNN_TRY(parse_train(path, v, &m->tc));
+  if (m->epoch > m->tc.epochs) {
+    char val[32];
+    snprintf(val, sizeof val, "%d", m->epoch);
+    return out_of_range(path, "epoch", val, 1, 0, m->tc.epochs, "at most train.epochs");
+  }
   m->seed = m->tc.seed;
+  return CNN_OK;
+}
+
+cnn_status cli_meta_check_model(const char *path, const cli_meta *m, const cnn_net_info *info) {
+  if (m->channels != info->channels)
+    return cnn_error(CNN_ERR_PARSE, "%s: metadata 'mean'/'std' have %d channels, the model %d",
+                     path, m->channels, info->channels);
+  if (m->classes != info->classes)
+    return cnn_error(CNN_ERR_PARSE, "%s: metadata 'classes' names %d classes, the model has %d "
+                     "outputs", path, m->classes, info->classes);
   return CNN_OK;
 }
 

@@ -27,8 +27,11 @@ typedef struct cli_meta {
   uint64_t seed;             /* RNG state: all randomness is f(seed, epoch, step) */
 } cli_meta;
 
-/* read the metadata of a checkpoint (errors name the file and the key) */
+/* read the metadata of a checkpoint; every field is checked against the range
+ * cnn train can write (errors name the file and the key) */
 cnn_status cli_meta_read(const char *path, cli_meta *m);
+/* the metadata fits the model built from it: channels of mean/std, class names */
+cnn_status cli_meta_check_model(const char *path, const cli_meta *m, const cnn_net_info *info);
 /* the metadata as a JSON object of strings, for cnn_net_save (free() it) */
 char *cli_meta_json(const cli_meta *m);
 void cli_meta_free(cli_meta *m);

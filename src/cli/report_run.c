@@ -68,9 +68,12 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
                           "nesterov", "weight decay", "label smoothing", "batch", "epochs",
                           "seed", "augmentation", "normalisation mean", "normalisation std",
                           "steps", "data"};
-  snprintf(v[0], 64, "%s", opt[t->optimizer]);
+  /* the metadata was validated when read; still, nothing here indexes past a table */
+  if ((unsigned)t->optimizer < 3) snprintf(v[0], 64, "%s", opt[t->optimizer]);
+  else snprintf(v[0], 64, "%d", (int)t->optimizer);
   snprintf(v[1], 64, "%g", t->learning_rate);
-  snprintf(v[2], 64, "%s", sch[t->schedule]);
+  if ((unsigned)t->schedule < 5) snprintf(v[2], 64, "%s", sch[t->schedule]);
+  else snprintf(v[2], 64, "%d", (int)t->schedule);
   snprintf(v[3], 64, "%d", t->warmup_steps);
   snprintf(v[4], 64, "%g", t->momentum);
   snprintf(v[5], 64, "%d", t->nesterov);
@@ -106,7 +109,15 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   r.step_index = h.si;
   r.step_loss = h.sl;
   r.classes = classes;
-  r.class_names = (const char *const *)m->class_names;
+  /* one name per row of the confusion matrix: numbers where the metadata has none */
+  const char **names = calloc((size_t)(classes > 0 ? classes : 1), sizeof *names);
+  char (*numbers)[16] = calloc((size_t)(classes > 0 ? classes : 1), sizeof *numbers);
+  for (int i = 0; names && numbers && i < classes; i++) {
+    snprintf(numbers[i], sizeof numbers[i], "%d", i);
+    names[i] = m->class_names && i < m->classes && m->class_names[i] ? m->class_names[i]
+                                                                    : numbers[i];
+  }
+  r.class_names = names && numbers ? names : NULL;
   r.confusion = confusion;
   r.total_seconds = total;
   r.best_acc = m->best_acc;
@@ -114,6 +125,8 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   snprintf(path, sizeof path, "%s/report.html", dir);
   cnn_status st = cli_report_write(path, &r);
   free(summary);
+  free(names);
+  free(numbers);
   free(h.ep);
   free(h.si);
   free(h.sl);

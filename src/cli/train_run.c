@@ -1,6 +1,7 @@
 /* cnn train: set-up, the epoch loop, evaluation, checkpoints, metrics. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <math.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -286,6 +288,42 @@ static void trim_metrics(const char *path, int64_t max_step) {
   if (g && fclose(g) == 0) rename(tmp, path);
 }
 
+/* Before training: the run folder takes files (create and remove a probe) and
+ * has room for checkpoints: a write needs the new file next to the old one, so
+ * twice the bytes of one (parameters, statistics, optimizer state). Finding out
+ * at the first checkpoint would cost an epoch. */
+static cnn_status check_run_dir(run *r) {
+  const char *fix = r->o->resume ? "copy the checkpoint to another folder and resume from there"
+                                 : "choose another folder with --out";
+  char probe[1100];
+  snprintf(probe, sizeof probe, "%s/.cnn-probe.%ld", r->dir, (long)getpid());
+  errno = 0;
+  int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || write(fd, "cnn", 3) != 3) {
+    int err = errno ? errno : EIO;
+    if (fd >= 0) {
+      close(fd);
+      unlink(probe);
+    }
+    return cnn_error(CNN_ERR_IO, "the run folder %s is not writable (%s), and checkpoints, "
+                     "metrics and the report go there: %s", r->dir, strerror(err), fix);
+  }
+  close(fd);
+  unlink(probe);
+  double bytes = 4096; /* the header */
+  for (int i = 0; i < cnn_net_num_tensors(r->net); i++) {
+    cnn_param_desc d;
+    if (cnn_net_tensor_desc(r->net, i, &d) == CNN_OK) bytes += 4.0 * (double)d.count;
+  }
+  bytes += 4.0 * (double)r->info.num_params * cnn_net_opt_slots(r->net);
+  struct statvfs fs;
+  if (statvfs(r->dir, &fs) == 0 && (double)fs.f_bavail * fs.f_frsize < 2 * bytes)
+    return cnn_error(CNN_ERR_IO, "the run folder %s has %.1f MB free, but a checkpoint needs "
+                     "%.1f MB and writing one twice that: free some space or %s", r->dir,
+                     (double)fs.f_bavail * fs.f_frsize / 1e6, bytes / 1e6, fix);
+  return CNN_OK;
+}
+
 static cnn_status setup(run *r) {
   const train_opts *o = r->o;
   if (o->resume) {
@@ -302,6 +340,7 @@ static cnn_status setup(run *r) {
   }
   CNN_TRY(cnn_net_from_cfg_text(r->cfg_text, r->model_name, &r->net));
   CNN_TRY(cnn_net_info_get(r->net, &r->info));
+  if (o->resume) CNN_TRY(cli_meta_check_model(o->resume, &r->meta, &r->info));
   if (o->resume) r->tc = r->meta.tc;
   else CNN_TRY(cnn_net_train_config(r->net, &r->tc));
   if (!o->resume) CNN_TRY(cfg_data_keys(r));
@@ -345,6 +384,7 @@ static cnn_status setup(run *r) {
   r->meta.total_steps = total;
   CNN_TRY(cnn_net_set_step_count(r->net, cnn_net_step_count(r->net), total));
   CNN_TRY(pick_dir(r));
+  CNN_TRY(check_run_dir(r));
   return CNN_OK;
 }
 

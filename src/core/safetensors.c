@@ -6,14 +6,18 @@
 #include "core/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/error.h"
 
@@ -80,6 +84,45 @@ static char *st_strdup(const char *s) {
   char *d = malloc(n);
   if (d) memcpy(d, s, n);
   return d;
+}
+
+/* zlib's CRC-32 (IEEE 802.3, as gzip, PNG, Python's zlib.crc32): already linked
+ * for gzip'd datasets, fast, and reproducible by any other tool */
+static uint32_t st_crc32(uint32_t crc, const void *p, size_t n) {
+  return (uint32_t)crc32_z(crc, (const Bytef *)p, (z_size_t)n);
+}
+
+void cnn_st_checksum(const cnn_st_item *items, int n, char *out) {
+  uint32_t crc = st_crc32(0, NULL, 0);
+  for (int i = 0; i < n; i++)
+    if (items[i].nbytes && items[i].data) crc = st_crc32(crc, items[i].data, items[i].nbytes);
+  snprintf(out, CNN_ST_CHECKSUM_LEN, "crc32:%08x", (unsigned)crc);
+}
+
+/* a "crc32:" checksum in the metadata must match the data buffer; other
+ * algorithms (another tool's key) are not ours to check */
+static cnn_status st_verify_checksum(const char *path, size_t hlen, const cnn_st_file *f) {
+  const char *v = cnn_st_meta(f, CNN_ST_CHECKSUM_KEY);
+  if (!v || strncmp(v, "crc32:", 6) != 0) return CNN_OK;
+  unsigned want = 0;
+  int ok = strlen(v) == 14;
+  for (int i = 6; ok && i < 14; i++) {
+    char c = v[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    ok = d >= 0;
+    want = want << 4 | (unsigned)(d & 15);
+  }
+  if (!ok)
+    return cnn_error(CNN_ERR_PARSE, "%s: corrupt: the header's checksum '%.40s' is not "
+                     "crc32:<8 hex digits>", path, v);
+  uint32_t got = st_crc32(st_crc32(0, NULL, 0), f->data, f->data_len);
+  if (got != want)
+    return cnn_error(CNN_ERR_PARSE, "%s: corrupt: the tensor data (%zu bytes from byte offset "
+                     "%zu) has checksum crc32:%08x, the header records crc32:%08x; the file "
+                     "was damaged after it was written", path, f->data_len, 8 + hlen,
+                     (unsigned)got, want);
+  return CNN_OK;
 }
 
 /* File offset of the header entry for `key` (its quoted name), or -1: cJSON keeps
@@ -368,6 +411,7 @@ cnn_status cnn_st_read(const char *path, cnn_st_file *out) {
   hdr[hlen] = 0;
   st_ctx c = {path, hdr, (size_t)hlen};
   cnn_status s = st_parse_header(&c, out);
+  if (s == CNN_OK) s = st_verify_checksum(path, (size_t)hlen, out);
   free(hdr);
   if (s != CNN_OK) cnn_st_free(out);
   return s;
@@ -532,11 +576,63 @@ static void st_sync_dir(const char *path) {
   free(dir);
 }
 
+#define ST_STALE_GONE_S 60     /* a dead writer's temp file, untouched this long */
+#define ST_STALE_ANY_S 3600    /* any temp file untouched this long (its pid was reused) */
+
+/* Remove temp files that earlier writes of `path` left behind (a writer killed or
+ * out of power between creating "PATH.tmp.<pid>" and the rename). Only names of
+ * exactly that form for this PATH, regular files owned by us, not our own, and
+ * only when stale: the writing process is gone (checked on this machine; the 60 s
+ * margin spares a live writer in another pid namespace, which keeps its file's
+ * mtime fresh) or the file was not touched for an hour. Best effort. */
+static void st_remove_stale_temps(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dlen = slash ? (size_t)(slash - path) : 0, blen = strlen(base);
+  char *dir = malloc(dlen + 2), *full = malloc(strlen(path) + 40);
+  if (!dir || !full || !blen) {
+    free(dir);
+    free(full);
+    return;
+  }
+  if (!slash) strcpy(dir, ".");
+  else if (!dlen) strcpy(dir, "/");
+  else {
+    memcpy(dir, path, dlen);
+    dir[dlen] = 0;
+  }
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  time_t now = time(NULL);
+  while (d && (e = readdir(d)) != NULL) {
+    const char *nm = e->d_name;
+    if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, ".tmp.", 5) != 0) continue;
+    const char *digits = nm + blen + 5;
+    size_t nd = strspn(digits, "0123456789");
+    if (nd == 0 || nd > 9 || digits[nd] || digits[0] == '0') continue;
+    long pid = strtol(digits, NULL, 10);
+    if (pid == (long)getpid()) continue;
+    snprintf(full, strlen(path) + 40, "%s%s", path, nm + blen);
+    struct stat sb;
+    if (lstat(full, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) continue;
+    double age = difftime(now, sb.st_mtime);
+    int gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    if ((gone && age >= ST_STALE_GONE_S) || age >= ST_STALE_ANY_S) (void)unlink(full);
+  }
+  if (d) closedir(d);
+  free(dir);
+  free(full);
+}
+
 cnn_status cnn_st_write(const char *path, const cnn_st_item *items, int n,
                         const char *const *meta_keys, const char *const *meta_values,
                         int n_meta) {
-  if (!path || !path[0]) return cnn_error(CNN_ERR_ARG, "cnn_st_write: empty path");
+  if (!path || !path[0])
+    return cnn_error(CNN_ERR_ARG, "cannot write a safetensors file: the file name is empty");
   CNN_TRY(st_check_items(path, items, n, meta_keys, meta_values, n_meta));
+  st_remove_stale_temps(path);
+  struct stat prev;
+  int had_prev = stat(path, &prev) == 0; /* what a failure leaves behind */
   st_buf hdr = {0};
   cnn_status s = st_build_header(path, items, n, meta_keys, meta_values, n_meta, &hdr);
   if (s != CNN_OK) {
@@ -572,12 +668,14 @@ cnn_status cnn_st_write(const char *path, const cnn_st_item *items, int n,
     ok = 0;
     err = errno;
   }
+  const char *left = had_prev ? "; the previous file is left intact" : "; nothing was written";
   if (ok && rename(tmp, path) != 0) {
-    s = cnn_error(CNN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    s = cnn_error(CNN_ERR_IO, "%s: cannot rename %s over it: %s%s", path, tmp, strerror(errno),
+                  left);
     unlink(tmp);
   } else if (!ok) {
-    s = cnn_error(CNN_ERR_IO, "%s: writing temp file %s failed: %s (previous file left intact)",
-                  path, tmp, strerror(err));
+    s = cnn_error(CNN_ERR_IO, "%s: writing temp file %s failed: %s%s", path, tmp, strerror(err),
+                  left);
     unlink(tmp);
   } else {
     st_sync_dir(path);

@@ -2,7 +2,13 @@
  * JSON header ({"__metadata__": {str: str}, "name": {"dtype", "shape",
  * "data_offsets": [begin, end]}, ...}), then the data buffer; offsets are relative
  * to the buffer start. Reading validates the whole header; writing is atomic
- * (temp file, fsync, rename), so a checkpoint already on disk is never lost. */
+ * (temp file, fsync, rename), so a checkpoint already on disk is never lost.
+ *
+ * Integrity: a writer may record a checksum of the data buffer in the metadata,
+ * "checksum": "crc32:<8 lowercase hex digits>" (zlib's CRC-32, the one of gzip,
+ * PNG and Python's zlib.crc32, over the data buffer's bytes). The reader checks
+ * it when present and reports a mismatch as corruption; files without one (other
+ * tools, older files) and checksums of other algorithms are read unchecked. */
 #ifndef CNN_SAFETENSORS_H
 #define CNN_SAFETENSORS_H
 
@@ -52,8 +58,18 @@ typedef struct cnn_st_item {
   size_t nbytes;                  /* must equal prod(shape) * dtype size */
 } cnn_st_item;
 
+#define CNN_ST_CHECKSUM_KEY "checksum"
+#define CNN_ST_CHECKSUM_LEN 16 /* "crc32:" + 8 hex digits + NUL */
+
+/* The checksum value of the data buffer cnn_st_write would write for these items
+ * (their bytes in order), as "crc32:xxxxxxxx", into out[CNN_ST_CHECKSUM_LEN]. */
+void cnn_st_checksum(const cnn_st_item *items, int n, char *out);
+
 /* Write items in the given order. Goes to "PATH.tmp.<pid>", then fflush + fsync +
- * rename over PATH; on any error the temp file is removed and PATH is untouched. */
+ * rename over PATH; on any error the temp file is removed and PATH is untouched.
+ * Before writing, stale temp files of earlier writes of PATH are removed: only
+ * regular files of ours named exactly "PATH.tmp.<pid>" whose writer is gone (no
+ * such process) or that were not touched for an hour (a reused pid). */
 cnn_status cnn_st_write(const char *path, const cnn_st_item *items, int n,
                         const char *const *meta_keys, const char *const *meta_values,
                         int n_meta);
