@@ -30,10 +30,10 @@ cnn_status cnn_net_bind_data(cnn_net *net, const void *loader_config) {
   const cnn_loader_config *cfg = loader_config;
   if (!net || !cfg || !cfg->data) return cnn_error(CNN_ERR_ARG, "cnn_net_bind_data: NULL argument");
   if (!net->built || net->mode != CNN_MODE_TRAIN)
-    return cnn_error(CNN_ERR_ARG, "cnn_net_bind_data: the net must be built for training");
+    return cnn_error(CNN_ERR_ARG, "binding a training set needs a net built for training");
   const cnn_dataset *ds = cfg->data;
   if (ds->n < 1 || !ds->images || !ds->labels)
-    return cnn_error(CNN_ERR_ARG, "cnn_net_bind_data: the dataset is empty");
+    return cnn_error(CNN_ERR_ARG, "the training set to bind has no images");
   if (ds->h != net->in_h || ds->w != net->in_w || ds->c != net->in_c || cfg->channels != ds->c)
     return cnn_error(CNN_ERR_SHAPE, "the dataset's images are %dx%dx%d, the net takes %dx%dx%d",
                      ds->h, ds->w, ds->c, net->in_h, net->in_w, net->in_c);
