@@ -28,8 +28,7 @@ static const char *cfg =
     "[connected]\noutput=5\nactivation=linear\n[softmax]\n";
 
 int main(void) {
-  if (!cnn_have_cuda()) tu_skip("this build has no CUDA backend");
-  if (cnn_cuda_device_count() == 0) tu_skip("no CUDA device visible");
+  tu_need_cuda(); /* skips (77) without a usable GPU, says why */
   enum { N = 16, PER = 12 * 12 * 3, STEPS = 30 };
   float *x = malloc(sizeof(float) * N * PER);
   int32_t y[N];

@@ -13,8 +13,7 @@
 int main(void) {
   /* before any CUDA call: keep cuBLAS / cuDNN from using TF32 behind our back */
   setenv("NVIDIA_TF32_OVERRIDE", "0", 1);
-  if (!cnn_have_cuda()) tu_skip("this build of cnn has no CUDA backend");
-  if (cnn_cuda_device_count() == 0) tu_skip("no CUDA device visible");
+  tu_need_cuda(); /* skips (77) without a usable GPU, says why */
 
   cnn_backend *gpu = NULL, *ref = NULL;
   CHECK_OK(cnn_backend_ref_create(&ref));

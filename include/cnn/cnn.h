@@ -31,7 +31,13 @@ const char *cnn_status_name(cnn_status s);
 /* ---- backends ---------------------------------------------------------- */
 typedef struct cnn_backend cnn_backend;
 
-/* name: "ref" (plain reference loops), "cpu" (OpenBLAS + OpenMP), "cuda". */
+/* name: "ref" (plain reference loops), "cpu" (OpenBLAS + OpenMP), "cuda".
+ * "cuda" lives in the module libcnn_cuda.so, which libcnn loads (dlopen) on first
+ * need: from $CNN_CUDA_MODULE (a full path; when set, the only place looked), else
+ * libcnn's own directory, the program's, the configured install lib dir, the library
+ * search path. libcnn itself links no CUDA library. Without the module, the CUDA libraries
+ * or a device, creating "cuda" fails with CNN_UNSUPPORTED and cnn_last_error()
+ * says why (e.g. the loader's "libcudart.so.13: cannot open shared object file"). */
 cnn_status cnn_backend_create(const char *name, cnn_backend **out);
 void cnn_backend_destroy(cnn_backend *b);
 const char *cnn_backend_name(const cnn_backend *b);
@@ -40,10 +46,15 @@ const char *cnn_backend_name(const cnn_backend *b);
  * NULL on failure. */
 void *cnn_host_alloc(void *b, size_t bytes);
 void cnn_host_free(void *b, void *p);
-/* 1 if the CUDA backend was compiled into this library. */
+/* 1 if this build of cnn includes the CUDA backend (libcnn_cuda.so was built with
+ * this libcnn). It does not load the module, so it does not say that the module or
+ * a GPU is usable here: cnn_cuda_device_count() does. */
 int cnn_have_cuda(void);
 
-/* CUDA devices visible to this process (0 without a GPU or without CUDA). */
+/* CUDA devices visible to this process. Loads the CUDA module on first call (see
+ * cnn_backend_create). 0 when none is usable; cnn_last_error() then says why: no
+ * CUDA in this build, the module or the CUDA libraries it needs could not be
+ * loaded (with the loader's message), or the CUDA runtime found no device. */
 typedef struct cnn_device_info {
   char name[256];
   int cc_major, cc_minor;   /* compute capability */

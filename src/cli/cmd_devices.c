@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "backend/cuda/cuda_module.h"
 #include "cli/cli.h"
 #include "cnn/cnn.h"
 
@@ -18,7 +19,10 @@ static void help(FILE *f) {
           "usage: cnn devices [--json]\n\n"
           "Lists the CPU (model, logical cores, OpenMP threads, SIMD extensions) and every\n"
           "CUDA GPU (name, compute capability, SMs, memory, L2, shared memory per block,\n"
-          "clock, memory bus width).\n\n"
+          "clock, memory bus width). Without a GPU it says why none is usable: no CUDA\n"
+          "in this build, the CUDA module libcnn_cuda.so or the CUDA libraries it needs\n"
+          "could not be loaded (set CNN_CUDA_MODULE to the module's path), or the CUDA\n"
+          "runtime found no device.\n\n"
           "  --json   print one JSON object with the same fields\n");
 }
 
@@ -123,12 +127,13 @@ static int cli_devices_text(const cli_cpu *c) {
   printf("%s\n", any ? "" : " (none detected)");
 
   int n = cnn_cuda_device_count();
-  if (n <= 0) {
-    printf("\nno CUDA GPU found%s\n",
-           cnn_have_cuda() ? " (this build has CUDA)"
-                           : " (this build has no CUDA backend: rebuild with nvcc and CNN_CUDA=ON)");
+  if (n <= 0) { /* the CPU is all there is; say why (cnn_cuda_device_count's message) */
+    printf("\nno CUDA GPU: %s\n", cnn_last_error());
+    if (!cnn_have_cuda()) printf("  (rebuild with nvcc and CNN_CUDA=ON for the CUDA backend)\n");
     return 0;
   }
+  const char *module = NULL;
+  if (cnn_cuda_module_loaded(&module)) printf("\nCUDA module  %s\n", module);
   for (int i = 0; i < n; i++) {
     cnn_device_info d;
     if (cnn_cuda_device_info(i, &d) != CNN_OK) {
@@ -169,9 +174,18 @@ static int cli_devices_json(const cli_cpu *c) {
       cJSON_AddBoolToObject(simd, simd_names[i], has);
   }
   cJSON_AddBoolToObject(root, "cuda_built", cnn_have_cuda());
+  int n = cnn_cuda_device_count();
+  if (n <= 0) /* why no GPU is usable */
+    cJSON_AddStringToObject(root, "cuda_error", cnn_last_error());
+  else
+    cJSON_AddNullToObject(root, "cuda_error");
+  const char *module = NULL;
+  if (cnn_cuda_module_loaded(&module))
+    cJSON_AddStringToObject(root, "cuda_module", module);
+  else
+    cJSON_AddNullToObject(root, "cuda_module");
   gpus = cJSON_AddArrayToObject(root, "gpus");
   if (!gpus) goto nomem;
-  int n = cnn_cuda_device_count();
   for (int i = 0; i < n; i++) {
     cJSON *g = cJSON_CreateObject();
     if (!g) goto nomem;

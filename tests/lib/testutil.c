@@ -3,7 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "backend/cuda/cuda_module.h"
+#include "cnn/cnn.h"
 #include "core/rng.h"
 
 int tu_failures = 0;
@@ -105,4 +108,17 @@ const char *tu_source_path(const char *rel, char *buf, size_t n) {
   if (!root) root = ".";
   snprintf(buf, n, "%s/%s", root, rel);
   return buf;
+}
+
+void tu_need_cuda(void) {
+  const char *why, *where = NULL;
+  if (!cnn_have_cuda()) tu_skip("this build of cnn has no CUDA backend");
+  if (cnn_cuda_device_count() > 0) return;
+  why = cnn_last_error();
+  if (!cnn_cuda_module_loaded(&where) && access("/dev/nvidiactl", F_OK) == 0) {
+    fprintf(stderr, "FAIL: this machine has an NVIDIA driver but the CUDA module did not load: %s\n",
+            where);
+    exit(1);
+  }
+  tu_skip(why);
 }

@@ -55,6 +55,11 @@ void tu_bn_off_kink(float *x, size_t rows, int c, const float *gamma, const floa
 int tu_finish(const char *name);
 /* exit 77 (ctest SKIP) with a reason */
 void tu_skip(const char *why);
+/* For the GPU tests: return if a CUDA device is usable; else skip (77) with the
+ * reason, except that a machine with an NVIDIA driver (/dev/nvidiactl) where the
+ * CUDA module libcnn_cuda.so does not load fails (exit 1): a broken module must not
+ * pass as "no GPU". */
+void tu_need_cuda(void);
 /* path of a file under the source tree ($CNN_SOURCE_DIR or the compile-time one) */
 const char *tu_source_path(const char *rel, char *buf, size_t n);
 
