@@ -64,6 +64,36 @@ static cnn_status idx_read(idx_file *f, void *buf, uint64_t n, const char *what)
   return CNN_OK;
 }
 
+/* Read the n bytes of `what` into a buffer that grows as data arrives (at most
+ * doubling), so a header that promises more than the file holds costs no more
+ * memory than the file's real data: a 56-byte file claiming 19 GB of images must
+ * fail as truncated, not allocate 19 GB first. *out is malloc'd. */
+static cnn_status idx_read_grow(idx_file *f, uint64_t n, const char *what, uint8_t **out) {
+  uint64_t cap = n < (1u << 20) ? n : (1u << 20), done = 0;
+  uint8_t *buf = malloc(cap ? cap : 1);
+  cnn_status s = buf ? CNN_OK : cnn_error(CNN_ERR_NOMEM, "%s: out of memory", f->path);
+  while (s == CNN_OK && done < n) {
+    if (done == cap) {
+      cap = cap * 2 < n ? cap * 2 : n;
+      uint8_t *p = realloc(buf, cap);
+      if (!p) {
+        s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %llu bytes of %s", f->path,
+                      (unsigned long long)cap, what);
+        break;
+      }
+      buf = p;
+    }
+    s = idx_read(f, buf + done, cap - done, what);
+    done = cap;
+  }
+  if (s != CNN_OK) {
+    free(buf);
+    buf = NULL;
+  }
+  *out = buf;
+  return s;
+}
+
 /* magic and dims; checks the magic against `want` */
 static cnn_status idx_header(idx_file *f, uint32_t want, uint32_t *dims, int ndim) {
   uint8_t b[4 * 4];
@@ -134,16 +164,13 @@ cnn_status cnn_dataset_load_idx(const char *images_path, const char *labels_path
     out->w = (int)idims[2];
     out->c = 1;
     size_t bytes = (size_t)out->n * (size_t)out->h * (size_t)out->w;
-    out->images = malloc(bytes);
-    out->labels = malloc((size_t)out->n * sizeof *out->labels);
-    uint8_t *lab = malloc((size_t)out->n);
-    if (!out->images || !out->labels || !lab)
-      s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %zu bytes of images", images_path,
-                    bytes);
-    if (s == CNN_OK) s = idx_read(&fi, out->images, bytes, "image data");
+    uint8_t *lab = NULL;
+    s = idx_read_grow(&fi, bytes, "image data", &out->images);
     if (s == CNN_OK) s = idx_expect_end(&fi);
-    if (s == CNN_OK) s = idx_read(&fl, lab, (uint64_t)out->n, "label data");
+    if (s == CNN_OK) s = idx_read_grow(&fl, (uint64_t)out->n, "label data", &lab);
     if (s == CNN_OK) s = idx_expect_end(&fl);
+    if (s == CNN_OK && !(out->labels = malloc((size_t)out->n * sizeof *out->labels)))
+      s = cnn_error(CNN_ERR_NOMEM, "%s: out of memory for %d labels", labels_path, out->n);
     if (s == CNN_OK) {
       int maxl = 0;
       for (int i = 0; i < out->n; i++) {
