@@ -135,6 +135,55 @@ static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t 
   return 18 + hd[0] + cmap + w * h * ((hd[16] + 7u) / 8);
 }
 
+/* Guards for header bugs of Debian's stb_image 2.27 (fixed in 2.28), checked before
+ * stb sees the file: a JPEG Huffman table (DHT) declaring more than 256 codes makes
+ * stb write past its table; a PNM dimension of 10+ digits overflows stb's int
+ * parser. Both are corrupt files; 0 when the file passes (or is another format). */
+static int jpeg_bad_dht(FILE *f) {
+  uint8_t m[4];
+  if (fseek(f, 2, SEEK_SET) != 0) return 0; /* after SOI */
+  while (fread(m, 1, 4, f) == 4) {
+    if (m[0] != 0xFF) return 0;             /* not a marker: stb will refuse it */
+    if (m[1] == 0xDA || m[1] == 0xD9) return 0; /* scan data or end: tables are done */
+    long len = (long)(m[2] << 8 | m[3]) - 2;
+    if (len < 0) return 0;
+    if (m[1] != 0xC4) {
+      if (fseek(f, len, SEEK_CUR) != 0) return 0;
+      continue;
+    }
+    while (len >= 17) { /* one or more tables: class/id, 16 counts, then the codes */
+      uint8_t t[17];
+      if (fread(t, 1, 17, f) != 17) return 0;
+      long sum = 0;
+      for (int i = 1; i < 17; i++) sum += t[i];
+      if (sum > 256) return 1;
+      if (fseek(f, sum, SEEK_CUR) != 0) return 0;
+      len -= 17 + sum;
+    }
+    if (len > 0 && fseek(f, len, SEEK_CUR) != 0) return 0;
+  }
+  return 0;
+}
+
+static int pnm_bad_header(const uint8_t *hd, size_t n) {
+  if (n < 2 || hd[0] != 'P' || (hd[1] != '5' && hd[1] != '6')) return 0;
+  size_t i = 2;
+  for (int field = 0; field < 3; field++) { /* width, height, maxval */
+    while (i < n && (hd[i] == ' ' || hd[i] == '\t' || hd[i] == '\n' || hd[i] == '\r' ||
+                     hd[i] == '\v' || hd[i] == '\f' || hd[i] == '#')) {
+      if (hd[i] == '#')
+        while (i < n && hd[i] != '\n' && hd[i] != '\r') i++;
+      else
+        i++;
+    }
+    int digits = 0;
+    while (i < n && hd[i] >= '0' && hd[i] <= '9') i++, digits++;
+    if (digits > 9) return 1;
+    if (i >= n) return 0; /* header longer than we looked at: the digits so far were fine */
+  }
+  return 0;
+}
+
 /* Opens path and checks its header before anything is decoded: a size of at least
  * 1x1 and at most max_pixels, and a file long enough for it where the format says
  * how long that is. *fp is left at the start of the file. */
@@ -142,12 +191,17 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
   if (max_pixels <= 0) max_pixels = CNN_IMAGE_MAX_PIXELS;
   FILE *f = *fp = fopen(path, "rb");
   if (!f) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  uint8_t hd[64];
+  uint8_t hd[1024];
   size_t n = fread(hd, 1, sizeof hd, f);
   struct stat st;
   int ic = 0;
   cnn_status s = CNN_OK;
-  if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
+  if (n >= 2 && hd[0] == 0xFF && hd[1] == 0xD8 && jpeg_bad_dht(f))
+    s = cnn_error(CNN_ERR_PARSE, "%s: corrupt JPEG: a Huffman table declares more than 256 codes",
+                  path);
+  else if (pnm_bad_header(hd, n))
+    s = cnn_error(CNN_ERR_PARSE, "%s: corrupt PNM header: a size of 10 or more digits", path);
+  else if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
     s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
   else if (!stbi_info_from_file(f, iw, ih, &ic))
     s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
