@@ -1,7 +1,9 @@
 /* Replays every file of tests/fuzz/corpus/<target>/ and tests/fuzz/regress/<target>/
  * (every input that ever crashed a fuzz harness) through the harnesses' own target
  * functions (tests/fuzz/targets.c), without libFuzzer: a normal ctest program, run
- * under ASan+UBSan by `make sanitize`. Each file must be accepted or refused cleanly. */
+ * under ASan+UBSan by `make sanitize`. Each file must be accepted or refused cleanly.
+ * CNN_FUZZ_SLOW=1 also replays tests/fuzz/slow/<target>/ (inputs that timed out or ran
+ * out of memory: seconds each, or gigabytes, until fixed). */
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
@@ -94,8 +96,14 @@ int main(void) {
     CHECK(seeds > 0, "no seed inputs in %s", dir);
     snprintf(rel, sizeof rel, "tests/fuzz/regress/%s", ft->name);
     int regress = replay_dir(ft->name, ft->fn, tu_source_path(rel, dir, sizeof dir));
-    printf("%-10s %4d seeds, %3d regression inputs replayed\n", ft->name, seeds, regress);
-    total += seeds + regress;
+    int slow = 0;
+    if (getenv("CNN_FUZZ_SLOW") && *getenv("CNN_FUZZ_SLOW") == '1') {
+      snprintf(rel, sizeof rel, "tests/fuzz/slow/%s", ft->name);
+      slow = replay_dir(ft->name, ft->fn, tu_source_path(rel, dir, sizeof dir));
+    }
+    printf("%-10s %4d seeds, %3d regression inputs, %d slow ones replayed\n", ft->name, seeds,
+           regress, slow);
+    total += seeds + regress + slow;
   }
   CHECK(total > 0, "nothing replayed");
   cnn_fuzz_cleanup();

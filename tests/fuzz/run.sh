@@ -2,9 +2,11 @@
 # Runs the libFuzzer harnesses of a CNN_FUZZ build: run.sh BUILD_DIR SECONDS [TARGET...]
 # (default: every fuzz_* harness in BUILD_DIR). Each runs SECONDS on its seeds
 # (tests/fuzz/corpus/<target>, read only) plus what earlier runs found
-# (BUILD_DIR/corpus/<target>, where new inputs go). A crash, leak, timeout or
-# out-of-memory input is written to tests/fuzz/regress/<target>/ and the target
-# fails; the log is BUILD_DIR/fuzz-<target>.log. Exit status: 1 if any target failed.
+# (BUILD_DIR/corpus/<target>, where new inputs go). An input that crashes or leaks
+# is written to tests/fuzz/regress/<target>/, one that times out or runs out of
+# memory to tests/fuzz/slow/<target>/ (not replayed by default: too slow until
+# fixed), and the target fails; the log is BUILD_DIR/fuzz-<target>.log.
+# Exit status: 1 if any target failed.
 # FUZZ_FLAGS: more libFuzzer flags (they override the ones below), e.g. "-jobs=2".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,9 +26,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "$build/corpus/$t" "tests/fuzz/regress/$t"
+  mkdir -p "$build/corpus/$t" "tests/fuzz/regress/$t" "tests/fuzz/slow/$t"
   log="$build/fuzz-$t.log"
-  before=$(ls "tests/fuzz/regress/$t" | wc -l)
+  before=$(find "tests/fuzz/regress/$t" "tests/fuzz/slow/$t" -type f | wc -l)
   # -timeout: an input taking 10 s is a hang; -rss_limit_mb/-malloc_limit_mb: a
   # file that makes the library allocate over 2 GiB is a finding
   "$build/fuzz_$t" "$build/corpus/$t" "tests/fuzz/corpus/$t" -max_total_time="$secs" \
@@ -36,10 +38,14 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
   corpus=$(ls "$build/corpus/$t" | wc -l)
-  after=$(ls "tests/fuzz/regress/$t" | wc -l)
+  for f in "tests/fuzz/regress/$t"/oom-* "tests/fuzz/regress/$t"/timeout-* \
+           "tests/fuzz/regress/$t"/slow-unit-*; do
+    [ -e "$f" ] && mv "$f" "tests/fuzz/slow/$t/"
+  done
+  after=$(find "tests/fuzz/regress/$t" "tests/fuzz/slow/$t" -type f | wc -l)
   if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
     failed=1
-    echo "fuzz $t: FAILED after ${execs:-?} runs ($cov): new input(s) in tests/fuzz/regress/$t/, log $log"
+    echo "fuzz $t: FAILED after ${execs:-?} runs ($cov): new input(s) in tests/fuzz/{regress,slow}/$t/, log $log"
     grep -m1 -A12 -E '^==[0-9]+==ERROR|runtime error|cnn fuzz:|ERROR: libFuzzer' "$log" | sed 's/^/  /'
   else
     echo "fuzz $t: ok, ${execs:-?} runs in ${secs}s, $cov, $corpus new corpus inputs"
