@@ -38,8 +38,8 @@ sanitize: setup
 # libFuzzer: builds the harnesses (clang, ASan + UBSan, in build-fuzz) and runs each
 # for FUZZ_SECONDS on tests/fuzz/corpus/<target> (new inputs go to
 # build-fuzz/corpus/<target>); a crashing input is written to
-# tests/fuzz/regress/<target>/ (commit it: test_fuzz_regress replays it) and fails
-# the target. FUZZ_TARGETS picks some: make fuzz FUZZ_TARGETS="cfg idx"; FUZZ_FLAGS
+# tests/fuzz/regress/<target>/ (commit it: test_fuzz_regress replays it), one that
+# times out or runs out of memory to tests/fuzz/slow/<target>/, and the target fails. FUZZ_TARGETS picks some: make fuzz FUZZ_TARGETS="cfg idx"; FUZZ_FLAGS
 # adds libFuzzer flags.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
