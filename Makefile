@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test test-gpu install clean train
+.PHONY: all setup configure build test test-gpu install clean train sanitize fuzz
 
 all: build
 
@@ -24,11 +24,37 @@ test: build
 test-gpu: build
 	cd $(BUILD) && ctest -L gpu --output-on-failure
 
+# The test suite built with gcc's AddressSanitizer + UndefinedBehaviorSanitizer
+# (its own build folder, no CUDA); any memory error, leak or UB fails the test.
+SAN_BUILD ?= build-asan
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: setup
+	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Release -DCNN_SANITIZE=ON -DCNN_CUDA=OFF \
+	  $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(SAN_BUILD) -j$(JOBS) -- --no-print-directory
+	cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j$(JOBS)
+
+# libFuzzer: builds the harnesses (clang, ASan + UBSan, in build-fuzz) and runs each
+# for FUZZ_SECONDS on tests/fuzz/corpus/<target> (new inputs go to
+# build-fuzz/corpus/<target>); a crashing input is written to
+# tests/fuzz/regress/<target>/ (commit it: test_fuzz_regress replays it), one that
+# times out or runs out of memory to tests/fuzz/slow/<target>/, and the target fails. FUZZ_TARGETS picks some: make fuzz FUZZ_TARGETS="cfg idx"; FUZZ_FLAGS
+# adds libFuzzer flags.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: setup
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
+	  -DCNN_FUZZ=ON -DCNN_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers -- --no-print-directory
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
 
 # Trains the default model on Fashion-MNIST on the best device found: resnet9 on a
 # CUDA GPU; on a CPU-only machine the smaller fashion model (see models/fashion.cfg).

@@ -2,9 +2,12 @@
 # Installs the Debian packages cnn needs that are missing; quick when none are.
 # The CUDA toolkit is not a Debian package here: the CUDA backend is built when
 # nvcc is found (PATH or /usr/local/cuda/bin) and skipped otherwise.
+# For `make fuzz` and `make sanitize`: clang, its libFuzzer and sanitizer runtimes
+# (libclang-rt-14-dev: clang does not pull it in with --no-install-recommends), its
+# OpenMP (libomp-dev) and llvm (llvm-symbolizer, for readable sanitizer stacks).
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libcjson-dev libstb-dev
-      dataset-fashion-mnist)
+      dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev llvm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
