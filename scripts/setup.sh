@@ -6,7 +6,7 @@
 # (libclang-rt-14-dev: clang does not pull it in with --no-install-recommends), its
 # OpenMP (libomp-dev) and llvm (llvm-symbolizer, for readable sanitizer stacks).
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config zlib1g-dev libopenblas-dev libcjson-dev libstb-dev
+pkgs=(cmake make gcc pkg-config zlib1g-dev libjpeg-dev libopenblas-dev libcjson-dev libstb-dev
       dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev llvm)
 missing=()
 for p in "${pkgs[@]}"; do

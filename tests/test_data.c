@@ -450,6 +450,54 @@ static void test_folder(void) {
 
 /* Hostile image files: empty or huge sizes in the header, pixel data missing.
  * Each is refused with a message naming the file, before anything is decoded. */
+/* JPEG goes through libjpeg-turbo (stb is built without it): the 16x16 test image
+ * decodes in every channel count, close to the lossless PNG of the same picture
+ * (JPEG is lossy: a mean absolute difference of a few levels), and corrupt JPEGs
+ * are refused with the file named. */
+static void test_jpeg(void) {
+  char pj[512], pp[512];
+  tu_source_path("tests/fuzz/corpus/image/python.jpg", pj, sizeof pj);
+  tu_source_path("tests/fuzz/corpus/image/python.png", pp, sizeof pp);
+  for (int c = 1; c <= 4; c++) {
+    uint8_t a[16 * 16 * 4], b[16 * 16 * 4];
+    CHECK_OK(cnn_image_load(pj, 16, 16, c, a));
+    CHECK_OK(cnn_image_load(pp, 16, 16, c, b));
+    double diff = 0; /* colour channels only: the PNG's alpha is its own */
+    int colour = c == 2 || c == 4 ? c - 1 : c;
+    for (int i = 0; i < 16 * 16; i++)
+      for (int k = 0; k < colour; k++) diff += abs((int)a[i * c + k] - (int)b[i * c + k]);
+    diff /= 16 * 16 * colour;
+    CHECK(diff < 12, "JPEG vs PNG of the same picture, %d channels: mean difference %.2f levels",
+          c, diff);
+    if (c == 2 || c == 4) {
+      int opaque = 1;
+      for (int i = 0; i < 16 * 16; i++) opaque &= a[i * c + c - 1] == 255;
+      CHECK(opaque, "a JPEG's alpha channel is opaque (%d channels)", c);
+    }
+  }
+  /* a truncated JPEG and one whose Huffman table overflows stb 2.27 */
+  char bad[512], path[600];
+  tu_source_path("tests/fuzz/regress/image/crash-jpeg-huffman-oob", bad, sizeof bad);
+  uint8_t img[16 * 16 * 3];
+  cnn_status st = cnn_image_load(bad, 16, 16, 3, img);
+  CHECK(st != CNN_OK && strstr(cnn_last_error(), "crash-jpeg-huffman-oob"),
+        "a corrupt JPEG is refused naming the file: %s", cnn_last_error());
+  snprintf(path, sizeof path, "%s/short.jpg", tmpdir);
+  FILE *in = fopen(pj, "rb"), *out = fopen(path, "wb");
+  CHECK(in && out, "copy a truncated JPEG");
+  if (in && out) {
+    uint8_t buf[200];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fwrite(buf, 1, n, out);
+  }
+  if (in) fclose(in);
+  if (out) fclose(out);
+  st = cnn_image_load(path, 16, 16, 3, img);
+  CHECK(st == CNN_OK || strstr(cnn_last_error(), "short.jpg"),
+        "a truncated JPEG decodes (libjpeg fills the rest) or is refused naming the file: %s",
+        cnn_last_error());
+}
+
 static void test_bad_images(void) {
   char p[256], p2[256], dir[256], spec[300];
   uint8_t out[8 * 8 * 3];
@@ -650,6 +698,7 @@ int main(void) {
   test_cifar();
   test_folder();
   test_bad_images();
+  test_jpeg();
   test_split();
   test_fashion();
   nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #define STBIDEF static __attribute__((unused))
 #define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_JPEG /* JPEG goes through libjpeg-turbo: see jpeg.c */
 #define STB_IMAGE_WRITE_STATIC
 #define STBIWDEF static __attribute__((unused))
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -16,6 +17,8 @@
 #include <stb_image.h>
 #include <stb_image_resize.h>
 #include <stb_image_write.h>
+
+#include "data/jpeg.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -135,36 +138,10 @@ static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t 
   return 18 + hd[0] + cmap + w * h * ((hd[16] + 7u) / 8);
 }
 
-/* Guards for header bugs of Debian's stb_image 2.27 (fixed in 2.28), checked before
- * stb sees the file: a JPEG Huffman table (DHT) declaring more than 256 codes makes
- * stb write past its table; a PNM dimension of 10+ digits overflows stb's int
- * parser. Both are corrupt files; 0 when the file passes (or is another format). */
-static int jpeg_bad_dht(FILE *f) {
-  uint8_t m[4];
-  if (fseek(f, 2, SEEK_SET) != 0) return 0; /* after SOI */
-  while (fread(m, 1, 4, f) == 4) {
-    if (m[0] != 0xFF) return 0;             /* not a marker: stb will refuse it */
-    if (m[1] == 0xDA || m[1] == 0xD9) return 0; /* scan data or end: tables are done */
-    long len = (long)(m[2] << 8 | m[3]) - 2;
-    if (len < 0) return 0;
-    if (m[1] != 0xC4) {
-      if (fseek(f, len, SEEK_CUR) != 0) return 0;
-      continue;
-    }
-    while (len >= 17) { /* one or more tables: class/id, 16 counts, then the codes */
-      uint8_t t[17];
-      if (fread(t, 1, 17, f) != 17) return 0;
-      long sum = 0;
-      for (int i = 1; i < 17; i++) sum += t[i];
-      if (sum > 256) return 1;
-      if (fseek(f, sum, SEEK_CUR) != 0) return 0;
-      len -= 17 + sum;
-    }
-    if (len > 0 && fseek(f, len, SEEK_CUR) != 0) return 0;
-  }
-  return 0;
-}
-
+/* A guard for a header bug of Debian's stb_image 2.27 (fixed in 2.28), checked before
+ * stb sees the file: a PNM dimension of 10+ digits overflows stb's int parser (a
+ * corrupt file either way). 1 when the header is bad. (JPEG, where 2.27 has a worse
+ * bug, does not go through stb at all: see jpeg.c.) */
 static int pnm_bad_header(const uint8_t *hd, size_t n) {
   if (n < 2 || hd[0] != 'P' || (hd[1] != '5' && hd[1] != '6')) return 0;
   size_t i = 2;
@@ -187,7 +164,8 @@ static int pnm_bad_header(const uint8_t *hd, size_t n) {
 /* Opens path and checks its header before anything is decoded: a size of at least
  * 1x1 and at most max_pixels, and a file long enough for it where the format says
  * how long that is. *fp is left at the start of the file. */
-static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, int *iw, int *ih) {
+static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, int *iw, int *ih,
+                             int *jpeg) {
   if (max_pixels <= 0) max_pixels = CNN_IMAGE_MAX_PIXELS;
   FILE *f = *fp = fopen(path, "rb");
   if (!f) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -196,18 +174,19 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
   struct stat st;
   int ic = 0;
   cnn_status s = CNN_OK;
-  if (n >= 2 && hd[0] == 0xFF && hd[1] == 0xD8 && jpeg_bad_dht(f))
-    s = cnn_error(CNN_ERR_PARSE, "%s: corrupt JPEG: a Huffman table declares more than 256 codes",
-                  path);
-  else if (pnm_bad_header(hd, n))
+  if (pnm_bad_header(hd, n))
     s = cnn_error(CNN_ERR_PARSE, "%s: corrupt PNM header: a size of 10 or more digits", path);
   else if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
     s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-  else if (!stbi_info_from_file(f, iw, ih, &ic))
+  else if ((*jpeg = cnn_jpeg_is(hd, n))) {
+    s = cnn_jpeg_info(f, path, iw, ih);
+    if (s == CNN_OK && fseek(f, 0, SEEK_SET) != 0)
+      s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+  } else if (!stbi_info_from_file(f, iw, ih, &ic))
     s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
-  else if (*iw < 1 || *ih < 1)
+  if (s == CNN_OK && (*iw < 1 || *ih < 1))
     s = cnn_error(CNN_ERR_PARSE, "%s: the header gives an empty %dx%d image", path, *iw, *ih);
-  else if ((int64_t)*iw * *ih > max_pixels)
+  else if (s == CNN_OK && (int64_t)*iw * *ih > max_pixels)
     s = cnn_error(CNN_ERR_ARG, "%s: the header gives a %dx%d image (%lld pixels), over the "
                   "limit of %lld pixels per image (--max-pixels of cnn train, eval and predict raises it)",
                   path, *iw, *ih, (long long)*iw * *ih, (long long)max_pixels);
@@ -231,12 +210,18 @@ cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t m
   CNN_TRY(check_dims(path, h, w, c));
   FILE *fp;
   int iw = 0, ih = 0, ic = 0, hw = 0, hh = 0;
-  CNN_TRY(open_image(path, max_pixels, &fp, &hw, &hh));
-  uint8_t *img = stbi_load_from_file(fp, &iw, &ih, &ic, c);
-  fclose(fp);
-  if (!img)
-    return cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
+  int jpeg = 0;
+  CNN_TRY(open_image(path, max_pixels, &fp, &hw, &hh, &jpeg));
+  uint8_t *img = NULL;
   cnn_status s = CNN_OK;
+  if (jpeg) {
+    s = cnn_jpeg_load(fp, path, c, max_pixels > 0 ? max_pixels : CNN_IMAGE_MAX_PIXELS, &iw, &ih,
+                      &img);
+  } else if (!(img = stbi_load_from_file(fp, &iw, &ih, &ic, c))) {
+    s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
+  }
+  fclose(fp);
+  if (s != CNN_OK) return s;
   if (iw != hw || ih != hh) /* the decoder disagrees with the header it was checked by */
     s = cnn_error(CNN_ERR_PARSE, "%s: decoded a %dx%d image from a header of %dx%d", path, iw,
                   ih, hw, hh);
@@ -244,7 +229,8 @@ cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t m
     memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
   else if (!stbir_resize_uint8(img, iw, ih, 0, out, w, h, 0, c))
     s = cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, iw, ih, w, h);
-  stbi_image_free(img);
+  if (jpeg) free(img);
+  else stbi_image_free(img);
   return s;
 }
 
@@ -401,9 +387,9 @@ cnn_status cnn_dataset_load_folder_limit(const char *dir, int h, int w, int c,
     s = cnn_error(CNN_ERR_IO, "%s: the %d class sub-folders hold no image files", dir, ncls);
   if (s == CNN_OK && (!h || !w)) {
     /* size from the first image; the rest are resized to it */
-    int iw = 0, ih = 0;
+    int iw = 0, ih = 0, jpeg = 0;
     FILE *fp;
-    s = open_image(files[0], max_pixels, &fp, &iw, &ih);
+    s = open_image(files[0], max_pixels, &fp, &iw, &ih, &jpeg);
     if (s == CNN_OK) fclose(fp);
     if (!h) h = ih;
     if (!w) w = iw;
