@@ -114,10 +114,14 @@ static uint32_t le(const uint8_t *p, int n) {
  * pixel data (it reads zeros past the end); 0 where unknown or compressed. The
  * format is told as stb_image tells it: by magic bytes, and TGA (which has none)
  * last, by elimination. */
+static int pnm_header(const uint8_t *hd, size_t n, uint64_t *maxval, uint64_t *data);
+
 static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t h) {
   if (n < 2) return 0;
-  if (hd[0] == 'P' && (hd[1] == '5' || hd[1] == '6')) /* 8 or 16 bits a sample */
-    return w * h * (hd[1] == '6' ? 3 : 1);
+  uint64_t maxval, data;
+  if (pnm_header(hd, n, &maxval, &data) == 1) /* 16 bits a sample above 255 */
+    return data + w * h * (hd[1] == '6' ? 3 : 1) * (maxval > 255 ? 2 : 1);
+  if (hd[0] == 'P' && (hd[1] == '5' || hd[1] == '6')) return w * h * (hd[1] == '6' ? 3 : 1);
   if (n < 18) return 0;
   if (hd[0] == 'B' && hd[1] == 'M') {
     if (n < 30) return 0;
@@ -138,13 +142,15 @@ static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t 
   return 18 + hd[0] + cmap + w * h * ((hd[16] + 7u) / 8);
 }
 
-/* A guard for a header bug of Debian's stb_image 2.27 (fixed in 2.28), checked before
- * stb sees the file: a PNM dimension of 10+ digits overflows stb's int parser (a
- * corrupt file either way). 1 when the header is bad. (JPEG, where 2.27 has a worse
- * bug, does not go through stb at all: see jpeg.c.) */
-static int pnm_bad_header(const uint8_t *hd, size_t n) {
+/* The header of a binary PNM (P5 gray, P6 RGB): width, height, maxval as digits
+ * separated by whitespace or comments, then one whitespace byte before the pixels.
+ * Returns -1 for a number of 10+ digits (it overflows stb_image 2.27's int parser, a
+ * bug fixed in 2.28: a corrupt file either way), 1 with *maxval and *data (the
+ * offset of the pixels) set, 0 when not a binary PNM or the header runs past n. */
+static int pnm_header(const uint8_t *hd, size_t n, uint64_t *maxval, uint64_t *data) {
   if (n < 2 || hd[0] != 'P' || (hd[1] != '5' && hd[1] != '6')) return 0;
   size_t i = 2;
+  uint64_t v = 0;
   for (int field = 0; field < 3; field++) { /* width, height, maxval */
     while (i < n && (hd[i] == ' ' || hd[i] == '\t' || hd[i] == '\n' || hd[i] == '\r' ||
                      hd[i] == '\v' || hd[i] == '\f' || hd[i] == '#')) {
@@ -154,11 +160,13 @@ static int pnm_bad_header(const uint8_t *hd, size_t n) {
         i++;
     }
     int digits = 0;
-    while (i < n && hd[i] >= '0' && hd[i] <= '9') i++, digits++;
-    if (digits > 9) return 1;
+    for (v = 0; i < n && hd[i] >= '0' && hd[i] <= '9'; i++, digits++) v = v * 10 + (hd[i] - '0');
+    if (digits > 9) return -1;
     if (i >= n) return 0; /* header longer than we looked at: the digits so far were fine */
   }
-  return 0;
+  *maxval = v;
+  *data = i + 1;
+  return 1;
 }
 
 /* Opens path and checks its header before anything is decoded: a size of at least
@@ -174,7 +182,8 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
   struct stat st;
   int ic = 0;
   cnn_status s = CNN_OK;
-  if (pnm_bad_header(hd, n))
+  uint64_t pnm_max, pnm_data;
+  if (pnm_header(hd, n, &pnm_max, &pnm_data) < 0)
     s = cnn_error(CNN_ERR_PARSE, "%s: corrupt PNM header: a size of 10 or more digits", path);
   else if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
     s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
