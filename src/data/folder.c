@@ -169,6 +169,22 @@ static int pnm_header(const uint8_t *hd, size_t n, uint64_t *maxval, uint64_t *d
   return 1;
 }
 
+/* A PNG's chunks must fit in the file: stb_image 2.27 sizes its IDAT buffer from the
+ * chunk lengths before reading them, so a 170-byte file whose chunk claims 7 MB made
+ * it reallocate up to gigabytes (found by fuzzing). 1 when a chunk overruns. */
+static int png_bad_chunks(FILE *f, uint64_t size) {
+  uint64_t pos = 8;
+  uint8_t c[8];
+  while (pos + 12 <= size) {
+    if (fseek(f, (long)pos, SEEK_SET) != 0 || fread(c, 1, 8, f) != 8) return 0;
+    uint64_t len = (uint64_t)c[0] << 24 | (uint64_t)c[1] << 16 | (uint64_t)c[2] << 8 | c[3];
+    if (len > size - pos - 12) return 1;
+    if (!memcmp(c + 4, "IEND", 4)) return 0;
+    pos += 12 + len;
+  }
+  return 0;
+}
+
 /* Opens path and checks its header before anything is decoded: a size of at least
  * 1x1 and at most max_pixels, and a file long enough for it where the format says
  * how long that is. *fp is left at the start of the file. */
@@ -187,11 +203,13 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
     s = cnn_error(CNN_ERR_PARSE, "%s: corrupt PNM header: a size of 10 or more digits", path);
   else if (fstat(fileno(f), &st) != 0 || fseek(f, 0, SEEK_SET) != 0)
     s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+  else if (n >= 8 && !memcmp(hd, "\x89PNG\r\n\x1a\n", 8) && png_bad_chunks(f, (uint64_t)st.st_size))
+    s = cnn_error(CNN_ERR_PARSE, "%s: corrupt PNG: a chunk runs past the end of the file", path);
   else if ((*jpeg = cnn_jpeg_is(hd, n))) {
     s = cnn_jpeg_info(f, path, iw, ih);
     if (s == CNN_OK && fseek(f, 0, SEEK_SET) != 0)
       s = cnn_error(CNN_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-  } else if (!stbi_info_from_file(f, iw, ih, &ic))
+  } else if (fseek(f, 0, SEEK_SET) != 0 || !stbi_info_from_file(f, iw, ih, &ic))
     s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
   if (s == CNN_OK && (*iw < 1 || *ih < 1))
     s = cnn_error(CNN_ERR_PARSE, "%s: the header gives an empty %dx%d image", path, *iw, *ih);

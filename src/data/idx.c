@@ -19,11 +19,13 @@ typedef struct idx_file {
   const char *path;
   gzFile g;
   uint64_t pos; /* bytes consumed so far */
+  uint64_t more; /* bytes of the item being read after the current chunk */
 } idx_file;
 
 static cnn_status idx_open(idx_file *f, const char *path) {
   f->path = path;
   f->pos = 0;
+  f->more = 0;
   f->g = gzopen(path, "rb");
   if (!f->g) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   gzbuffer(f->g, 1 << 20);
@@ -55,7 +57,7 @@ static cnn_status idx_read(idx_file *f, void *buf, uint64_t n, const char *what)
                        "%s: truncated: %s ran out at byte offset %llu%s (%llu more bytes "
                        "expected)%s%s",
                        f->path, what, (unsigned long long)(f->pos + done), idx_where(f),
-                       (unsigned long long)(n - done), zerr != Z_OK ? "; zlib: " : "",
+                       (unsigned long long)(n - done + f->more), zerr != Z_OK ? "; zlib: " : "",
                        zerr != Z_OK ? msg : "");
     }
     done += (uint64_t)got;
@@ -83,7 +85,9 @@ static cnn_status idx_read_grow(idx_file *f, uint64_t n, const char *what, uint8
       }
       buf = p;
     }
+    f->more = n - cap; /* a truncation message counts what the whole item misses */
     s = idx_read(f, buf + done, cap - done, what);
+    f->more = 0;
     done = cap;
   }
   if (s != CNN_OK) {
