@@ -128,18 +128,29 @@ static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t 
     uint32_t offset = le(hd + 10, 4), hsz = le(hd + 14, 4);
     uint64_t bpp = hsz == 12 ? le(hd + 24, 2) : le(hd + 28, 2);
     uint32_t compress = hsz >= 40 && n >= 34 ? le(hd + 30, 4) : 0;
-    if (compress != 0 && compress != 3) return 0; /* RLE and the like */
+    if (compress == 1 || compress == 2) /* RLE8/RLE4: a 2-byte pair codes <= 255 pixels */
+      return (uint64_t)offset + (w * h + 254) / 255 * 2;
+    if (compress != 0 && compress != 3) return 0;
     uint64_t row = (w * bpp + 31) / 32 * 4, last = (w * bpp + 7) / 8; /* last row unpadded */
     return (uint64_t)offset + row * (h - 1) + last;
   }
+  /* Compressed formats: a bound from the best ratio the format allows, so a tiny file
+   * cannot make the decoder produce (and spend seconds on) a huge image: deflate
+   * codes at most 258 bytes in 2 bits (PNG: one bit a pixel at least), an LZW
+   * code of >= 1 bit at most 4096 pixels (GIF). */
   static const uint8_t png[4] = {0x89, 'P', 'N', 'G'}, pic[4] = {0x53, 0x80, 0xF6, 0x34};
-  if ((hd[0] == 0xFF && hd[1] == 0xD8) || !memcmp(hd, png, 4) || !memcmp(hd, "GIF8", 4) ||
-      !memcmp(hd, "8BPS", 4) || !memcmp(hd, pic, 4) || !memcmp(hd, "#?", 2))
+  if (!memcmp(hd, png, 4)) return w * h / (8 * 1032);
+  if (!memcmp(hd, "GIF8", 4)) return w * h / (4096 * 8);
+  if ((hd[0] == 0xFF && hd[1] == 0xD8) || !memcmp(hd, "8BPS", 4) || !memcmp(hd, pic, 4) ||
+      !memcmp(hd, "#?", 2))
     return 0;
-  /* TGA: types 1 (colour-mapped), 2 (true colour) and 3 (gray) are uncompressed */
-  if (hd[2] < 1 || hd[2] > 3) return 0;
+  /* TGA: types 1-3 (colour-mapped, true colour, gray) are uncompressed, 9-11 the same
+   * run-length coded: a packet of one header byte and one pixel codes <= 128 pixels */
   uint64_t cmap = hd[1] == 1 ? (uint64_t)le(hd + 5, 2) * ((hd[7] + 7u) / 8) : 0;
-  return 18 + hd[0] + cmap + w * h * ((hd[16] + 7u) / 8);
+  uint64_t px = (hd[16] + 7u) / 8;
+  if (hd[2] >= 9 && hd[2] <= 11) return 18 + hd[0] + cmap + (w * h + 127) / 128 * (1 + px);
+  if (hd[2] < 1 || hd[2] > 3) return 0;
+  return 18 + hd[0] + cmap + w * h * px;
 }
 
 /* The header of a binary PNM (P5 gray, P6 RGB): width, height, maxval as digits
