@@ -130,7 +130,7 @@ static uint64_t min_file_size(const uint8_t *hd, size_t n, uint64_t w, uint64_t 
     uint32_t compress = hsz >= 40 && n >= 34 ? le(hd + 30, 4) : 0;
     if (compress == 1 || compress == 2) /* RLE8/RLE4: a 2-byte pair codes <= 255 pixels */
       return (uint64_t)offset + (w * h + 254) / 255 * 2;
-    if (compress != 0 && compress != 3) return 0;
+    /* anything else stb decodes as raw pixels (an unknown compression included) */
     uint64_t row = (w * bpp + 31) / 32 * 4, last = (w * bpp + 7) / 8; /* last row unpadded */
     return (uint64_t)offset + row * (h - 1) + last;
   }
