@@ -242,6 +242,24 @@ static cnn_status open_image(const char *path, int64_t max_pixels, FILE **fp, in
   return s;
 }
 
+/* [n] pixels of ci channels to co channels, with stb_image's rules (luma
+ * (77 r + 150 g + 29 b) >> 8, opaque alpha added). stb decodes in the file's own
+ * channels and this converts: stb 2.27 converts 16-bit PNMs as if they were 8-bit
+ * and reads past its buffer (found by fuzzing; fixed upstream in 2.28). */
+static void convert_channels(const uint8_t *in, int ci, uint8_t *o, int co, size_t n) {
+  for (size_t i = 0; i < n; i++, in += ci, o += co) {
+    int r = in[0], g = ci >= 3 ? in[1] : in[0], b = ci >= 3 ? in[2] : in[0];
+    int a = ci == 2 ? in[1] : ci == 4 ? in[3] : 255;
+    int y = ci >= 3 ? (r * 77 + g * 150 + b * 29) >> 8 : r;
+    if (co == 1) o[0] = (uint8_t)y;
+    else if (co == 2) o[0] = (uint8_t)y, o[1] = (uint8_t)a;
+    else {
+      o[0] = (uint8_t)r, o[1] = (uint8_t)g, o[2] = (uint8_t)b;
+      if (co == 4) o[3] = (uint8_t)a;
+    }
+  }
+}
+
 cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t max_pixels,
                                 uint8_t *out) {
   if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_image_load: NULL argument");
@@ -251,15 +269,26 @@ cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t m
   int jpeg = 0;
   CNN_TRY(open_image(path, max_pixels, &fp, &hw, &hh, &jpeg));
   uint8_t *img = NULL;
+  int mallocd = jpeg; /* free() rather than stbi_image_free() */
   cnn_status s = CNN_OK;
   if (jpeg) {
     s = cnn_jpeg_load(fp, path, c, max_pixels > 0 ? max_pixels : CNN_IMAGE_MAX_PIXELS, &iw, &ih,
                       &img);
-  } else if (!(img = stbi_load_from_file(fp, &iw, &ih, &ic, c))) {
+  } else if (!(img = stbi_load_from_file(fp, &iw, &ih, &ic, 0))) { /* the file's channels */
     s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
+  } else if (ic != c) {
+    uint8_t *conv = ic >= 1 && ic <= 4 ? malloc((size_t)iw * (size_t)ih * (size_t)c) : NULL;
+    if (conv) convert_channels(img, ic, conv, c, (size_t)iw * (size_t)ih);
+    else s = cnn_error(CNN_ERR_NOMEM, "%s: cannot convert %d channels to %d", path, ic, c);
+    stbi_image_free(img);
+    img = conv;
+    mallocd = 1;
   }
   fclose(fp);
-  if (s != CNN_OK) return s;
+  if (s != CNN_OK) {
+    free(img);
+    return s;
+  }
   if (iw != hw || ih != hh) /* the decoder disagrees with the header it was checked by */
     s = cnn_error(CNN_ERR_PARSE, "%s: decoded a %dx%d image from a header of %dx%d", path, iw,
                   ih, hw, hh);
@@ -267,7 +296,7 @@ cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t m
     memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
   else if (!stbir_resize_uint8(img, iw, ih, 0, out, w, h, 0, c))
     s = cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, iw, ih, w, h);
-  if (jpeg) free(img);
+  if (mallocd) free(img);
   else stbi_image_free(img);
   return s;
 }
