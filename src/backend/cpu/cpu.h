@@ -159,6 +159,12 @@ typedef struct cpu_scratch {
   float *f;
 } cpu_scratch;
 cnn_status cpu_scratch_get(cpu_scratch *s, int c, int nd, int nf, const char *op);
+/* Batch-norm backward from the per-channel sums [sum g | sum g (x - mean)] of the
+ * upstream gradient g: dgamma, dbeta, and the coefficients of
+ * dx += a (g - b - (x - mean) k) (cpu_norm.c; bn_bwd and bn_act_bwd share it). */
+void cpu_bn_bwd_coeffs(size_t rows, int c, const float *gamma, const float *save_invstd,
+                       const double *sums, float *dgamma, float *dbeta, float *a, float *b,
+                       float *k);
 /* CNN_ERR_ARG unless rows >= 1 and c >= 1 */
 cnn_status cpu_check_bn(size_t rows, int c, const char *op);
 /* batch mean and biased variance per channel of x [rows, c], in double */

@@ -205,15 +205,7 @@ cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
   bnact_bwd p = {rows, c, x, dy, save_mean, scale, beta, center, act, alpha, a, b, k, dx};
   cnn_status st = cpu_reduce_rows(rows, 2 * (size_t)c, (size_t)c, bnact_sums, &p, sums, op);
   if (st == CNN_OK) {
-    for (int j = 0; j < c; j++) {
-      double invstd = save_invstd[j];
-      double sum_g = sums[j], sum_g_xhat = sums[c + j] * invstd;
-      dbeta[j] = (float)sum_g;
-      dgamma[j] = (float)sum_g_xhat;
-      a[j] = (float)(gamma[j] * invstd);
-      b[j] = (float)(sum_g / (double)rows);
-      k[j] = (float)(sum_g_xhat * invstd / (double)rows);
-    }
+    cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, a, b, k);
     bnact_dx(&p);
   }
   free(s.heap);

@@ -17,6 +17,20 @@
 
 /* ---- batch norm ---- */
 
+void cpu_bn_bwd_coeffs(size_t rows, int c, const float *gamma, const float *save_invstd,
+                       const double *sums, float *dgamma, float *dbeta, float *a, float *b,
+                       float *k) {
+  for (int j = 0; j < c; j++) {
+    double invstd = save_invstd[j];
+    double sum_g = sums[j], sum_g_xhat = sums[c + j] * invstd;
+    dbeta[j] = (float)sum_g;
+    dgamma[j] = (float)sum_g_xhat;
+    a[j] = (float)(gamma[j] * invstd);
+    b[j] = (float)(sum_g / (double)rows);
+    k[j] = (float)(sum_g_xhat * invstd / (double)rows);
+  }
+}
+
 cnn_status cpu_check_bn(size_t rows, int c, const char *op) {
   if (c < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: %d channels", op, c);
   if (rows < 1) return cnn_error(CNN_ERR_ARG, "cpu %s: batch statistics of 0 rows", op);
@@ -160,16 +174,7 @@ cnn_status cpu_bn_bwd(void *ctx, size_t rows, int c, const float *x, const float
   for (int j = 0; j < c; j++) center[j] = save_mean[j];
   cnn_status st = cpu_colsum(rows, (size_t)c, (size_t)c, dy, x, center, 2, sums, op);
   if (st == CNN_OK) {
-    for (int j = 0; j < c; j++) {
-      double invstd = save_invstd[j];
-      double sum_dy = sums[j], sum_dy_xhat = sums[c + j] * invstd;
-      dbeta[j] = (float)sum_dy;
-      dgamma[j] = (float)sum_dy_xhat;
-      /* dx += a (dy - b - (x - mean) k) */
-      a[j] = (float)(gamma[j] * invstd);
-      b[j] = (float)(sum_dy / (double)rows);
-      k[j] = (float)(sum_dy_xhat * invstd / (double)rows);
-    }
+    cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, a, b, k);
     const float *mean = save_mean;
     int par = rows > 1 && rows * c >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
