@@ -1,12 +1,11 @@
 /* A training set bound in backend memory: uploaded once, batches made on the
- * backend by the gather node of PK_DATA programs (see cnn_net_bind_data). */
+ * backend by the gather node of CNN_PK_DATA programs (see cnn_net_bind_data). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/net.h"
 #include "data/augment.h"
 
-enum { PK_DATA = 4 }; /* as program.c */
 
 void cnn_net_unbind_data(cnn_net *net) {
   cnn_bound_data *d = &net->data;
@@ -50,7 +49,7 @@ cnn_status cnn_net_bind_data(cnn_net *net, const void *loader_config) {
     return cnn_error(CNN_UNSUPPORTED, "the %s backend cannot make batches from a bound dataset",
                      net->b->name);
   cnn_net_unbind_data(net);
-  cnn_net_drop_programs(net); /* PK_DATA programs point at the old buffers */
+  cnn_net_drop_programs(net); /* CNN_PK_DATA programs point at the old buffers */
   cnn_bound_data *d = &net->data;
   size_t px = (size_t)ds->h * ds->w * ds->c, n = (size_t)ds->n;
   float lut[4 * 256];
@@ -106,7 +105,7 @@ cnn_status cnn_net_train_bound(cnn_net *net, int epoch, int first, int k, int *l
     int64_t pos = (int64_t)d->next * d->batch;
     int n = (int64_t)d->n - pos < d->batch ? (int)(d->n - pos) : d->batch;
     cnn_program *p;
-    CNN_TRY(cnn_net_program_for(net, n, PK_DATA, &p));
+    CNN_TRY(cnn_net_program_for(net, n, CNN_PK_DATA, &p));
     CNN_TRY(cnn_program_run(net, p, 0));
     d->next++;
     net->launched++;

@@ -8,8 +8,6 @@
 
 #include "core/net.h"
 
-cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program **out);
-enum { PK_INFER = 0, PK_TRAIN = 1, PK_GRAD = 2, PK_LOSS = 3 }; /* as program.c */
 
 void cnn_net_drop_programs(cnn_net *net) {
   for (int i = 0; i < 4; i++) {
@@ -19,14 +17,14 @@ void cnn_net_drop_programs(cnn_net *net) {
 }
 
 /* the compiled program for (n, kind); compiled on first use, the oldest evicted */
-cnn_status cnn_net_program_for(cnn_net *net, int n, int kind, cnn_program **out) {
+cnn_status cnn_net_program_for(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out) {
   for (int i = 0; i < 4; i++)
-    if (net->progs[i] && net->progs[i]->batch == n && net->progs[i]->train == kind) {
+    if (net->progs[i] && net->progs[i]->batch == n && net->progs[i]->kind == kind) {
       *out = net->progs[i];
       return CNN_OK;
     }
   cnn_program *p;
-  CNN_TRY(cnn_program_compile_kind(net, n, kind, &p));
+  CNN_TRY(cnn_program_compile(net, n, kind, &p));
   if (net->progs[3]) cnn_program_free(net, net->progs[3]);
   memmove(net->progs + 1, net->progs, 3 * sizeof *net->progs);
   net->progs[0] = p;
@@ -92,7 +90,7 @@ static void result_of(const cnn_step_state *s, cnn_step_result *res) {
 }
 
 /* stage a host batch and launch one training-kind program on it, without waiting */
-static cnn_status launch(cnn_net *net, int kind, const float *x, const int32_t *labels, int n) {
+static cnn_status launch(cnn_net *net, cnn_prog_kind kind, const float *x, const int32_t *labels, int n) {
   if (!net) return cnn_error(CNN_ERR_ARG, "NULL net");
   if (!labels) return cnn_error(CNN_ERR_ARG, "training needs labels");
   if (net->built && net->mode != CNN_MODE_TRAIN)
@@ -101,7 +99,7 @@ static cnn_status launch(cnn_net *net, int kind, const float *x, const int32_t *
   cnn_program *p;
   CNN_TRY(cnn_net_program_for(net, n, kind, &p));
   CNN_TRY(cnn_program_run(net, p, 0));
-  if (kind == PK_TRAIN) {
+  if (kind == CNN_PK_TRAIN) {
     net->launched++;
     net->params_dirty = 1;
   }
@@ -109,7 +107,8 @@ static cnn_status launch(cnn_net *net, int kind, const float *x, const int32_t *
 }
 
 /* one training-kind program on a host batch, waited for */
-static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32_t *labels, int n,
+static cnn_status train_kind(cnn_net *net, cnn_prog_kind kind, const float *x,
+                             const int32_t *labels, int n,
                              cnn_step_result *res) {
   CNN_TRY(launch(net, kind, x, labels, n));
   CNN_TRY(read_state(net, 0));
@@ -120,16 +119,16 @@ static cnn_status train_kind(cnn_net *net, int kind, const float *x, const int32
 
 cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels, int n,
                              int do_backward, cnn_step_result *res) {
-  return train_kind(net, do_backward ? PK_GRAD : PK_LOSS, x, labels, n, res);
+  return train_kind(net, do_backward ? CNN_PK_GRAD : CNN_PK_LOSS, x, labels, n, res);
 }
 
 cnn_status cnn_net_train_step(cnn_net *net, const float *x, const int32_t *labels, int n,
                               cnn_step_result *res) {
-  return train_kind(net, PK_TRAIN, x, labels, n, res);
+  return train_kind(net, CNN_PK_TRAIN, x, labels, n, res);
 }
 
 cnn_status cnn_net_train_launch(cnn_net *net, const float *x, const int32_t *labels, int n) {
-  return launch(net, PK_TRAIN, x, labels, n);
+  return launch(net, CNN_PK_TRAIN, x, labels, n);
 }
 
 static void metrics_of(const cnn_net *net, int fresh, cnn_train_metrics *m) {
@@ -202,7 +201,7 @@ cnn_status cnn_net_predict(cnn_net *net, const float *x, const int32_t *labels, 
   if (!net) return cnn_error(CNN_ERR_ARG, "cnn_net_predict: NULL net");
   CNN_TRY(stage(net, x, labels, n));
   cnn_program *p;
-  CNN_TRY(cnn_net_program_for(net, n, PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, n, CNN_PK_INFER, &p));
   CNN_TRY(cnn_program_run(net, p, net->params_dirty));
   net->params_dirty = 0;
   cnn_layer *last = &net->layers[net->n_layers - 1];
@@ -268,7 +267,7 @@ cnn_status cnn_net_program_print(cnn_net *net, int batch, cnn_mode mode, void *f
   if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_program_print: NULL argument");
   if (batch <= 0) batch = net->batch;
   cnn_program *p;
-  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? CNN_PK_TRAIN : CNN_PK_INFER, &p));
   cnn_program_print(net, p, f);
   return CNN_OK;
 }
@@ -283,7 +282,7 @@ cnn_status cnn_net_profile_print(cnn_net *net, int batch, cnn_mode mode, void *f
   if (!net || !f) return cnn_error(CNN_ERR_ARG, "cnn_net_profile_print: NULL argument");
   if (batch <= 0) batch = net->batch;
   cnn_program *p;
-  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? PK_TRAIN : PK_INFER, &p));
+  CNN_TRY(cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? CNN_PK_TRAIN : CNN_PK_INFER, &p));
   cnn_program_profile_print(net, p, f);
   return CNN_OK;
 }

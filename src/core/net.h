@@ -247,7 +247,7 @@ cnn_status cnn_net_loss_grad(cnn_net *net, const float *x, const int32_t *labels
 /* fusion decisions for a build in `mode` (sets absorbed_by, fused_act, fold_bn) */
 void cnn_net_fuse(cnn_net *net, int train);
 /* the compiled program for (n, kind), compiled on first use (exec.c) */
-cnn_status cnn_net_program_for(cnn_net *net, int n, int kind, cnn_program **out);
+cnn_status cnn_net_program_for(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out);
 /* free the bound dataset's buffers (plan.c releases it with the build) */
 void cnn_net_unbind_data(cnn_net *net);
 /* the schedule of this net's training run */

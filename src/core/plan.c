@@ -342,7 +342,8 @@ cnn_status cnn_net_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode)
   /* compile the build's main program now: a backend that cannot run a node is
    * refused here, naming it, not at the first step */
   cnn_program *p;
-  cnn_status st = cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? 1 : 0, &p);
+  cnn_status st =
+      cnn_net_program_for(net, batch, mode == CNN_MODE_TRAIN ? CNN_PK_TRAIN : CNN_PK_INFER, &p);
   if (st != CNN_OK) {
     cnn_net_release(net);
     return st;

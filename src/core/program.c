@@ -250,12 +250,10 @@ static cnn_status emit_fills(cnn_program *p, cnn_net *net, int j, int n) {
   return CNN_OK;
 }
 
-/* PK_DATA: a training step whose batch comes from the bound dataset (gather node) */
-typedef enum { PK_INFER = 0, PK_TRAIN = 1, PK_GRAD = 2, PK_LOSS = 3, PK_DATA = 4 } prog_kind;
 
-static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
-  int L = net->n_layers, train = kind != PK_INFER, data = kind == PK_DATA;
-  if (data) kind = PK_TRAIN; /* the same step after the gather node */
+static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kind) {
+  int L = net->n_layers, train = kind != CNN_PK_INFER, data = kind == CNN_PK_DATA;
+  if (data) kind = CNN_PK_TRAIN; /* the same step after the gather node */
   cnn_layer *loss = &net->layers[L - 1];
   int has_loss = train && loss->kind == &cnn_kind_softmax;
   /* prologue: BN folded into conv weights (inference builds, when parameters change) */
@@ -272,7 +270,7 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
   }
   p->n_prologue = p->n_nodes;
   CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_STEP_BEGIN,
-                                 .u.step = {.has_sched = kind == PK_TRAIN, .sd = cnn_net_sched(net)}}));
+                                 .u.step = {.has_sched = kind == CNN_PK_TRAIN, .sd = cnn_net_sched(net)}}));
   if (data) { /* u8 images: nothing to check for NaN */
     const cnn_bound_data *d = &net->data;
     CNN_TRY(emit_own(p, (cnn_node){.op = CNN_NODE_GATHER,
@@ -294,7 +292,7 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
     if (st != CNN_OK)
       return cnn_error_prefix(st, "forward of layer %d (%s, %s)", l->section, l->name, l->kind->name);
   }
-  if (kind == PK_TRAIN || kind == PK_GRAD) {
+  if (kind == CNN_PK_TRAIN || kind == CNN_PK_GRAD) {
     for (int j = L - 1; j >= 0; j--) {
       cnn_layer *l = &net->layers[j];
       if (l->absorbed_by >= 0) continue;
@@ -309,14 +307,14 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, prog_kind kind) {
                                 l->kind->name);
     }
   }
-  if (kind == PK_TRAIN) {
+  if (kind == CNN_PK_TRAIN) {
     CNN_TRY(cnn_optim_emit(p, net));
     for (int i = 0; i < L; i++) {
       cnn_layer *l = &net->layers[i];
       if (l->absorbed_by < 0 && l->kind->emit_commit) CNN_TRY(l->kind->emit_commit(p, net, l, n));
     }
   }
-  return emit_own(p, (cnn_node){.op = CNN_NODE_STEP_END, .u.step = {.train = kind == PK_TRAIN}});
+  return emit_own(p, (cnn_node){.op = CNN_NODE_STEP_END, .u.step = {.train = kind == CNN_PK_TRAIN}});
 }
 
 /* every node's op must exist on the backend: no silent fallbacks */
@@ -333,24 +331,23 @@ static cnn_status check_support(const cnn_net *net, const cnn_program *p) {
   return CNN_OK;
 }
 
-cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program **out);
-cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program **out) {
+cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out) {
   *out = NULL;
   if (!net->built) return cnn_error(CNN_ERR_ARG, "the net is not built (call cnn_net_build)");
   if (n < 1 || n > net->batch)
     return cnn_error(CNN_ERR_ARG, "%d images do not fit the built batch of %d", n, net->batch);
-  if (kind != PK_INFER && net->mode != CNN_MODE_TRAIN)
+  if (kind != CNN_PK_INFER && net->mode != CNN_MODE_TRAIN)
     return cnn_error(CNN_ERR_ARG, "the net was built for inference; build it with CNN_MODE_TRAIN");
   cnn_program *p = calloc(1, sizeof *p);
   if (!p) return cnn_error(CNN_ERR_NOMEM, "out of memory compiling a step program");
   p->batch = n;
-  p->train = kind;
-  p->st = net->st[kind == PK_INFER ? 1 : 0];
-  if (kind == PK_DATA && !net->data.images) {
+  p->kind = kind;
+  p->st = net->st[kind == CNN_PK_INFER ? 1 : 0];
+  if (kind == CNN_PK_DATA && !net->data.images) {
     cnn_program_free(net, p);
     return cnn_error(CNN_ERR_ARG, "no dataset is bound to the net (cnn_net_bind_data)");
   }
-  cnn_status st = compile(net, p, n, (prog_kind)kind);
+  cnn_status st = compile(net, p, n, kind);
   if (st == CNN_OK && net->act_dt == CNN_DT_BF16) st = cnn_program_lower_bf16(net, p);
   if (st == CNN_OK) st = check_support(net, p);
   if (st != CNN_OK) {
@@ -361,9 +358,6 @@ cnn_status cnn_program_compile_kind(cnn_net *net, int n, int kind, cnn_program *
   return CNN_OK;
 }
 
-cnn_status cnn_program_compile(cnn_net *net, int n, int train, cnn_program **out) {
-  return cnn_program_compile_kind(net, n, train ? PK_TRAIN : PK_INFER, out);
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -450,7 +444,7 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
   static const char *const kinds[] = {"inference", "training", "gradient", "loss",
                                       "training (bound data)"};
   fprintf(f, "%s program, batch %d: %d nodes (%d in the prologue)\n",
-          kinds[(unsigned)p->train < 5 ? p->train : 0],
+          kinds[(unsigned)p->kind < 5 ? p->kind : 0],
           p->batch, p->n_nodes, p->n_prologue);
   for (int i = 0; i < p->n_nodes; i++) {
     const cnn_node *nd = &p->nodes[i];

@@ -74,9 +74,16 @@ typedef struct cnn_node {
   } u;
 } cnn_node;
 
+/* What a program does: inference; a training step; forward + loss + backward
+ * without the optimizer (GRAD) or forward + loss only (LOSS), for the gradient
+ * checker; a training step whose batch comes from the bound dataset (DATA). */
+typedef enum cnn_prog_kind {
+  CNN_PK_INFER = 0, CNN_PK_TRAIN, CNN_PK_GRAD, CNN_PK_LOSS, CNN_PK_DATA
+} cnn_prog_kind;
+
 typedef struct cnn_program {
   int batch;             /* images per step this program was compiled for */
-  int train;
+  cnn_prog_kind kind;
   cnn_node *nodes;
   int n_nodes, cap_nodes;
   int n_prologue;        /* nodes [0, n_prologue) run only when the parameters changed */
@@ -90,7 +97,7 @@ typedef struct cnn_program {
 typedef struct cnn_net cnn_net;
 
 /* Compile the net (built, planned for at least n images) for n images. */
-cnn_status cnn_program_compile(cnn_net *net, int n, int train, cnn_program **out);
+cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out);
 /* bf16 builds: cast nodes around every node that reads or writes a bf16 buffer
  * (lower_bf16.c) */
 cnn_status cnn_program_lower_bf16(const cnn_net *net, cnn_program *p);
