@@ -5,14 +5,17 @@
 # For `make fuzz` and `make sanitize`: clang, its libFuzzer and sanitizer runtimes
 # (libclang-rt-14-dev: clang does not pull it in with --no-install-recommends), its
 # OpenMP (libomp-dev) and llvm (llvm-symbolizer, for readable sanitizer stacks).
+# ONNX: protobuf-c (runtime and protoc-c) with Debian's onnx.proto (libonnx-dev);
+# python3-venv for scripts/setup-python.sh (onnxruntime for the exchange tests).
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config zlib1g-dev libjpeg-dev libopenblas-dev libcjson-dev libstb-dev
-      dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev llvm)
+      dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev llvm
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then exec "$(dirname "$0")/setup-python.sh"; fi
 echo "setup: installing ${missing[*]}"
 sudo=""
 if [ "$(id -u)" != 0 ]; then
@@ -22,3 +25,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+exec "$(dirname "$0")/setup-python.sh"

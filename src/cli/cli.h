@@ -7,6 +7,8 @@ int cnn_cmd_train(int argc, char **argv);
 int cnn_cmd_eval(int argc, char **argv);
 int cnn_cmd_predict(int argc, char **argv);
 int cnn_cmd_devices(int argc, char **argv);
+int cnn_cmd_export(int argc, char **argv);
+int cnn_cmd_import(int argc, char **argv);
 
 /* print "cnn: <message>" to stderr and return 1 */
 int cli_fail(const char *what);

@@ -33,6 +33,9 @@ static const struct {
     {"predict", "top-k classes of image files", cnn_cmd_predict},
     {"summary", "layers, output shapes, parameters, FLOPs and the memory plan of a model",
      cnn_cmd_summary},
+    {"export", "write a checkpoint as ONNX or Darknet weights", cnn_cmd_export},
+    {"import", "convert an ONNX model or a Darknet cfg + weights into a checkpoint",
+     cnn_cmd_import},
     {"devices", "the CPU and the CUDA GPUs this build can use", cnn_cmd_devices},
 };
 
