@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/cfg.h"
 #include "core/error.h"
+#include "core/file_write.h"
 #include "core/net.h"
 
 typedef enum { A_PLAIN, A_CONV, A_DENSE, A_ZERO } arr_kind;
@@ -459,26 +459,8 @@ cnn_status cnn_darknet_save(const cnn_net *net, const char *path, uint64_t seen)
   uint8_t *buf;
   size_t n;
   CNN_TRY(cnn_darknet_encode(net, seen, &buf, &n));
-  size_t len = strlen(path) + 5;
-  char *tmp = malloc(len);
-  if (!tmp) {
-    free(buf);
-    return cnn_error(CNN_ERR_NOMEM, "out of memory");
-  }
-  snprintf(tmp, len, "%s.tmp", path);
-  FILE *f = fopen(tmp, "wb");
-  cnn_status st = CNN_OK;
-  if (!f) {
-    st = cnn_error(CNN_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-  } else {
-    int ok = fwrite(buf, 1, n, f) == n;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-      st = cnn_error(CNN_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-      unlink(tmp);
-    }
-  }
-  free(tmp);
+  const void *parts[1] = {buf};
+  cnn_status st = cnn_file_write_whole(path, parts, &n, 1);
   free(buf);
   return st;
 }
