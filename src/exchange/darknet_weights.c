@@ -75,6 +75,7 @@ static arr plain(int li, const char *what, const cnn_net *net, int tensor) {
 /* Darknet's flipped=1 per section: our cfg reader accepts the key and ignores it,
  * so it is read here from the net's cfg text */
 static cnn_status flipped_sections(const cnn_net *net, int *flip) {
+  if (!net->cfg_text) return cnn_error(CNN_ERR_ARG, "%s: the net has no cfg text", net->path);
   cnn_cfg cfg;
   CNN_TRY(cnn_cfg_parse(net->cfg_text, net->path, &cfg));
   cnn_status st = CNN_OK;
