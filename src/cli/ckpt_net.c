@@ -1,9 +1,27 @@
 #include "cli/ckpt_net.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cli/evaluate.h"
+#include "cli/exchange.h"
 #include "core/error.h"
+#include "exchange/darknet_weights.h"
+
+/* the net made: pick the device and precision (printed, naming `what`) and build */
+static cnn_status open_device(const char *what, const char *device, const char *precision,
+                              int batch, cli_model *m) {
+  m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
+                                                 : device;
+  CNN_TRY(cnn_backend_create(m->device, &m->b));
+  cnn_precision p;
+  CNN_TRY(cnn_precision_parse(precision ? precision : "auto", &p));
+  CNN_TRY(cnn_net_set_precision(m->net, m->b, p));
+  fprintf(stderr, "cnn: %s on %s, precision %s%s\n", what, m->device,
+          cnn_precision_name(cnn_net_precision(m->net)), p == CNN_PRECISION_AUTO ? " (auto)" : "");
+  return cnn_net_build(m->net, m->b, batch, CNN_MODE_INFER);
+}
 
 cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision, int batch,
                           cli_model *m) {
@@ -12,16 +30,36 @@ cnn_status cli_model_open(const char *ckpt, const char *device, const char *prec
   CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, ckpt, &m->net));
   CNN_TRY(cnn_net_info_get(m->net, &m->info));
   CNN_TRY(cli_meta_check_model(ckpt, &m->meta, &m->info));
-  m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
-                                                 : device;
-  CNN_TRY(cnn_backend_create(m->device, &m->b));
-  cnn_precision p;
-  CNN_TRY(cnn_precision_parse(precision ? precision : "auto", &p));
-  CNN_TRY(cnn_net_set_precision(m->net, m->b, p));
-  fprintf(stderr, "cnn: %s on %s, precision %s%s\n", ckpt, m->device,
-          cnn_precision_name(cnn_net_precision(m->net)), p == CNN_PRECISION_AUTO ? " (auto)" : "");
-  CNN_TRY(cnn_net_build(m->net, m->b, batch, CNN_MODE_INFER));
+  CNN_TRY(open_device(ckpt, device, precision, batch, m));
   return cnn_net_load(m->net, ckpt);
+}
+
+cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
+                                  const char *device, const char *precision, int batch,
+                                  cli_model *m) {
+  memset(m, 0, sizeof *m);
+  char *text = cli_read_text(cfg);
+  if (!text) return CNN_ERR_IO;
+  cnn_status st = cnn_darknet_cfg_text(text, cfg, &m->meta.cfg);
+  free(text);
+  CNN_TRY(st);
+  CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, cfg, &m->net));
+  CNN_TRY(cnn_net_info_get(m->net, &m->info));
+  cnn_darknet_info info;
+  CNN_TRY(cnn_darknet_load(m->net, weights, &info)); /* into the host copy, before building */
+  if (m->info.channels > 4)
+    return cnn_error(CNN_ERR_SHAPE, "%s takes %d input channels; cnn's images have at most 4", cfg,
+                     m->info.channels);
+  /* what a checkpoint would say: Darknet's models take pixels in [0, 1] */
+  m->meta.channels = m->info.channels;
+  m->meta.classes = m->info.classes;
+  m->meta.batch = batch;
+  for (int c = 0; c < 4; c++) m->meta.mean[c] = 0, m->meta.std[c] = 1;
+  CNN_TRY(cli_class_names(classes, m->info.classes, &m->meta.class_names));
+  char what[1100];
+  snprintf(what, sizeof what, "%s with %s (Darknet %d.%d.%d, %llu images seen)", cfg, weights,
+           info.major, info.minor, info.revision, (unsigned long long)info.seen);
+  return open_device(what, device, precision, batch, m);
 }
 
 void cli_model_close(cli_model *m) {

@@ -1,5 +1,6 @@
 /* Opening a checkpoint as a ready net: its metadata, the net from its cfg,
- * built on a device for inference, and its tensors loaded. */
+ * built on a device for inference, and its tensors loaded; or the same from a
+ * Darknet cfg and weights. */
 #ifndef CNN_CLI_CKPT_NET_H
 #define CNN_CLI_CKPT_NET_H
 
@@ -17,6 +18,12 @@ typedef struct cli_model {
 /* precision: "auto", "fp32", "tf32" or "bf16" (NULL: auto); the choice is printed on stderr */
 cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision, int batch,
                           cli_model *m);
+/* A Darknet cfg with its .weights (--weights): the cfg with Darknet's bn_eps
+ * (cnn_darknet_cfg_text), pixels in [0, 1] (mean 0, std 1), class names from
+ * `classes` as cnn import's --classes (NULL: 0, 1, ...), no dataset. */
+cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
+                                  const char *device, const char *precision, int batch,
+                                  cli_model *m);
 void cli_model_close(cli_model *m);
 
 #endif

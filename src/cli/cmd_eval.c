@@ -13,9 +13,13 @@
 
 static void help(FILE *f) {
   fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N] [--json]\n"
-             "                     [--max-pixels N]\n\n"
+             "                     [--max-pixels N]\n"
+             "       cnn eval MODEL.cfg --weights FILE.weights --data D [--classes C] [options]\n\n"
              "Evaluates a checkpoint on the test split of D (default: the data it was trained\n"
              "on): accuracy, per-class accuracy and the confusion matrix (rows: true class).\n"
+             "--weights FILE.weights: evaluate MODEL.cfg with Darknet's binary weights instead\n"
+             "  of a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
+             "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
              "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n");
 }
@@ -70,6 +74,7 @@ static void print_json(const cli_model *m, const cli_eval *ev) {
 
 int cnn_cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = NULL, *device = "auto", *precision = "auto";
+  const char *weights = NULL, *classes = NULL;
   int json = 0, batch = 256, max_pixels = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -83,6 +88,10 @@ int cnn_cmd_eval(int argc, char **argv) {
       device = argv[++i];
     } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       precision = argv[++i];
+    } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+      weights = argv[++i];
+    } else if (!strcmp(argv[i], "--classes") && i + 1 < argc) {
+      classes = argv[++i];
     } else if (!strcmp(argv[i], "--max-pixels")) {
       if (!cli_int("--max-pixels", i + 1 < argc ? argv[++i] : NULL, 1, 0x7fffffff, &max_pixels))
         return 2;
@@ -100,11 +109,17 @@ int cnn_cmd_eval(int argc, char **argv) {
     help(stderr);
     return 2;
   }
+  if (classes && !weights) {
+    fprintf(stderr, "cnn eval: --classes goes with --weights (a checkpoint names its classes)\n");
+    return 2;
+  }
   cli_model m;
   cnn_dataset test = {0};
   cli_eval ev = {0};
   int rc = 0;
-  if (cli_model_open(ckpt, device, precision, batch, &m) != CNN_OK) {
+  cnn_status st = weights ? cli_model_open_darknet(ckpt, weights, classes, device, precision, batch, &m)
+                          : cli_model_open(ckpt, device, precision, batch, &m);
+  if (st != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (!data && !m.meta.data) {
     fprintf(stderr, "cnn eval: %s does not say what data it was trained on; give --data\n", ckpt);

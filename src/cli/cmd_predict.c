@@ -11,9 +11,13 @@
 
 static void help(FILE *f) {
   fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--precision P] [--json]\n"
-             "                   [--max-pixels N]\n\n"
+             "                   [--max-pixels N]\n"
+             "       cnn predict MODEL.cfg FILE... --weights FILE.weights [--classes C] [options]\n\n"
              "Prints the K most probable classes (default 3) of each image file (PNG, JPEG,\n"
              "BMP, ...), which is converted to the model's input size and channels.\n"
+             "--weights FILE.weights: run MODEL.cfg with Darknet's binary weights instead of\n"
+             "  a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
+             "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
              "--max-pixels N: refuse image files larger than N pixels (width x height, from\n"
              "  the header, before decoding); default %lld (64 megapixels).\n"
@@ -98,7 +102,7 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int64_
 }
 
 int cnn_cmd_predict(int argc, char **argv) {
-  const char *ckpt = NULL, *device = "auto", *precision = "auto";
+  const char *ckpt = NULL, *device = "auto", *precision = "auto", *weights = NULL, *classes = NULL;
   int top = 3, json = 0, n = 0, max_pixels = 0;
   char **files = calloc((size_t)argc, sizeof *files);
   for (int i = 1; i < argc; i++) {
@@ -117,6 +121,10 @@ int cnn_cmd_predict(int argc, char **argv) {
       device = argv[++i];
     } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       precision = argv[++i];
+    } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+      weights = argv[++i];
+    } else if (!strcmp(argv[i], "--classes") && i + 1 < argc) {
+      classes = argv[++i];
     } else if (!strcmp(argv[i], "--json")) {
       json = 1;
     } else if (argv[i][0] == '-') {
@@ -134,9 +142,16 @@ int cnn_cmd_predict(int argc, char **argv) {
     free(files);
     return 2;
   }
+  if (classes && !weights) {
+    fprintf(stderr, "cnn predict: --classes goes with --weights (a checkpoint names its classes)\n");
+    free(files);
+    return 2;
+  }
   int chunk = n < 64 ? n : 64, bad = 0, first = 1;
   cli_model m;
-  if (cli_model_open(ckpt, device, precision, chunk, &m) != CNN_OK) {
+  cnn_status st = weights ? cli_model_open_darknet(ckpt, weights, classes, device, precision, chunk, &m)
+                          : cli_model_open(ckpt, device, precision, chunk, &m);
+  if (st != CNN_OK) {
     free(files);
     cli_model_close(&m);
     return cli_fail(NULL);

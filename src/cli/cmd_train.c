@@ -34,6 +34,10 @@ static void help(FILE *f) {
       "  --seed N            seed of every random choice (init, order, augmentation, dropout)\n"
       "  --out DIR           run folder (default runs/MODEL; a new one if that holds a run)\n"
       "  --resume CKPT       continue from a checkpoint (its cfg, data and settings)\n"
+      "  --weights FILE      start from Darknet's binary weights for MODEL.cfg instead of a\n"
+      "                      random initialisation (as cnn import reads them); the model\n"
+      "                      then takes pixels in [0, 1] unless [train] sets mean/std, and\n"
+      "                      its batch norm uses Darknet's epsilon (bn_eps 1e-12)\n"
       "  --quiet             print only the final accuracy\n\n"
       "Writes DIR/last.safetensors every epoch, DIR/best.safetensors for the best accuracy,\n"
       "DIR/metrics.jsonl, and DIR/report.html at the end. On the CPU, runs are deterministic\n"
@@ -88,6 +92,7 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     STR("--cuda-graph", cuda_graph)
     STR("--out", out)
     STR("--resume", resume)
+    STR("--weights", weights)
     STR("--optimizer", optimizer)
     STR("--schedule", schedule)
     INT("--epochs", epochs, 1, 1 << 20)

@@ -29,6 +29,11 @@ int cli_import_flag(int argc, char **argv, int *i, cli_import_opts *o);
 /* the help text of those options */
 extern const char cli_import_flags_help[];
 
+/* --classes: names from a file (one a line) or a comma-separated list, exactly
+ * `classes` of them; NULL: "0", "1", ... (*out: `classes` strdup'd names, to free
+ * with their array even on failure) */
+cnn_status cli_class_names(const char *s, int classes, char ***out);
+
 /* Write DIR/model.cfg (the net's cfg text) and DIR/model.safetensors (its tensors
  * as they are in the net's host copy, with the metadata cnn eval/predict/train read)
  * for a net built from cfg text with every tensor set. `source` names what it was

@@ -68,8 +68,7 @@ static cnn_status norm_flag(const char *flag, const char *s, int channels, int p
   return CNN_OK;
 }
 
-/* names from a file (one a line) or a comma-separated list; exactly `classes` of them */
-static cnn_status class_names(const char *s, int classes, char ***out) {
+cnn_status cli_class_names(const char *s, int classes, char ***out) {
   char **names = calloc((size_t)classes, sizeof *names);
   if (!names) return cnn_error(CNN_ERR_NOMEM, "out of memory");
   *out = names;
@@ -156,7 +155,7 @@ cnn_status cli_import_write(cnn_net *net, const cli_import_opts *o, const char *
   cnn_status st = cnn_net_train_config(net, &m.tc);
   if (st == CNN_OK && o->mean_s) st = norm_flag("--mean", o->mean_s, m.channels, 0, m.mean);
   if (st == CNN_OK && o->std_s) st = norm_flag("--std", o->std_s, m.channels, 1, m.std);
-  if (st == CNN_OK) st = class_names(o->classes_s, m.classes, &m.class_names);
+  if (st == CNN_OK) st = cli_class_names(o->classes_s, m.classes, &m.class_names);
   char data[1100];
   snprintf(data, sizeof data, "import:%s", source);
   m.data = data;

@@ -8,6 +8,7 @@ typedef struct train_opts {
   const char *model, *data, *device, *precision, *out, *resume, *optimizer, *schedule;
   const char *device_data;     /* auto | on | off: the training set in device memory */
   const char *cuda_graph;      /* on | off */
+  const char *weights;         /* --weights: Darknet .weights to start from */
   int epochs, batch, quiet, threads, warmup, nesterov;
   double lr, momentum, wd, smoothing, val_split;
   int crop, flip, cutout;      /* -1: from the cfg */

@@ -23,6 +23,7 @@
 #include "cnn/loader.h"
 #include "core/cfg.h"
 #include "core/error.h"
+#include "exchange/darknet_weights.h"
 
 typedef struct run {
   const train_opts *o;
@@ -326,6 +327,9 @@ static cnn_status check_run_dir(run *r) {
 
 static cnn_status setup(run *r) {
   const train_opts *o = r->o;
+  if (o->resume && o->weights)
+    return cnn_error(CNN_ERR_ARG, "--weights starts a run from Darknet weights; --resume "
+                     "continues a run from its checkpoint: give one of them");
   if (o->resume) {
     CNN_TRY(cli_meta_read(o->resume, &r->meta));
     /* a cfg given with --resume must match the checkpoint: loading checks every tensor */
@@ -335,6 +339,12 @@ static cnn_status setup(run *r) {
   } else {
     r->cfg_text = cli_read_text(o->model);
     if (!r->cfg_text) return CNN_ERR_IO;
+    if (o->weights) { /* a Darknet model: its batch norm's epsilon, in the checkpoints' cfg too */
+      char *t;
+      CNN_TRY(cnn_darknet_cfg_text(r->cfg_text, o->model, &t));
+      free(r->cfg_text);
+      r->cfg_text = t;
+    }
     r->model_name = o->model;
     r->meta.cfg = strdup(r->cfg_text);
   }
@@ -351,6 +361,10 @@ static cnn_status setup(run *r) {
   CNN_TRY(open_data(r));
   CNN_TRY(check_data_opts(r));
   set_class_names(r);
+  if (o->weights && !r->meta.channels) { /* Darknet's models take pixels in [0, 1] */
+    r->meta.channels = r->info.channels;
+    for (int c = 0; c < 4; c++) r->meta.mean[c] = 0, r->meta.std[c] = 1;
+  }
   if (!r->meta.channels) { /* normalisation from the training set */
     r->meta.channels = r->info.channels;
     CNN_TRY(cnn_dataset_mean_std(&r->train, r->meta.mean, r->meta.std));
@@ -363,6 +377,13 @@ static cnn_status setup(run *r) {
   r->meta.batch = r->batch;
   CNN_TRY(cnn_net_build(r->net, r->b, r->batch, CNN_MODE_TRAIN));
   if (o->resume) CNN_TRY(cnn_net_load(r->net, o->resume));
+  if (o->weights) {
+    cnn_darknet_info dn;
+    CNN_TRY(cnn_darknet_load(r->net, o->weights, &dn));
+    if (!o->quiet)
+      fprintf(stderr, "cnn train: starting from %s (Darknet %d.%d.%d, %llu images seen)\n",
+              o->weights, dn.major, dn.minor, dn.revision, (unsigned long long)dn.seen);
+  }
   cnn_loader_config lc = {0};
   lc.data = &r->train;
   lc.batch = r->batch;

@@ -65,11 +65,8 @@ typedef struct cnn_st_item {
  * (their bytes in order), as "crc32:xxxxxxxx", into out[CNN_ST_CHECKSUM_LEN]. */
 void cnn_st_checksum(const cnn_st_item *items, int n, char *out);
 
-/* Write items in the given order. Goes to "PATH.tmp.<pid>", then fflush + fsync +
- * rename over PATH; on any error the temp file is removed and PATH is untouched.
- * Before writing, stale temp files of earlier writes of PATH are removed: only
- * regular files of ours named exactly "PATH.tmp.<pid>" whose writer is gone (no
- * such process) or that were not touched for an hour (a reused pid). */
+/* Write items in the given order, whole or not at all (cnn_file_write_whole:
+ * "PATH.tmp.<pid>", fsync, rename; stale temp files of earlier writes removed). */
 cnn_status cnn_st_write(const char *path, const cnn_st_item *items, int n,
                         const char *const *meta_keys, const char *const *meta_values,
                         int n_meta);

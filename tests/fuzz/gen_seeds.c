@@ -13,6 +13,7 @@
 
 #include "cnn/cnn.h"
 #include "cnn/data.h"
+#include "exchange/darknet_weights.h"
 #include "fuzz/targets.h"
 
 static const char *root;
@@ -227,6 +228,43 @@ static void image_seeds(void) {
   }
 }
 
+/* ---- Darknet weights for the darknet target's cfg ------------------------------ */
+
+static void darknet_seeds(void) {
+  cnn_net *net;
+  if (cnn_net_from_cfg_text(cnn_fuzz_darknet_cfg(), "darknet.cfg", &net) != CNN_OK) {
+    fprintf(stderr, "%s\n", cnn_last_error());
+    exit(1);
+  }
+  for (int i = 0; i < cnn_net_num_tensors(net); i++) { /* small exact values, variances > 0 */
+    cnn_param_desc d;
+    float v[64];
+    if (cnn_net_tensor_desc(net, i, &d) != CNN_OK || d.count > 64) exit(1);
+    int var = strstr(d.name, "running_var") != NULL;
+    int beta = !strcmp(d.name, "bn1.bias"); /* a [batchnorm]'s beta: Darknet has none */
+    for (size_t j = 0; j < d.count; j++)
+      v[j] = beta ? 0 : var ? 0.5f + (float)(j % 3) : (float)((int)(j * 7 % 11) - 5) / 4;
+    if (cnn_net_tensor_set(net, i, v) != CNN_OK) exit(1);
+  }
+  uint8_t *b, v01[1024];
+  size_t n;
+  if (cnn_darknet_encode(net, 1234, &b, &n) != CNN_OK || n > sizeof v01) {
+    fprintf(stderr, "%s\n", cnn_last_error());
+    exit(1);
+  }
+  put("darknet", "v0.2.weights", b, n);
+  put("darknet", "truncated.weights", b, n / 2);
+  /* 0.1.0: a 4-byte counter; 1001.0.0: also, and connected weights [in][out] */
+  memcpy(v01, b, 16);
+  memcpy(v01 + 16, b + 20, n - 20);
+  v01[4] = 1;
+  put("darknet", "v0.1.weights", v01, n - 4);
+  v01[0] = 0xe9, v01[1] = 0x03, v01[4] = 0; /* 1001 */
+  put("darknet", "v1001-transposed.weights", v01, n - 4);
+  free(b);
+  cnn_net_destroy(net);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s CORPUS_DIR (tests/fuzz/corpus)\n", argv[0]);
@@ -239,6 +277,7 @@ int main(int argc, char **argv) {
   idx_seeds();
   cifar_seeds();
   image_seeds();
+  darknet_seeds();
   printf("seeds written under %s\n", root);
   return 0;
 }

@@ -16,12 +16,14 @@
 #include "cnn/data.h"
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "exchange/darknet_weights.h"
 
 /* ---- temp files ---------------------------------------------------------------- */
 
 static char tmp_root[256];
 static cnn_backend *ref;
 static cnn_net *ckpt_net;
+static cnn_net *dn_net;
 
 static void at_exit_cleanup(void) {
   static int registered;
@@ -68,7 +70,7 @@ static const char *const tmp_entries[] = {
     "idx-images", "idx-labels", "cifar/data_batch_1.bin", "cifar/test_batch.bin",
     "cifar/train.bin", "cifar/test.bin", "cifar/batches.meta.txt",
     "cifar/fine_label_names.txt", "cifar", "img/cls/image", "img/cls", "img",
-    "cfg", "ckpt.safetensors"};
+    "cfg", "ckpt.safetensors", "darknet.weights"};
 
 static void remove_tmp_files(void) {
   char p[512];
@@ -389,6 +391,79 @@ int cnn_fuzz_image(const uint8_t *data, size_t size) {
   return bad;
 }
 
+/* ---- Darknet weights ------------------------------------------------------------ */
+
+static const char darknet_cfg[] =
+    "[net]\nheight=3\nwidth=3\nchannels=2\n"
+    "[convolutional]\nbatch_normalize=1\nfilters=2\nsize=3\npad=1\nactivation=leaky\n"
+    "[convolutional]\nfilters=2\nsize=1\ngroups=2\nactivation=linear\n"
+    "[convolutional]\nfilters=2\nsize=1\nflipped=1\nactivation=linear\n"
+    "[batchnorm]\n"
+    "[connected]\noutput=2\nactivation=linear\n"
+    "[connected]\nbatch_normalize=1\noutput=2\nactivation=linear\n";
+
+const char *cnn_fuzz_darknet_cfg(void) { return darknet_cfg; }
+
+/* every tensor of the net, in order (malloc'd) */
+static float *dn_snapshot(const cnn_net *net, size_t *count) {
+  size_t n = 0;
+  for (int i = 0; i < cnn_net_num_tensors(net); i++) {
+    cnn_param_desc d;
+    if (cnn_net_tensor_desc(net, i, &d) == CNN_OK) n += d.count;
+  }
+  float *v = malloc((n ? n : 1) * sizeof *v), *p = v;
+  for (int i = 0; v && i < cnn_net_num_tensors(net); i++) {
+    cnn_param_desc d;
+    if (cnn_net_tensor_desc(net, i, &d) != CNN_OK || cnn_net_tensor_get(net, i, p) != CNN_OK) abort();
+    p += d.count;
+  }
+  *count = n;
+  return v;
+}
+
+int cnn_fuzz_darknet(const uint8_t *data, size_t size) {
+  if (!dn_net) {
+    if (cnn_net_from_cfg_text(darknet_cfg, "darknet.cfg", &dn_net) != CNN_OK) {
+      fprintf(stderr, "cnn fuzz: the darknet target's net: %s\n", cnn_last_error());
+      abort();
+    }
+    at_exit_cleanup();
+  }
+  int bad = 0;
+  size_t n0, n1;
+  float *before = dn_snapshot(dn_net, &n0);
+  cnn_darknet_info info;
+  cnn_error_clear();
+  cnn_status s = cnn_darknet_read(dn_net, data, size, "fuzz.weights", &info);
+  if (!has_message(s)) bad = 1;
+  float *after = dn_snapshot(dn_net, &n1);
+  if (!before || !after) abort();
+  if (s != CNN_OK) EXPECT(n0 == n1 && !memcmp(before, after, n0 * sizeof *before));
+  if (s == CNN_OK) {
+    EXPECT(info.header_bytes + 4 * info.values == size);
+    uint8_t *out = NULL;
+    size_t n = 0;
+    cnn_error_clear();
+    cnn_status e = cnn_darknet_encode(dn_net, info.seen, &out, &n);
+    EXPECT(e == CNN_OK && n == 20 + 4 * info.values);
+    /* values as read (a transposed file's connected weights come back in order) */
+    if (e == CNN_OK && !info.transposed && n == 20 + 4 * info.values)
+      EXPECT(!memcmp(out + 20, data + info.header_bytes, 4 * info.values));
+    free(out);
+  }
+  char path[512];
+  tmp_path("darknet.weights", path, sizeof path);
+  write_file(path, data, size);
+  cnn_error_clear();
+  cnn_status f = cnn_darknet_load(dn_net, path, NULL);
+  if (!has_message(f)) bad = 1;
+  EXPECT(f == s);
+  free(before);
+  free(after);
+  remove_tmp_files();
+  return bad;
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 const cnn_fuzz_target cnn_fuzz_targets[] = {
@@ -397,6 +472,7 @@ const cnn_fuzz_target cnn_fuzz_targets[] = {
     {"idx", cnn_fuzz_idx},
     {"cifar", cnn_fuzz_cifar},
     {"image", cnn_fuzz_image},
+    {"darknet", cnn_fuzz_darknet},
 };
 const int cnn_fuzz_num_targets = sizeof cnn_fuzz_targets / sizeof *cnn_fuzz_targets;
 
@@ -404,6 +480,10 @@ void cnn_fuzz_cleanup(void) {
   if (ckpt_net) {
     cnn_net_destroy(ckpt_net);
     ckpt_net = NULL;
+  }
+  if (dn_net) {
+    cnn_net_destroy(dn_net);
+    dn_net = NULL;
   }
   if (ref) {
     cnn_backend_destroy(ref);

@@ -39,6 +39,15 @@ int cnn_fuzz_cifar(const uint8_t *data, size_t size);
  * (cnn_dataset_load_folder) and through cnn_image_load */
 int cnn_fuzz_image(const uint8_t *data, size_t size);
 
+/* Darknet .weights for a fixed small cfg (conv + batch norm, a grouped conv, a
+ * flipped=1 conv, [batchnorm], [connected] after a spatial input and with batch
+ * norm), from memory and from a file: both give the same status; an accepted file
+ * written back (cnn_darknet_encode) holds the same values, a refused one leaves the
+ * net as it was */
+int cnn_fuzz_darknet(const uint8_t *data, size_t size);
+/* the cfg text of that fixed net (for making seeds) */
+const char *cnn_fuzz_darknet_cfg(void);
+
 extern const cnn_fuzz_target cnn_fuzz_targets[];
 extern const int cnn_fuzz_num_targets;
 
