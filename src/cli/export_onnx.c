@@ -59,9 +59,9 @@ int cli_export_onnx(int argc, char **argv) {
   if (cli_meta_read(ckpt, &meta) != CNN_OK || cnn_net_from_cfg_text(meta.cfg, ckpt, &net) != CNN_OK ||
       cnn_net_info_get(net, &info) != CNN_OK || cli_meta_check_model(ckpt, &meta, &info) != CNN_OK ||
       cnn_net_load(net, ckpt) != CNN_OK) {
-    cli_fail(ckpt);
+    cli_fail(NULL); /* the messages name the file */
   } else if (cnn_onnx_export(net, meta.mean, meta.std, &o, out, &wrote) != CNN_OK) {
-    cli_fail(out);
+    cli_fail(NULL);
   } else {
     printf("wrote %s: ONNX opset %d, input 'input' [N, %d, %d, %d], output '%s' [N, %d]; "
            "%d nodes, %d initializers, %zu bytes\n",
