@@ -44,8 +44,11 @@ static int cmd_init(int argc, char **argv) {
     cnn_net_tensor_desc(net, i, &d);
     const char *suffix = strrchr(d.name, '.');
     float lo, hi;
+    int gamma = 0; /* a batch norm's scale is its "weight" tensor */
+    for (int j = 0; j < net->n_layers; j++)
+      gamma |= net->layers[j].kind == &cnn_kind_batchnorm && net->layers[j].param[0] == i;
     if (!suffix) continue;
-    if (!strcmp(suffix, ".gamma") || !strcmp(suffix, ".running_var")) lo = 0.5f, hi = 1.5f;
+    if (gamma || !strcmp(suffix, ".running_var")) lo = 0.5f, hi = 1.5f;
     else if (!strcmp(suffix, ".beta") || !strcmp(suffix, ".running_mean") || !strcmp(suffix, ".bias"))
       lo = -0.3f, hi = 0.3f;
     else continue;
