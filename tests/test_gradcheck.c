@@ -375,6 +375,24 @@ int main(void) {
            "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"
            "[route]\nlayers=-1,-3\n", "", 8);
 
+  /* ---- Darknet's crop (the training window is fixed: the step does not advance)
+   * and reorg in each mode; the base conv's gradient goes through them ---- */
+  run_case("crop 3x4 flip", 5, 6, 3, "[crop]\ncrop_height=3\ncrop_width=4\nflip=1\n", "", 4);
+  run_case("crop noadjust shift", 5, 6, 3,
+           "[crop]\ncrop_height=4\ncrop_width=5\nflip=1\nnoadjust=1\nshift=0.2\n", "", 4);
+  run_case("crop between convs", 6, 6, 3,
+           "[crop]\ncrop_height=5\ncrop_width=4\nflip=1\n" CONV_BODY("pad=1\n"), "", 6);
+  run_case("reorg /2", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n[reorg]\nstride=2\n", "", 6);
+  run_case("reorg /2 reverse", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n[reorg]\nstride=2\nreverse=1\n",
+           "", 6);
+  run_case("reorg flatten", 4, 6, 3, "[reorg]\nflatten=1\n", "", 4);
+  run_case("reorg flatten reverse /2", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n"
+           "[reorg]\nstride=2\nflatten=1\nreverse=1\n", "", 6);
+  run_case("reorg extra=3", 4, 6, 3, "[reorg]\nextra=3\n", "", 4);
+
   /* ---- flatten ---- */
   run_case("flatten", 5, 6, 3, "[flatten]\n", "", 4);
 

@@ -83,6 +83,13 @@
  *   add_act_fwd, add_act_bwd                    tol_f32; GELU backward must give
  *                                               CNN_ERR_ARG and write nothing; an output
  *                                               given as NULL (da or db) is untouched: 0
+ *
+ * Darknet's crop and reorg (opsuite_crop_reorg.c):
+ *   crop_fwd, crop_bwd                          tol_f32 (x scale + off, dx + scale dy:
+ *                                               two roundings); the windows, flips and
+ *                                               shifts are integer draws, the same
+ *   reorg_fwd                                   0 (a permutation, zeros for extra)
+ *   reorg_bwd                                   tol_f32 (one addition per element)
  */
 #include "opsuite.h"
 #include "opsuite_impl.h"
@@ -972,6 +979,7 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
   test_sgd(&S);
   test_adam(&S);
   test_program_ops(&S);
+  test_crop_reorg_ops(&S);
   if (test->ops->sync) {
     cnn_status st = test->ops->sync(test->ctx);
     CHECK(st == CNN_OK, "sync on '%s': %s", test->name, cnn_last_error());
