@@ -90,7 +90,8 @@ static uint64_t kink_signature(const cnn_net *net) {
   for (int li = 0; li < net->n_layers; li++) {
     const cnn_layer *l = &net->layers[li];
     const float *x = cnn_layer_x(net, l, 0);
-    if (l->kind == &cnn_kind_act && (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY)) {
+    if (l->kind == &cnn_kind_act &&
+        (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY || l->act == CNN_ACT_RAMP)) {
       size_t n = (size_t)BATCH * cnn_shape_count(l->out);
       for (size_t i = 0; i < n; i++) sig = mix(sig, x[i] > 0);
     } else if (l->kind == &cnn_kind_maxpool) {
@@ -333,6 +334,7 @@ int main(void) {
   run_case("gelu", 5, 6, 3, "[activation]\nactivation=gelu\n", "", 4);
   run_case("logistic", 5, 6, 3, "[activation]\nactivation=logistic\n", "", 4);
   run_case("tanh", 5, 6, 3, "[activation]\nactivation=tanh\n", "", 4);
+  run_case("ramp", 5, 6, 3, "[activation]\nactivation=ramp\n", "", 4);
   run_case("conv relu", 5, 6, 3,
            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n", "", 6);
   run_case("conv gelu", 5, 6, 3,

@@ -51,6 +51,7 @@ typedef enum cnn_act {
   CNN_ACT_GELU,      /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
   CNN_ACT_SIGMOID,   /* Darknet's "logistic" */
   CNN_ACT_TANH,
+  CNN_ACT_RAMP,      /* Darknet's ramp: (x > 0 ? x : 0) + 0.1 x, slope 1.1 or 0.1 */
   CNN_ACT_COUNT
 } cnn_act;
 

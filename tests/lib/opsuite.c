@@ -378,7 +378,7 @@ static void test_bias(suite *S) {
 /* ---- activations --------------------------------------------------------------- */
 
 const char *act_name(cnn_act a) {
-  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh"};
+  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp"};
   return (unsigned)a < CNN_ACT_COUNT ? names[a] : "?";
 }
 
@@ -390,6 +390,7 @@ double host_act(cnn_act a, double alpha, double x) {
     case CNN_ACT_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
+    case CNN_ACT_RAMP: return (x > 0 ? 1.1 : 0.1) * x;
     default: return NAN;
   }
 }
