@@ -450,6 +450,46 @@ static void test_unwritable_run_dir(void) {
   CHECK(system(cmd) == 0, "chmod back");
 }
 
+/* Darknet's [crop] and [reorg] through the command: a net starting with a random
+ * 10x10 crop (centre crop in eval) and a reorg trains to 0.9 and evaluates; `cnn
+ * summary` describes Darknet's vgg-16.cfg (crop) and go.cfg (reorg extra). */
+static void test_darknet_sections(void) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/crop.cfg", dir);
+  FILE *f = fopen(p, "w");
+  fputs("[net]\nheight=12\nwidth=12\nchannels=1\nbatch=32\nlearning_rate=0.05\nmomentum=0.9\n"
+        "[train]\nepochs=4\n[crop]\ncrop_height=10\ncrop_width=10\nshift=.1\n"
+        "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=relu\n[reorg]\nstride=2\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\npad=1\nactivation=relu\n"
+        "[maxpool]\nsize=2\nstride=2\n[connected]\noutput=4\nactivation=linear\n[softmax]\n", f);
+  fclose(f);
+  int st = run("train crop.cfg --data idx:data --out croprun --seed 3 --quiet", "crop.txt");
+  char *o = slurp("crop.txt");
+  double acc = after(o, "final test accuracy: ");
+  CHECK(exited_ok(st) && acc >= 0.9, "train with [crop] and [reorg]: accuracy %.4f >= 0.9: %s",
+        acc, o);
+  free(o);
+  st = run("eval croprun/best.safetensors --data idx:data", "crop_eval.txt");
+  o = slurp("crop_eval.txt");
+  CHECK(exited_ok(st) && strstr(o, "accuracy"), "eval of the [crop] model: %s", o);
+  free(o);
+  char src[1024], args[1200];
+  snprintf(args, sizeof args, "summary %s",
+           tu_source_path("tests/data/darknet/vgg-16.cfg", src, sizeof src));
+  st = run(args, "vgg.txt");
+  o = slurp("vgg.txt");
+  CHECK(exited_ok(st) && strstr(o, "224x224 flip x*2-1") && strstr(o, "138,357,544"),
+        "summary of vgg-16.cfg: %s", o);
+  free(o);
+  snprintf(args, sizeof args, "summary %s",
+           tu_source_path("tests/data/darknet/go.cfg", src, sizeof src));
+  st = run(args, "go.txt");
+  o = slurp("go.txt");
+  CHECK(exited_ok(st) && strstr(o, "CHW + 1 zeros") && strstr(o, "1x1x362"),
+        "summary of go.cfg: %s", o);
+  free(o);
+}
+
 int main(void) {
   bin = getenv("CNN_BIN");
   if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
@@ -481,6 +521,7 @@ int main(void) {
   test_hostile_data();
   test_bad_metadata();
   test_unwritable_run_dir();
+  test_darknet_sections();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

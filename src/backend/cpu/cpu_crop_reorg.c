@@ -1,7 +1,7 @@
 /* cpu: Darknet's crop and reorg (rules in backend.h, index maps in core/crop_reorg.h).
  * Crop splits (image, output row) pairs over threads: each reads or writes one
  * input row, so no two threads touch the same dx element, and the channel loop is
- * contiguous. Reorg splits output elements; its map is injective, so backward's
+ * contiguous. Reorg splits an image's output elements; its map is injective, so backward's
  * scatter has one writer per dx element. Crop computes x * scale + off and
  * dx + scale * dy in float (ref: in double, rounded once): within a rounding or two. */
 #include "backend/cpu/cpu.h"
@@ -70,16 +70,19 @@ static cnn_status check_reorg(const cnn_reorg_desc *d, const char *op) {
   return CNN_OK;
 }
 
+/* threads split the output elements of an image; each computes its source index
+ * once (a few 64-bit divisions) and applies it to every image of the batch */
 static void reorg_run(const cnn_reorg_desc *d, int backward, const float *src, float *dst) {
   const int64_t in = (int64_t)d->h * d->w * d->c, out = (int64_t)d->oh * d->ow * d->oc;
-  const int64_t total = (int64_t)d->n * out;
-#pragma omp parallel for schedule(static) if ((size_t)total >= CPU_PAR_MIN)
-  for (int64_t t = 0; t < total; t++) {
-    int64_t b = t / out, s = cnn_reorg_src(d, t % out);
+  const int n = d->n;
+#pragma omp parallel for schedule(static) if ((size_t)(n * out) >= CPU_PAR_MIN)
+  for (int64_t o = 0; o < out; o++) {
+    const int64_t s = cnn_reorg_src(d, o);
     if (backward) {
-      if (s >= 0) dst[b * in + s] += src[t];
+      if (s >= 0)
+        for (int b = 0; b < n; b++) dst[b * in + s] += src[b * out + o];
     } else {
-      dst[t] = s < 0 ? 0.0f : src[b * in + s];
+      for (int b = 0; b < n; b++) dst[b * out + o] = s < 0 ? 0.0f : src[b * in + s];
     }
   }
 }
