@@ -59,6 +59,18 @@ static row *read_rows(int *n_out) {
   return rows;
 }
 
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  s[fread(s, 1, (size_t)n, f)] = 0;
+  fclose(f);
+  return s;
+}
+
 /* our section names for Darknet's layer types */
 static int same_kind(const char *ours, const char *darknet) {
   if (!strcmp(ours, "conv")) ours = "convolutional";
@@ -69,8 +81,14 @@ static int same_kind(const char *ours, const char *darknet) {
 static void check_cfg(const char *name, const row *rows, int n_rows) {
   char rel[128], path[1024];
   snprintf(rel, sizeof rel, "tests/data/darknet/%s.cfg", name);
+  /* parsed without initialising parameters (VGG-16's 138 M random weights take
+   * seconds and say nothing about shapes) */
   cnn_net *net = NULL;
-  cnn_status st = cnn_net_from_cfg_file(tu_source_path(rel, path, sizeof path), &net);
+  char *text = slurp(tu_source_path(rel, path, sizeof path));
+  CHECK(text != NULL, "cannot read %s", path);
+  if (!text) return;
+  cnn_status st = cnn_net_parse_cfg(text, path, 0, &net);
+  free(text);
   CHECK(st == CNN_OK, "%s: does not load: %s", name, cnn_last_error());
   CHECK(n_rows > 0, "%s: no rows in expected.tsv", name);
   if (st != CNN_OK || n_rows == 0) return;

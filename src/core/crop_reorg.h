@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/error.h"
 #include "core/hd.h"
 #include "core/rng.h"
 
@@ -68,6 +69,20 @@ static inline const char *cnn_crop_desc_problem(const cnn_crop_desc *d) {
     return "bad shape";
   if (d->oh > d->h || d->ow > d->w) return "the crop is larger than its input";
   return 0;
+}
+
+/* The argument check every backend's crop op makes: CNN_ERR_ARG naming the backend
+ * and op for an inconsistent descriptor, a NULL buffer, or a training crop without
+ * a step state. */
+static inline cnn_status cnn_crop_check(const char *backend, const char *op,
+                                        const cnn_crop_desc *d, const void *src, void *dst,
+                                        const cnn_step_state *st) {
+  const char *why = cnn_crop_desc_problem(d);
+  if (!why && (!src || !dst)) why = "a buffer is NULL";
+  if (!why && d->train && !st) why = "a training crop needs the step state";
+  if (!why) return CNN_OK;
+  return cnn_error(CNN_ERR_ARG, "%s %s: %s (%dx%dx%d -> %dx%d)", backend, op, why, d ? d->h : 0,
+                   d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0, d ? d->ow : 0);
 }
 
 /* ---- reorg ------------------------------------------------------------------------ */
@@ -165,6 +180,17 @@ static inline const char *cnn_reorg_desc_problem(const cnn_reorg_desc *d) {
   if (why) return why;
   if (oh != d->oh || ow != d->ow || oc != d->oc) return "the output shape does not match the mode";
   return 0;
+}
+
+/* The argument check every backend's reorg op makes (as cnn_crop_check) */
+static inline cnn_status cnn_reorg_check(const char *backend, const char *op,
+                                         const cnn_reorg_desc *d, const void *src, void *dst) {
+  const char *why = cnn_reorg_desc_problem(d);
+  if (!why && (!src || !dst)) why = "a buffer is NULL";
+  if (!why) return CNN_OK;
+  return cnn_error(CNN_ERR_ARG, "%s %s: %s (%dx%dx%d -> %dx%dx%d, stride %d, mode %d)", backend,
+                   op, why, d ? d->h : 0, d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0,
+                   d ? d->ow : 0, d ? d->oc : 0, d ? d->stride : 0, d ? (int)d->mode : 0);
 }
 
 #endif

@@ -237,6 +237,10 @@ const char *cnn_act_name(cnn_act a);
 cnn_conv_desc cnn_layer_conv_desc(const cnn_layer *l, int n);
 cnn_pool_desc cnn_layer_pool_desc(const cnn_layer *l, int n);
 
+/* cnn_net_from_cfg_text; init = 0 leaves the parameters unallocated and
+ * uninitialised (shapes and FLOPs only: the net must not be built or saved) */
+cnn_status cnn_net_parse_cfg(const char *text, const char *name, int init, cnn_net **out);
+
 /* building blocks shared by net.c, plan.c, exec.c */
 cnn_status cnn_net_init_host(cnn_net *net, uint64_t seed);
 cnn_status cnn_net_plan_build(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode);

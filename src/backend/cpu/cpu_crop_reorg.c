@@ -7,15 +7,6 @@
 #include "backend/cpu/cpu.h"
 #include "core/crop_reorg.h"
 
-static cnn_status check_crop(const cnn_crop_desc *d, const cnn_step_state *st, const char *op) {
-  const char *why = cnn_crop_desc_problem(d);
-  if (why)
-    return cnn_error(CNN_ERR_ARG, "cpu %s: %s (%dx%dx%d -> %dx%d)", op, why, d ? d->h : 0,
-                     d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0, d ? d->ow : 0);
-  if (d->train) CPU_NEED(st, op);
-  return CNN_OK;
-}
-
 static void crop_rows(const cnn_crop_desc *d, const cnn_step_state *st, int backward,
                       const float *src, float *dst) {
   const uint64_t key = d->train ? cnn_crop_key(d, st->step) : 0;
@@ -45,28 +36,15 @@ static void crop_rows(const cnn_crop_desc *d, const cnn_step_state *st, int back
 
 cnn_status cpu_crop_fwd(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
                         const cnn_step_state *st) {
-  CNN_TRY(check_crop(d, st, "crop_fwd"));
-  CPU_NEED(x, "crop_fwd");
-  CPU_NEED(y, "crop_fwd");
+  CNN_TRY(cnn_crop_check("cpu", "crop_fwd", d, x, y, st));
   crop_rows(d, st, 0, x, y);
   return CNN_OK;
 }
 
 cnn_status cpu_crop_bwd(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
                         const cnn_step_state *st) {
-  CNN_TRY(check_crop(d, st, "crop_bwd"));
-  CPU_NEED(dy, "crop_bwd");
-  CPU_NEED(dx, "crop_bwd");
+  CNN_TRY(cnn_crop_check("cpu", "crop_bwd", d, dy, dx, st));
   crop_rows(d, st, 1, dy, dx);
-  return CNN_OK;
-}
-
-static cnn_status check_reorg(const cnn_reorg_desc *d, const char *op) {
-  const char *why = cnn_reorg_desc_problem(d);
-  if (why)
-    return cnn_error(CNN_ERR_ARG, "cpu %s: %s (%dx%dx%d -> %dx%dx%d, stride %d, mode %d)", op, why,
-                     d ? d->h : 0, d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0, d ? d->ow : 0,
-                     d ? d->oc : 0, d ? d->stride : 0, d ? (int)d->mode : 0);
   return CNN_OK;
 }
 
@@ -88,17 +66,13 @@ static void reorg_run(const cnn_reorg_desc *d, int backward, const float *src, f
 }
 
 cnn_status cpu_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, float *y) {
-  CNN_TRY(check_reorg(d, "reorg_fwd"));
-  CPU_NEED(x, "reorg_fwd");
-  CPU_NEED(y, "reorg_fwd");
+  CNN_TRY(cnn_reorg_check("cpu", "reorg_fwd", d, x, y));
   reorg_run(d, 0, x, y);
   return CNN_OK;
 }
 
 cnn_status cpu_reorg_bwd(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx) {
-  CNN_TRY(check_reorg(d, "reorg_bwd"));
-  CPU_NEED(dy, "reorg_bwd");
-  CPU_NEED(dx, "reorg_bwd");
+  CNN_TRY(cnn_reorg_check("cpu", "reorg_bwd", d, dy, dx));
   reorg_run(d, 1, dy, dx);
   return CNN_OK;
 }

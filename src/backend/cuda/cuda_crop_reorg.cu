@@ -33,10 +33,7 @@ static __global__ void k_crop(cnn_crop_desc d, const cnn_step_state *st, int bac
 static cnn_status crop_launch(cnn_cuda_ctx *ctx, const char *op, const cnn_crop_desc *d,
                               const float *src, float *dst, const cnn_step_state *st,
                               int backward) {
-  const char *why = cnn_crop_desc_problem(d);
-  if (why) return cnn_error(CNN_ERR_ARG, "cuda %s: %s", op, why);
-  if (!src || !dst) return cnn_error(CNN_ERR_ARG, "cuda %s: a buffer is NULL", op);
-  if (d->train && !st) return cnn_error(CNN_ERR_ARG, "cuda %s: step state is NULL", op);
+  CNN_TRY(cnn_crop_check("cuda", op, d, src, dst, st));
   size_t total = (size_t)d->n * d->oh * d->ow * d->c;
   if (total == 0) return CNN_OK;
   k_crop<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(*d, st, backward,
@@ -71,9 +68,7 @@ static __global__ void k_reorg(cnn_reorg_desc d, int backward, const float *src,
 
 static cnn_status reorg_launch(cnn_cuda_ctx *ctx, const char *op, const cnn_reorg_desc *d,
                                const float *src, float *dst, int backward) {
-  const char *why = cnn_reorg_desc_problem(d);
-  if (why) return cnn_error(CNN_ERR_ARG, "cuda %s: %s", op, why);
-  if (!src || !dst) return cnn_error(CNN_ERR_ARG, "cuda %s: a buffer is NULL", op);
+  CNN_TRY(cnn_reorg_check("cuda", op, d, src, dst));
   size_t total = (size_t)d->n * d->oh * d->ow * d->oc;
   if (total == 0) return CNN_OK;
   k_reorg<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(*d, backward, src,

@@ -3,15 +3,6 @@
 #include "backend/ref/ref.h"
 #include "core/crop_reorg.h"
 
-static cnn_status check_crop(const cnn_crop_desc *d, const cnn_step_state *st, const char *op) {
-  const char *why = cnn_crop_desc_problem(d);
-  if (why)
-    return cnn_error(CNN_ERR_ARG, "ref %s: %s (%dx%dx%d -> %dx%d)", op, why, d ? d->h : 0,
-                     d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0, d ? d->ow : 0);
-  if (d->train) REF_NEED(st, op);
-  return CNN_OK;
-}
-
 /* every (output index, input index) pair of the crop: forward y[o] = x[i] scale + off,
  * backward dx[i] += scale dy[o] */
 static void crop_pairs(const cnn_crop_desc *d, const cnn_step_state *st, int backward,
@@ -37,35 +28,20 @@ static void crop_pairs(const cnn_crop_desc *d, const cnn_step_state *st, int bac
 
 cnn_status ref_crop_fwd(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
                         const cnn_step_state *st) {
-  CNN_TRY(check_crop(d, st, "crop_fwd"));
-  REF_NEED(x, "crop_fwd");
-  REF_NEED(y, "crop_fwd");
+  CNN_TRY(cnn_crop_check("ref", "crop_fwd", d, x, y, st));
   crop_pairs(d, st, 0, x, y);
   return CNN_OK;
 }
 
 cnn_status ref_crop_bwd(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
                         const cnn_step_state *st) {
-  CNN_TRY(check_crop(d, st, "crop_bwd"));
-  REF_NEED(dy, "crop_bwd");
-  REF_NEED(dx, "crop_bwd");
+  CNN_TRY(cnn_crop_check("ref", "crop_bwd", d, dy, dx, st));
   crop_pairs(d, st, 1, dy, dx);
   return CNN_OK;
 }
 
-static cnn_status check_reorg(const cnn_reorg_desc *d, const char *op) {
-  const char *why = cnn_reorg_desc_problem(d);
-  if (why)
-    return cnn_error(CNN_ERR_ARG, "ref %s: %s (%dx%dx%d -> %dx%dx%d, stride %d, mode %d)", op, why,
-                     d ? d->h : 0, d ? d->w : 0, d ? d->c : 0, d ? d->oh : 0, d ? d->ow : 0,
-                     d ? d->oc : 0, d ? d->stride : 0, d ? (int)d->mode : 0);
-  return CNN_OK;
-}
-
 cnn_status ref_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, float *y) {
-  CNN_TRY(check_reorg(d, "reorg_fwd"));
-  REF_NEED(x, "reorg_fwd");
-  REF_NEED(y, "reorg_fwd");
+  CNN_TRY(cnn_reorg_check("ref", "reorg_fwd", d, x, y));
   size_t in = (size_t)d->h * d->w * d->c, out = (size_t)d->oh * d->ow * d->oc;
   for (int b = 0; b < d->n; b++)
     for (size_t o = 0; o < out; o++) {
@@ -76,9 +52,7 @@ cnn_status ref_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, flo
 }
 
 cnn_status ref_reorg_bwd(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx) {
-  CNN_TRY(check_reorg(d, "reorg_bwd"));
-  REF_NEED(dy, "reorg_bwd");
-  REF_NEED(dx, "reorg_bwd");
+  CNN_TRY(cnn_reorg_check("ref", "reorg_bwd", d, dy, dx));
   size_t in = (size_t)d->h * d->w * d->c, out = (size_t)d->oh * d->ow * d->oc;
   for (int b = 0; b < d->n; b++)
     for (size_t o = 0; o < out; o++) {
