@@ -450,6 +450,45 @@ static void test_unwritable_run_dir(void) {
   CHECK(system(cmd) == 0, "chmod back");
 }
 
+/* Darknet's [crop] and [reorg] through the command: a net starting with a random
+ * 10x10 crop (centre crop in eval) and a reorg trains to 0.9 and evaluates; `cnn
+ * summary` describes Darknet's vgg-16.cfg (crop) and go.cfg (reorg extra). */
+static void test_darknet_sections(void) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/crop.cfg", dir);
+  FILE *f = fopen(p, "w");
+  fputs("[net]\nheight=12\nwidth=12\nchannels=1\nbatch=32\nlearning_rate=0.05\nmomentum=0.9\n"
+        "[train]\nepochs=4\n[crop]\ncrop_height=10\ncrop_width=10\nshift=.1\n"
+        "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=relu\n[reorg]\nstride=2\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\npad=1\nactivation=relu\n"
+        "[maxpool]\nsize=2\nstride=2\n[connected]\noutput=4\nactivation=linear\n[softmax]\n", f);
+  fclose(f);
+  int st = run("train crop.cfg --data idx:data --out croprun --seed 3 --quiet", "crop.txt");
+  char *o = slurp("crop.txt");
+  double acc = after(o, "final test accuracy: ");
+  CHECK(exited_ok(st) && acc >= 0.9, "train with [crop] and [reorg]: accuracy %.4f >= 0.9: %s",
+        acc, o);
+  free(o);
+  st = run("eval croprun/best.safetensors --data idx:data", "crop_eval.txt");
+  o = slurp("crop_eval.txt");
+  CHECK(exited_ok(st) && strstr(o, "accuracy"), "eval of the [crop] model: %s", o);
+  free(o);
+  /* Darknet's cfgs: the crop's description and VGG-16's known parameter count; the
+   * reorg's and go.cfg's 19x19 + "pass" outputs */
+  static const struct { const char *cfg, *want1, *want2; } sums[] = {
+      {"vgg-16", "224x224 flip x*2-1", "138,357,544"}, {"go", "CHW + 1 zeros", "1x1x362"}};
+  for (int i = 0; i < 2; i++) {
+    char rel[64], src[1024], args[1200];
+    snprintf(rel, sizeof rel, "tests/data/darknet/%s.cfg", sums[i].cfg);
+    snprintf(args, sizeof args, "summary %s", tu_source_path(rel, src, sizeof src));
+    st = run(args, "summary.txt");
+    o = slurp("summary.txt");
+    CHECK(exited_ok(st) && strstr(o, sums[i].want1) && strstr(o, sums[i].want2),
+          "summary of %s.cfg: %s", sums[i].cfg, o);
+    free(o);
+  }
+}
+
 int main(void) {
   bin = getenv("CNN_BIN");
   if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
@@ -481,6 +520,7 @@ int main(void) {
   test_hostile_data();
   test_bad_metadata();
   test_unwritable_run_dir();
+  test_darknet_sections();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

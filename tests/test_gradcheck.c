@@ -90,7 +90,8 @@ static uint64_t kink_signature(const cnn_net *net) {
   for (int li = 0; li < net->n_layers; li++) {
     const cnn_layer *l = &net->layers[li];
     const float *x = cnn_layer_x(net, l, 0);
-    if (l->kind == &cnn_kind_act && (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY)) {
+    if (l->kind == &cnn_kind_act &&
+        (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY || l->act == CNN_ACT_RAMP)) {
       size_t n = (size_t)BATCH * cnn_shape_count(l->out);
       for (size_t i = 0; i < n; i++) sig = mix(sig, x[i] > 0);
     } else if (l->kind == &cnn_kind_maxpool) {
@@ -333,6 +334,7 @@ int main(void) {
   run_case("gelu", 5, 6, 3, "[activation]\nactivation=gelu\n", "", 4);
   run_case("logistic", 5, 6, 3, "[activation]\nactivation=logistic\n", "", 4);
   run_case("tanh", 5, 6, 3, "[activation]\nactivation=tanh\n", "", 4);
+  run_case("ramp", 5, 6, 3, "[activation]\nactivation=ramp\n", "", 4);
   run_case("conv relu", 5, 6, 3,
            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n", "", 6);
   run_case("conv gelu", 5, 6, 3,
@@ -374,6 +376,24 @@ int main(void) {
            "[route]\nlayers=-2\n"
            "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"
            "[route]\nlayers=-1,-3\n", "", 8);
+
+  /* ---- Darknet's crop (the training window is fixed: the step does not advance)
+   * and reorg in each mode; the base conv's gradient goes through them ---- */
+  run_case("crop 3x4 flip", 5, 6, 3, "[crop]\ncrop_height=3\ncrop_width=4\nflip=1\n", "", 4);
+  run_case("crop noadjust shift", 5, 6, 3,
+           "[crop]\ncrop_height=4\ncrop_width=5\nflip=1\nnoadjust=1\nshift=0.2\n", "", 4);
+  run_case("crop between convs", 6, 6, 3,
+           "[crop]\ncrop_height=5\ncrop_width=4\nflip=1\n" CONV_BODY("pad=1\n"), "", 6);
+  run_case("reorg /2", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n[reorg]\nstride=2\n", "", 6);
+  run_case("reorg /2 reverse", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n[reorg]\nstride=2\nreverse=1\n",
+           "", 6);
+  run_case("reorg flatten", 4, 6, 3, "[reorg]\nflatten=1\n", "", 4);
+  run_case("reorg flatten reverse /2", 4, 6, 3,
+           "[convolutional]\nfilters=8\nsize=1\nactivation=linear\n"
+           "[reorg]\nstride=2\nflatten=1\nreverse=1\n", "", 6);
+  run_case("reorg extra=3", 4, 6, 3, "[reorg]\nextra=3\n", "", 4);
 
   /* ---- flatten ---- */
   run_case("flatten", 5, 6, 3, "[flatten]\n", "", 4);

@@ -51,6 +51,7 @@ typedef enum cnn_act {
   CNN_ACT_GELU,      /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
   CNN_ACT_SIGMOID,   /* Darknet's "logistic" */
   CNN_ACT_TANH,
+  CNN_ACT_RAMP,      /* Darknet's ramp: (x > 0 ? x : 0) + 0.1 x, slope 1.1 or 0.1 */
   CNN_ACT_COUNT
 } cnn_act;
 
@@ -62,6 +63,41 @@ typedef enum cnn_act {
 typedef struct cnn_shortcut_desc {
   int n, h1, w1, c1, h2, w2, c2;
 } cnn_shortcut_desc;
+
+/* Darknet's [crop] (src/layers/crop.c): out [n, oh, ow, c] is a window of x [n, h, w, c]
+ * (oh <= h, ow <= w), mapped y = x * scale + off. Per image i, with the draws of
+ * src/core/crop_reorg.h (cnn_crop_window, cnn_crop_offset):
+ *   y[i, r, q, ch] = x[i, r + oy, flip ? w - ox - q - 1 : q + ox, ch] * scale + off(i, ch)
+ * train == 0: centre window oy = (h - oh) / 2, ox = (w - ow) / 2, no flip, off = trans.
+ * train == 1: oy, ox uniform integers in [0, h - oh], [0, w - ow], flip with
+ *   probability 1/2 if `flip`, off = trans + (u - 1/2) shift, all drawn from the
+ *   counter RNG keyed by (seed, step in flight, stream) as dropout_mask_st is.
+ * Backward is the transpose: dx[the window cell] += scale * dy. */
+typedef struct cnn_crop_desc {
+  int n, h, w, c;              /* input  [n, h, w, c] */
+  int oh, ow;                  /* output [n, oh, ow, c] */
+  int train, flip;
+  float scale, trans, shift;
+  uint64_t seed, stream;
+} cnn_crop_desc;
+
+/* Darknet's [reorg] (src/layers/reorg.c): a fixed permutation of each image's
+ * elements defined on Darknet's CHW indices (cnn_reorg_src in src/core/crop_reorg.h);
+ * in EXTRA mode the output has `extra` more elements than the input, which are 0:
+ *   y[i, o] = s(o) >= 0 ? x[i, s(o)] : 0,   backward dx[i, s(o)] += dy[i, o]. */
+typedef enum cnn_reorg_mode {
+  CNN_REORG_PLAIN = 0,         /* space to depth by `stride`, Darknet's index mapping */
+  CNN_REORG_REVERSE,           /* depth to space (Darknet's reverse=1) */
+  CNN_REORG_FLATTEN,           /* Darknet's flatten=1: CHW order -> HWC order */
+  CNN_REORG_FLATTEN_REVERSE,   /* flatten=1 reverse=1: HWC order -> CHW order */
+  CNN_REORG_EXTRA              /* Darknet's extra=N: CHW order, N zeros appended */
+} cnn_reorg_mode;
+typedef struct cnn_reorg_desc {
+  int n, h, w, c;              /* input  [n, h, w, c] */
+  int oh, ow, oc;              /* output [n, oh, ow, oc] */
+  int stride;
+  cnn_reorg_mode mode;
+} cnn_reorg_desc;
 
 /* Element types of buffers. Parameters, optimizer state, batch-norm statistics and
  * losses are always f32; activations and their gradients are f32 or bf16. */
@@ -328,6 +364,17 @@ struct cnn_backend_ops {
    * from the output; others give CNN_ERR_ARG); da += g, db += g (each if != NULL) */
   cnn_status (*add_act_bwd)(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                             float alpha, float *da, float *db);
+
+  /* ---- Darknet crop and reorg (cnn_crop_desc, cnn_reorg_desc above) ----
+   * crop_fwd overwrites y; st is read only when d->train (the step in flight),
+   * crop_bwd accumulates into dx with the same draws. */
+  cnn_status (*crop_fwd)(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
+                         const cnn_step_state *st);
+  cnn_status (*crop_bwd)(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
+                         const cnn_step_state *st);
+  /* y = the permutation of x (overwrites); dx += its transpose of dy */
+  cnn_status (*reorg_fwd)(void *ctx, const cnn_reorg_desc *d, const float *x, float *y);
+  cnn_status (*reorg_bwd)(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx);
 
   /* ---- data in backend memory (a dataset bound to a net) ----
    * gather_aug: the batch of n images at epoch positions pos = st->data_pos + i

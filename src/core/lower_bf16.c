@@ -137,6 +137,24 @@ static int args_of(cnn_node *nd, node_arg *a) {
       ARG(nd->u.sm.dlogits, n, A_INOUT);
       break;
     }
+    case CNN_NODE_CROP_FWD:
+    case CNN_NODE_CROP_BWD: {
+      const cnn_crop_desc *d = &nd->u.crop.d;
+      size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->c;
+      int fwd = nd->op == CNN_NODE_CROP_FWD;
+      ARG(nd->u.crop.x, fwd ? nx : ny, A_IN);
+      ARG(nd->u.crop.y, fwd ? ny : nx, fwd ? A_OUT : A_INOUT);
+      break;
+    }
+    case CNN_NODE_REORG_FWD:
+    case CNN_NODE_REORG_BWD: {
+      const cnn_reorg_desc *d = &nd->u.reorg.d;
+      size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->oc;
+      int fwd = nd->op == CNN_NODE_REORG_FWD;
+      ARG(nd->u.reorg.x, fwd ? nx : ny, A_IN);
+      ARG(nd->u.reorg.y, fwd ? ny : nx, fwd ? A_OUT : A_INOUT);
+      break;
+    }
     default: /* fill and copy are handled by the caller; the rest touch no activation */
       break;
   }

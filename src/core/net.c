@@ -151,6 +151,10 @@ static cnn_status parse_net(cnn_net *net, cnn_cfg *cfg) {
 }
 
 cnn_status cnn_net_from_cfg_text(const char *text, const char *name, cnn_net **out) {
+  return cnn_net_parse_cfg(text, name, 1, out);
+}
+
+cnn_status cnn_net_parse_cfg(const char *text, const char *name, int init, cnn_net **out) {
   if (!text || !out) return cnn_error(CNN_ERR_ARG, "cnn_net_from_cfg_text: NULL argument");
   *out = NULL;
   cnn_net *net = calloc(1, sizeof *net);
@@ -166,7 +170,7 @@ cnn_status cnn_net_from_cfg_text(const char *text, const char *name, cnn_net **o
   }
   st = parse_net(net, &cfg);
   cnn_cfg_free(&cfg);
-  if (st == CNN_OK) st = cnn_net_init_host(net, net->tc.seed);
+  if (st == CNN_OK && init) st = cnn_net_init_host(net, net->tc.seed);
   if (st != CNN_OK) {
     cnn_net_destroy(net);
     return st;

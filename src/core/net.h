@@ -108,6 +108,11 @@ struct cnn_layer {
   float temperature;                /* softmax: logits are divided by it */
   int outputs;                      /* dense */
   int from_section;                 /* shortcut: the cfg section added in (for summaries) */
+  int crop_h, crop_w, flip, noadjust; /* crop (Darknet's keys) */
+  float shift;                      /* crop: Darknet's per-channel shift in training */
+  float angle, saturation, exposure; /* crop: accepted, not applied (see crop.c) */
+  cnn_reorg_mode reorg_mode;        /* reorg; its stride is stride_h */
+  int extra;                        /* reorg: Darknet's extra elements (0s) */
 
   /* fusion (decided per build by cnn_net_fuse, see fuse.c) */
   int absorbed_by;                  /* >= 0: this layer runs inside that one; its y and dy
@@ -222,7 +227,7 @@ cnn_status cnn_net_add_layer(cnn_net *net, const cnn_layer_kind *kind, const cha
 /* the layer kinds (src/layers/) */
 extern const cnn_layer_kind cnn_kind_conv, cnn_kind_dense, cnn_kind_batchnorm, cnn_kind_act,
     cnn_kind_maxpool, cnn_kind_avgpool, cnn_kind_dropout, cnn_kind_shortcut, cnn_kind_route,
-    cnn_kind_flatten, cnn_kind_softmax;
+    cnn_kind_flatten, cnn_kind_softmax, cnn_kind_crop, cnn_kind_reorg;
 
 /* activation names <-> enum */
 cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha);
@@ -231,6 +236,10 @@ const char *cnn_act_name(cnn_act a);
 /* conv / pooling descriptors for a batch of n */
 cnn_conv_desc cnn_layer_conv_desc(const cnn_layer *l, int n);
 cnn_pool_desc cnn_layer_pool_desc(const cnn_layer *l, int n);
+
+/* cnn_net_from_cfg_text; init = 0 leaves the parameters unallocated and
+ * uninitialised (shapes and FLOPs only: the net must not be built or saved) */
+cnn_status cnn_net_parse_cfg(const char *text, const char *name, int init, cnn_net **out);
 
 /* building blocks shared by net.c, plan.c, exec.c */
 cnn_status cnn_net_init_host(cnn_net *net, uint64_t seed);

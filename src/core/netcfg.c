@@ -15,9 +15,11 @@ typedef struct builder {
   int counters[16];
 } builder;
 
-enum { C_CONV, C_FC, C_BN, C_POOL, C_DROP, C_SHORT, C_ROUTE, C_FLAT, C_SOFT, C_ACT };
-static const char *const counter_names[] = {"conv", "fc", "bn", "pool", "dropout",
-                                            "shortcut", "route", "flatten", "softmax", "act"};
+enum { C_CONV, C_FC, C_BN, C_POOL, C_DROP, C_SHORT, C_ROUTE, C_FLAT, C_SOFT, C_ACT, C_CROP,
+       C_REORG };
+static const char *const counter_names[] = {"conv",  "fc",      "bn",      "pool",
+                                            "dropout", "shortcut", "route", "flatten",
+                                            "softmax", "act",     "crop",    "reorg"};
 
 static void next_name(builder *b, int which, char *buf, size_t len) {
   snprintf(buf, len, "%s%d", counter_names[which], ++b->counters[which]);
@@ -239,6 +241,59 @@ static cnn_status parse_route(builder *b, cnn_cfg_section *s) {
   return CNN_OK;
 }
 
+/* Darknet's [crop] (src/layers/crop.c says what is applied); Darknet's defaults */
+static cnn_status parse_crop(builder *b, cnn_cfg_section *s) {
+  const cnn_cfg *c = b->cfg;
+  int ch, cw, flip, noadjust;
+  float angle, saturation, exposure, shift;
+  CNN_TRY(cnn_cfg_int(c, s, "crop_height", 1, 1, 1 << 16, &ch));
+  CNN_TRY(cnn_cfg_int(c, s, "crop_width", 1, 1, 1 << 16, &cw));
+  CNN_TRY(cnn_cfg_int(c, s, "flip", 0, 0, 1, &flip));
+  CNN_TRY(cnn_cfg_int(c, s, "noadjust", 0, 0, 1, &noadjust));
+  CNN_TRY(cnn_cfg_float(c, s, "shift", 0, 0, 100, &shift));
+  CNN_TRY(cnn_cfg_float(c, s, "angle", 0, -360, 360, &angle));
+  CNN_TRY(cnn_cfg_float(c, s, "saturation", 1, 1e-3, 1e3, &saturation));
+  CNN_TRY(cnn_cfg_float(c, s, "exposure", 1, 1e-3, 1e3, &exposure));
+  CNN_TRY(cnn_cfg_check_unused(c, s));
+  int in = prev_out(b), idx;
+  CNN_TRY(add(b, s, &cnn_kind_crop, C_CROP, NULL, 1, &in, &idx));
+  cnn_layer *l = &b->net->layers[idx];
+  l->crop_h = ch;
+  l->crop_w = cw;
+  l->flip = flip;
+  l->noadjust = noadjust;
+  l->shift = shift;
+  l->angle = angle;
+  l->saturation = saturation;
+  l->exposure = exposure;
+  b->net->section_out[b->si] = idx;
+  return CNN_OK;
+}
+
+/* Darknet's [reorg] (src/layers/reorg.c) */
+static cnn_status parse_reorg(builder *b, cnn_cfg_section *s) {
+  const cnn_cfg *c = b->cfg;
+  int stride, reverse, flatten, extra;
+  CNN_TRY(cnn_cfg_int(c, s, "stride", 1, 1, 1 << 12, &stride));
+  CNN_TRY(cnn_cfg_int(c, s, "reverse", 0, 0, 1, &reverse));
+  CNN_TRY(cnn_cfg_int(c, s, "flatten", 0, 0, 1, &flatten));
+  CNN_TRY(cnn_cfg_int(c, s, "extra", 0, 0, 1 << 24, &extra));
+  if (extra && (reverse || flatten)) /* Darknet's forward and backward disagree there */
+    return cnn_cfg_key_error(c, s, cnn_cfg_find(s, "extra"), CNN_ERR_PARSE,
+                             "extra cannot be combined with %s", reverse ? "reverse" : "flatten");
+  CNN_TRY(cnn_cfg_check_unused(c, s));
+  int in = prev_out(b), idx;
+  CNN_TRY(add(b, s, &cnn_kind_reorg, C_REORG, NULL, 1, &in, &idx));
+  cnn_layer *l = &b->net->layers[idx];
+  l->stride_h = l->stride_w = stride;
+  l->extra = extra;
+  l->reorg_mode = flatten ? (reverse ? CNN_REORG_FLATTEN_REVERSE : CNN_REORG_FLATTEN)
+                  : extra ? CNN_REORG_EXTRA
+                  : reverse ? CNN_REORG_REVERSE : CNN_REORG_PLAIN;
+  b->net->section_out[b->si] = idx;
+  return CNN_OK;
+}
+
 /* [cost] follows [softmax] in Darknet's classifiers; the loss already lives in
  * the softmax layer, so the section only passes its input on */
 static cnn_status parse_cost(builder *b, cnn_cfg_section *s) {
@@ -280,11 +335,15 @@ cnn_status cnn_net_parse_section(cnn_net *net, const cnn_cfg *cfg, cnn_cfg_secti
     st = parse_route(&b, s);
   else if (!strcmp(n, "cost"))
     st = parse_cost(&b, s);
+  else if (!strcmp(n, "crop"))
+    st = parse_crop(&b, s);
+  else if (!strcmp(n, "reorg"))
+    st = parse_reorg(&b, s);
   else
     st = cnn_cfg_section_error(cfg, s, CNN_ERR_PARSE,
                                "unknown section (expected convolutional, connected, maxpool, "
                                "avgpool, dropout, batchnorm, activation, flatten, shortcut, route, "
-                               "softmax or cost)");
+                               "crop, reorg, softmax or cost)");
   memcpy(counters, b.counters, sizeof b.counters);
   return st;
 }

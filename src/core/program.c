@@ -14,7 +14,8 @@ static const char *const op_names[CNN_NODE_COUNT] = {
     "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "bn_act_fwd_train", "bn_act_fwd_infer",
     "bn_act_bwd", "bn_commit", "bn_fold", "shortcut_fwd", "shortcut_bwd", "add_act_fwd",
     "add_act_bwd", "dropout_mask_st", "softmax_xent_step", "sgd_step_st", "adam_step_st",
-    "step_begin", "step_end", "check_finite", "cast", "gather_aug"};
+    "step_begin", "step_end", "check_finite", "cast", "gather_aug", "crop_fwd", "crop_bwd",
+    "reorg_fwd", "reorg_bwd"};
 
 const char *cnn_node_op_name(cnn_node_op op) {
   return (unsigned)op < CNN_NODE_COUNT ? op_names[op] : "?";
@@ -65,6 +66,10 @@ static const void *entry(const cnn_backend_ops *o, cnn_node_op op) {
     case CNN_NODE_CHECK_FINITE: return (const void *)o->check_finite;
     case CNN_NODE_CAST: return (const void *)o->cast;
     case CNN_NODE_GATHER: return (const void *)o->gather_aug;
+    case CNN_NODE_CROP_FWD: return (const void *)o->crop_fwd;
+    case CNN_NODE_CROP_BWD: return (const void *)o->crop_bwd;
+    case CNN_NODE_REORG_FWD: return (const void *)o->reorg_fwd;
+    case CNN_NODE_REORG_BWD: return (const void *)o->reorg_bwd;
     case CNN_NODE_COUNT: break;
   }
   return NULL;
@@ -202,6 +207,10 @@ static cnn_status run_node_st(const cnn_backend *be, cnn_step_state *st, const c
       return o->gather_aug(c, g->n, g->h, g->w, g->c, g->images, g->labels, g->perm, g->lut, &g->aug,
                            g->x, g->y, st);
     }
+    case CNN_NODE_CROP_FWD: return o->crop_fwd(c, &nd->u.crop.d, nd->u.crop.x, nd->u.crop.y, st);
+    case CNN_NODE_CROP_BWD: return o->crop_bwd(c, &nd->u.crop.d, nd->u.crop.x, nd->u.crop.y, st);
+    case CNN_NODE_REORG_FWD: return o->reorg_fwd(c, &nd->u.reorg.d, nd->u.reorg.x, nd->u.reorg.y);
+    case CNN_NODE_REORG_BWD: return o->reorg_bwd(c, &nd->u.reorg.d, nd->u.reorg.x, nd->u.reorg.y);
     default: break;
   }
   return CNN_UNSUPPORTED;

@@ -29,7 +29,8 @@ typedef enum cnn_node_op {
   CNN_NODE_BN_FOLD, CNN_NODE_SHORTCUT_FWD, CNN_NODE_SHORTCUT_BWD, CNN_NODE_ADD_ACT_FWD,
   CNN_NODE_ADD_ACT_BWD, CNN_NODE_DROPOUT_MASK, CNN_NODE_SOFTMAX_XENT, CNN_NODE_SGD,
   CNN_NODE_ADAM, CNN_NODE_STEP_BEGIN, CNN_NODE_STEP_END, CNN_NODE_CHECK_FINITE, CNN_NODE_CAST,
-  CNN_NODE_GATHER, CNN_NODE_COUNT
+  CNN_NODE_GATHER, CNN_NODE_CROP_FWD, CNN_NODE_CROP_BWD, CNN_NODE_REORG_FWD, CNN_NODE_REORG_BWD,
+  CNN_NODE_COUNT
 } cnn_node_op;
 
 /* the backend entry a node calls (for messages and the support check) */
@@ -69,6 +70,9 @@ typedef struct cnn_node {
     struct { int has_sched; cnn_sched_desc sd; int train; } step;
     struct { size_t n; const float *x; } check;
     struct { size_t n; const void *src; void *dst; cnn_dtype sdt, ddt; } cast;
+    /* forward: x -> y; backward: x = dy, y = dx (accumulated) */
+    struct { cnn_crop_desc d; const float *x; float *y; } crop;
+    struct { cnn_reorg_desc d; const float *x; float *y; } reorg;
     struct { int n, h, w, c; const uint8_t *images; const int32_t *labels, *perm; const float *lut;
              cnn_augment aug; float *x; int32_t *y; } gather;
   } u;

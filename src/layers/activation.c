@@ -1,11 +1,11 @@
-/* Elementwise activation layer (relu, leaky, gelu, sigmoid/logistic, tanh). */
+/* Elementwise activation layer (relu, leaky, gelu, sigmoid/logistic, tanh, ramp). */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/net.h"
 
 static const char *const act_names[CNN_ACT_COUNT] = {"linear", "relu", "leaky", "gelu",
-                                                     "logistic", "tanh"};
+                                                     "logistic", "tanh", "ramp"};
 
 cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha) {
   *alpha = 0.1f; /* Darknet's leaky slope */
@@ -17,7 +17,7 @@ cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha) {
     }
   return cnn_error(CNN_ERR_PARSE,
                    "unsupported activation '%s' (expected linear, relu, leaky, gelu, logistic, "
-                   "sigmoid or tanh)", s);
+                   "sigmoid, tanh or ramp)", s);
 }
 
 const char *cnn_act_name(cnn_act a) {

@@ -83,6 +83,13 @@
  *   add_act_fwd, add_act_bwd                    tol_f32; GELU backward must give
  *                                               CNN_ERR_ARG and write nothing; an output
  *                                               given as NULL (da or db) is untouched: 0
+ *
+ * Darknet's crop and reorg (opsuite_crop_reorg.c):
+ *   crop_fwd, crop_bwd                          tol_f32 (x scale + off, dx + scale dy:
+ *                                               two roundings); the windows, flips and
+ *                                               shifts are integer draws, the same
+ *   reorg_fwd                                   0 (a permutation, zeros for extra)
+ *   reorg_bwd                                   tol_f32 (one addition per element)
  */
 #include "opsuite.h"
 #include "opsuite_impl.h"
@@ -371,7 +378,7 @@ static void test_bias(suite *S) {
 /* ---- activations --------------------------------------------------------------- */
 
 const char *act_name(cnn_act a) {
-  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh"};
+  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp"};
   return (unsigned)a < CNN_ACT_COUNT ? names[a] : "?";
 }
 
@@ -383,6 +390,7 @@ double host_act(cnn_act a, double alpha, double x) {
     case CNN_ACT_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
+    case CNN_ACT_RAMP: return (x > 0 ? 1.1 : 0.1) * x;
     default: return NAN;
   }
 }
@@ -972,6 +980,7 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
   test_sgd(&S);
   test_adam(&S);
   test_program_ops(&S);
+  test_crop_reorg_ops(&S);
   if (test->ops->sync) {
     cnn_status st = test->ops->sync(test->ctx);
     CHECK(st == CNN_OK, "sync on '%s': %s", test->name, cnn_last_error());

@@ -252,4 +252,12 @@ cnn_status cpu_gather_aug(void *ctx, int n, int h, int w, int c, const uint8_t *
                           const cnn_augment *aug, float *x, int32_t *y, cnn_step_state *st);
 cnn_status cpu_data_seek(void *ctx, cnn_step_state *st, int64_t pos, uint64_t key);
 
+/* ---- cpu_crop_reorg.c: Darknet's crop and reorg ---- */
+cnn_status cpu_crop_fwd(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
+                        const cnn_step_state *st);
+cnn_status cpu_crop_bwd(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
+                        const cnn_step_state *st);
+cnn_status cpu_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, float *y);
+cnn_status cpu_reorg_bwd(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx);
+
 #endif

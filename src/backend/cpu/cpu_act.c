@@ -54,6 +54,13 @@ void cpu_act_fwd_block(cnn_act a, float alpha, size_t n, const float *x, float *
     case CNN_ACT_TANH:
       for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
       break;
+    case CNN_ACT_RAMP:
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = (v > 0.0f ? v : 0.0f) + 0.1f * v;
+      }
+      break;
     default: break;
   }
 }
@@ -96,6 +103,10 @@ void cpu_act_bwd_block(cnn_act a, float alpha, size_t n, const float *x, const f
         float e = expf(-2.0f * fabsf(x[i])), q = 1.0f + e; /* 1 - t^2 = 4 e / (1 + e)^2 */
         dx[i] += dy[i] * (4.0f * e / (q * q));
       }
+      break;
+    case CNN_ACT_RAMP:
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f ? 1.1f : 0.1f);
       break;
     default: break;
   }
@@ -180,6 +191,10 @@ static void act_grad_from_y(cnn_act a, float alpha, size_t n, const float *y, co
 #pragma omp simd
       for (size_t i = 0; i < n; i++) g[i] = dy[i] * (1.0f - y[i] * y[i]);
       break;
+    case CNN_ACT_RAMP: /* y > 0 iff x > 0 */
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) g[i] = dy[i] * (y[i] > 0.0f ? 1.1f : 0.1f);
+      break;
     default: /* LINEAR */
       memcpy(g, dy, n * sizeof *g);
       break;
@@ -193,7 +208,7 @@ cnn_status cpu_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
   CPU_NEED(y, op);
   CPU_NEED(dy, op);
   if (act != CNN_ACT_LINEAR && act != CNN_ACT_RELU && act != CNN_ACT_LEAKY &&
-      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH)
+      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH && act != CNN_ACT_RAMP)
     return cnn_error(CNN_ERR_ARG, "cpu %s: activation %d is not derivable from its output", op,
                      (int)act);
   if (!da && !db) return CNN_OK;

@@ -500,6 +500,10 @@ static const cnn_backend_ops cpu_ops = {
     .conv_fwd_act = cpu_conv_fwd_act,
     .add_act_fwd = cpu_add_act_fwd,
     .add_act_bwd = cpu_add_act_bwd,
+    .crop_fwd = cpu_crop_fwd,
+    .crop_bwd = cpu_crop_bwd,
+    .reorg_fwd = cpu_reorg_fwd,
+    .reorg_bwd = cpu_reorg_bwd,
     /* capture_*: no graphs on the host; NULL */
 };
 

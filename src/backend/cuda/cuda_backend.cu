@@ -363,6 +363,10 @@ static void fill_ops(cnn_backend_ops *o) {
   o->conv_fwd_act = cnn_cuda_conv_fwd_act;
   o->add_act_fwd = cnn_cuda_add_act_fwd;
   o->add_act_bwd = cnn_cuda_add_act_bwd;
+  o->crop_fwd = cnn_cuda_crop_fwd;
+  o->crop_bwd = cnn_cuda_crop_bwd;
+  o->reorg_fwd = cnn_cuda_reorg_fwd;
+  o->reorg_bwd = cnn_cuda_reorg_bwd;
   o->gather_aug = cnn_cuda_gather_aug;
   o->data_seek = cnn_cuda_data_seek;
   o->capture_begin = cnn_cuda_capture_begin;

@@ -211,6 +211,14 @@ cnn_status cnn_cuda_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt,
 cnn_status cnn_cuda_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
                                 cnn_act act, float alpha, float *da, float *db);
 
+/* ---- cuda_crop_reorg.cu ---- */
+cnn_status cnn_cuda_crop_fwd(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
+                             const cnn_step_state *st);
+cnn_status cnn_cuda_crop_bwd(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
+                             const cnn_step_state *st);
+cnn_status cnn_cuda_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, float *y);
+cnn_status cnn_cuda_reorg_bwd(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx);
+
 /* ---- cuda_conv.cu ---- */
 size_t cnn_cuda_conv_workspace(void *ctx, const cnn_conv_desc *d);
 cnn_status cnn_cuda_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,

@@ -29,6 +29,7 @@ static __device__ __forceinline__ float act_f(int a, float alpha, float v) {
     case CNN_ACT_GELU: return 0.5f * v * (1.0f + erff(v * CNN_INV_SQRT2));
     case CNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
     case CNN_ACT_TANH: return tanhf(v);
+    case CNN_ACT_RAMP: return (v > 0.0f ? v : 0.0f) + 0.1f * v;
     default: return v;
   }
 }
@@ -48,18 +49,20 @@ static __device__ __forceinline__ float act_df(int a, float alpha, float v) {
       float t = tanhf(v);
       return 1.0f - t * t;
     }
+    case CNN_ACT_RAMP: return v > 0.0f ? 1.1f : 0.1f;
     default: return 1.0f;
   }
 }
 
 /* f' from the output y = f(v), for the activations where that is possible
- * (LINEAR, RELU, LEAKY, SIGMOID, TANH; callers reject the others) */
+ * (LINEAR, RELU, LEAKY, SIGMOID, TANH, RAMP; callers reject the others) */
 static __device__ __forceinline__ float act_df_from_y(int a, float alpha, float y) {
   switch (a) {
     case CNN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
     case CNN_ACT_LEAKY: return y > 0.0f ? 1.0f : alpha;
     case CNN_ACT_SIGMOID: return y * (1.0f - y);
     case CNN_ACT_TANH: return 1.0f - y * y;
+    case CNN_ACT_RAMP: return y > 0.0f ? 1.1f : 0.1f; /* y > 0 iff v > 0 */
     default: return 1.0f;
   }
 }

@@ -154,6 +154,14 @@ cnn_status ref_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, 
 cnn_status ref_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                            float alpha, float *da, float *db);
 
+/* ---- ref_crop_reorg.c: Darknet's crop and reorg ---- */
+cnn_status ref_crop_fwd(void *ctx, const cnn_crop_desc *d, const float *x, float *y,
+                        const cnn_step_state *st);
+cnn_status ref_crop_bwd(void *ctx, const cnn_crop_desc *d, const float *dy, float *dx,
+                        const cnn_step_state *st);
+cnn_status ref_reorg_fwd(void *ctx, const cnn_reorg_desc *d, const float *x, float *y);
+cnn_status ref_reorg_bwd(void *ctx, const cnn_reorg_desc *d, const float *dy, float *dx);
+
 /* ---- ref_program.c: dtype conversion ---- */
 cnn_status ref_cast(void *ctx, size_t n, const void *src, cnn_dtype src_dt, void *dst,
                     cnn_dtype dst_dt);

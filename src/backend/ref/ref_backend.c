@@ -109,6 +109,10 @@ static const cnn_backend_ops ref_ops = {
     .conv_fwd_act = ref_conv_fwd_act,
     .add_act_fwd = ref_add_act_fwd,
     .add_act_bwd = ref_add_act_bwd,
+    .crop_fwd = ref_crop_fwd,
+    .crop_bwd = ref_crop_bwd,
+    .reorg_fwd = ref_reorg_fwd,
+    .reorg_bwd = ref_reorg_bwd,
 };
 
 cnn_status cnn_backend_ref_create(cnn_backend **out) {

@@ -73,11 +73,12 @@ double ref_act_value(cnn_act a, double alpha, double x) {
     case CNN_ACT_GELU: return 0.5 * x * (1 + erf(x * REF_SQRT1_2));
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
+    case CNN_ACT_RAMP: return (x > 0 ? x : 0) + 0.1 * x; /* Darknet's x (x > 0) + .1 x */
     default: return NAN;
   }
 }
 
-/* f'(x); at the ReLU/leaky kink x == 0 the left derivative is used */
+/* f'(x); at the ReLU/leaky/ramp kink x == 0 the left derivative is used */
 double ref_act_derivative(cnn_act a, double alpha, double x) {
   switch (a) {
     case CNN_ACT_LINEAR: return 1;
@@ -93,6 +94,7 @@ double ref_act_derivative(cnn_act a, double alpha, double x) {
       double t = tanh(x);
       return 1 - t * t;
     }
+    case CNN_ACT_RAMP: return x > 0 ? 1.1 : 0.1;
     default: return NAN;
   }
 }

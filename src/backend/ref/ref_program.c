@@ -325,6 +325,7 @@ static double act_derivative_from_y(cnn_act a, double alpha, double y) {
     case CNN_ACT_LEAKY: return y > 0 ? 1 : alpha;
     case CNN_ACT_SIGMOID: return y * (1 - y);
     case CNN_ACT_TANH: return 1 - y * y;
+    case CNN_ACT_RAMP: return y > 0 ? 1.1 : 0.1; /* y > 0 iff x > 0 */
     default: return NAN; /* GELU is not invertible: rejected by the caller */
   }
 }
