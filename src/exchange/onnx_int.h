@@ -78,7 +78,7 @@ typedef struct ox_ctx {
   int in_uses;             /* consumers of the (normalized) input, through aliases */
   int64_t batch;           /* the input's static batch, 0 when symbolic */
   int normalized;          /* pixels went through Sub/Div (etc.) at the input */
-  float na[4], nb[4];      /* that affine map per channel: a x + b */
+  double na[4], nb[4];     /* that affine map per channel: a x + b */
   const Onnx__NodeProto *node; /* the node being converted, for messages */
   int node_index;
   int n_bn_fused, n_act_fused, n_bias_fused, n_dropped, n_reshaped, n_norm;

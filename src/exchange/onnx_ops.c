@@ -333,6 +333,8 @@ static cnn_status op_conv(ox_ctx *x, node_t *n) {
   if (!nd) dil[0] = dil[1] = 1;
   if (!ns) st[0] = st[1] = 1;
   int64_t K = W->cdims[0], Cg = W->cdims[1], R = W->cdims[2], S = W->cdims[3];
+  if (R > 1 << 16 || S > 1 << 16)
+    return ox_error(x, CNN_UNSUPPORTED, "kernel %lldx%lld", (long long)R, (long long)S);
   if (group < 1 || group > X->c || Cg * group != X->c || K % group || K < 1 || R < 1 || S < 1)
     return ox_error(x, CNN_ERR_SHAPE, "weight [%lld, %lld, %lld, %lld] with group %lld does not "
                     "fit an input of %d channels", (long long)K, (long long)Cg, (long long)R,
@@ -702,6 +704,7 @@ static cnn_status op_reshape(ox_ctx *x, node_t *n) {
       return ox_error(x, CNN_UNSUPPORTED, "target dimension %lld", (long long)t[d]);
     } else if (d > 0) {
       known *= t[d];
+      if (known > per_image) return ox_error(x, CNN_ERR_SHAPE, "the target shape holds more values than the input");
     }
   }
   /* the first dimension must stay the batch: kept (0), inferred (-1, the rest fixed),
@@ -836,7 +839,7 @@ static cnn_status fold_norm(ox_ctx *x, node_t *n, int xi, int ci, char op) {
   for (int c = 0; c < X->c; c++) {
     if (op == '*' || op == '/') {
       if (!(k[c] > 0)) return ox_error(x, CNN_UNSUPPORTED, "scales the pixels by %g: not a positive std", k[c]);
-      float f = op == '*' ? k[c] : 1 / k[c];
+      double f = op == '*' ? (double)k[c] : 1.0 / k[c];
       x->na[c] *= f, x->nb[c] *= f;
     } else {
       x->nb[c] += op == '+' ? k[c] : -k[c];
@@ -1085,8 +1088,8 @@ cnn_status ox_finish(ox_ctx *x) {
     cnn_onnx_model *m = x->out;
     m->has_norm = 1;
     for (int c = 0; c < m->channels; c++) {
-      m->std[c] = 1 / x->na[c];
-      m->mean[c] = -x->nb[c] / x->na[c];
+      m->std[c] = (float)(1 / x->na[c]);
+      m->mean[c] = (float)(-x->nb[c] / x->na[c]);
     }
     ox_note(x, "%d Sub/Div/Add/Mul of the pixels kept as the checkpoint's mean/std", x->n_norm);
   }
