@@ -26,6 +26,9 @@ import onnx
 import onnxruntime as ort  # a missing onnxruntime fails this test (it must not skip)
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.join(os.environ["CNN_SOURCE_DIR"], "tests", "fuzz"))
+from onnx_seeds import deep  # noqa: E402  (a file nested beyond protobuf-c's stack)
+
 CNN = os.environ["CNN_BIN"]
 XTOOL = os.environ["CNN_XTOOL"]
 ATOL = RTOL = 1e-4
@@ -363,10 +366,7 @@ def refusals():
     refused("not_protobuf", None, ["ONNX"], raw=b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     refused("empty", None, ["empty"], raw=b"")
     # nested TypeProtos 100000 deep: protobuf-c alone would overflow the stack
-    t = b""
-    for _ in range(100000):
-        t = ld(4, ld(1, t))
-    refused("deep_nesting", None, ["nested"], raw=b"\x08\x08" + ld(7, ld(11, ld(2, t))))
+    refused("deep_nesting", None, ["nested"], raw=deep(100000))
     # --mean contradicting the graph's own normalization
     path = save(m_normalize_bn(), "norm_conflict")
     r = run([CNN, "import", path, "--out", os.path.join(TMP, "norm_conflict"), "--force",
@@ -375,19 +375,6 @@ def refusals():
         fail(f"--mean contradicting the graph: exit {r.returncode}: {r.stderr.strip()}")
     else:
         print("ok refused --mean contradicting the graph:", r.stderr.strip())
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 127, n >> 7
-        out.append(b | (128 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def ld(field, payload):
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
 # ---- predict on an imported model --------------------------------------------------------
