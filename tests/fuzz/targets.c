@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "exchange/darknet_weights.h"
+#include "exchange/onnx_import.h"
 
 /* ---- temp files ---------------------------------------------------------------- */
 
@@ -464,6 +465,68 @@ int cnn_fuzz_darknet(const uint8_t *data, size_t size) {
   return bad;
 }
 
+/* ---- ONNX model ------------------------------------------------------------------ */
+
+/* converted models are built and run forward only when this small (ONNX files can
+ * describe big nets in a few bytes: shapes come from attributes, weights must match) */
+#define ONNX_MAX_PEAK_BYTES (16u << 20)
+#define ONNX_MAX_FLOPS 4e6
+
+int cnn_fuzz_onnx(const uint8_t *data, size_t size) {
+  int bad = 0;
+  cnn_onnx_model m;
+  cnn_error_clear();
+  cnn_status s = cnn_onnx_read(data, size, "fuzz.onnx", &m);
+  if (!has_message(s)) return 1;
+  if (s != CNN_OK) {
+    EXPECT(m.cfg == NULL && m.n_tensors == 0);
+    return bad;
+  }
+  /* what the CLI relies on: cfg text, named tensors, an output kind, 1-4 channels */
+  EXPECT(m.cfg != NULL && m.output != NULL && m.sections > 0);
+  EXPECT(m.channels >= 1 && m.channels <= 4);
+  for (int i = 0; !bad && i < m.n_tensors; i++) {
+    EXPECT(m.names[i] != NULL && m.data[i] != NULL);
+    if (!bad && m.counts[i]) { /* readable to the end (ASan checks) */
+      volatile float f = m.data[i][0];
+      f = m.data[i][m.counts[i] - 1];
+      (void)f;
+    }
+  }
+  cnn_net *net = NULL;
+  cnn_error_clear();
+  s = bad ? CNN_ERR_ARG : cnn_onnx_net(&m, &net);
+  if (!bad && !has_message(s)) bad = 1;
+  if (s == CNN_OK) {
+    cnn_net_info info;
+    cnn_plan_info plan;
+    EXPECT(cnn_net_info_get(net, &info) == CNN_OK);
+    EXPECT(info.channels == m.channels && info.classes >= 2);
+    cnn_error_clear();
+    s = bad ? CNN_ERR_ARG : cnn_net_plan_estimate(net, ref_backend(), 1, CNN_MODE_INFER, &plan);
+    if (!bad) EXPECT(has_message(s));
+    if (!bad && s == CNN_OK && plan.peak_bytes <= ONNX_MAX_PEAK_BYTES &&
+        info.flops_per_image <= ONNX_MAX_FLOPS) {
+      cnn_error_clear();
+      s = cnn_net_build(net, ref_backend(), 1, CNN_MODE_INFER);
+      EXPECT(has_message(s));
+      size_t nin = (size_t)info.height * info.width * info.channels;
+      float *x = s == CNN_OK ? malloc(nin * sizeof *x) : NULL;
+      float *probs = x ? malloc((size_t)info.classes * sizeof *probs) : NULL;
+      if (probs) {
+        for (size_t i = 0; i < nin; i++) x[i] = (float)(i * 37 % 101) / 101.0f;
+        cnn_error_clear();
+        EXPECT(has_message(cnn_net_predict(net, x, NULL, 1, probs, NULL)));
+      }
+      free(x);
+      free(probs);
+    }
+    cnn_net_destroy(net);
+  }
+  cnn_onnx_model_free(&m);
+  return bad;
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 const cnn_fuzz_target cnn_fuzz_targets[] = {
@@ -473,6 +536,7 @@ const cnn_fuzz_target cnn_fuzz_targets[] = {
     {"cifar", cnn_fuzz_cifar},
     {"image", cnn_fuzz_image},
     {"darknet", cnn_fuzz_darknet},
+    {"onnx", cnn_fuzz_onnx},
 };
 const int cnn_fuzz_num_targets = sizeof cnn_fuzz_targets / sizeof *cnn_fuzz_targets;
 

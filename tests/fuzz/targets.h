@@ -38,6 +38,9 @@ int cnn_fuzz_cifar(const uint8_t *data, size_t size);
 /* one image file (PNG, JPEG, BMP, GIF, ...) as a one-class image folder
  * (cnn_dataset_load_folder) and through cnn_image_load */
 int cnn_fuzz_image(const uint8_t *data, size_t size);
+/* an ONNX model file: converted (cnn_onnx_read); a converted model becomes a net
+ * with its tensors (cnn_onnx_net), small ones are built on ref and run forward */
+int cnn_fuzz_onnx(const uint8_t *data, size_t size);
 
 /* Darknet .weights for a fixed small cfg (conv + batch norm, a grouped conv, a
  * flipped=1 conv, [batchnorm], [connected] after a spatial input and with batch
