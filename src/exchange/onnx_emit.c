@@ -159,7 +159,7 @@ static Onnx__TensorProto *ox_tensor(ox_graph *g, const char *name, int ndim, con
   uint8_t *raw = ox_alloc(g, bytes ? bytes : 1);
   if (!t || !d || !raw || !name) return g->nomem = 1, NULL;
   *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
-  memcpy(d, dims, (size_t)ndim * sizeof *d);
+  if (ndim) memcpy(d, dims, (size_t)ndim * sizeof *d); /* a scalar has no dims (NULL) */
   t->n_dims = (size_t)ndim;
   t->dims = d;
   t->has_data_type = 1;

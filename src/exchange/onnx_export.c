@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crop_reorg.h"
 #include "core/net.h"
 #include "exchange/onnx_emit.h"
 
@@ -269,6 +270,11 @@ static cnn_status ex_act(ex *e, int li) {
         node2(e, "Mul", l->name, t, scalar(e, 0.5f));
       }
       break;
+    case CNN_ACT_RAMP: { /* Darknet's ramp: relu(x) + 0.1 x */
+      const char *r = node1(e, "Relu", tmp(e, "relu"), x.name);
+      node2(e, "Add", l->name, r, node2(e, "Mul", tmp(e, "tenth"), x.name, scalar(e, 0.1f)));
+      break;
+    }
     default: return refuse(l, "activation %s has no ONNX form", cnn_act_name(l->act));
   }
   e->val[li] = y;
@@ -434,6 +440,54 @@ static cnn_status ex_softmax(ex *e, int li, const char *out, int final) {
   return CNN_OK;
 }
 
+/* Darknet's [crop] at inference: the centre window (rounded down), then x * 2 - 1
+ * unless noadjust; training's random windows, flips and shifts have no place here */
+static cnn_status ex_crop(ex *e, int li) {
+  const cnn_layer *l = &e->net->layers[li];
+  cnn_shape in = l->in_shape[0];
+  ox_val x = to_4d(e, in_val(e, l, 0));
+  int64_t oy = (in.h - l->out.h) / 2, ox = (in.w - l->out.w) / 2;
+  int64_t starts[2] = {oy, ox}, ends[2] = {oy + l->out.h, ox + l->out.w}, axes[2] = {2, 3};
+  const char *sin[4] = {x.name, ints(e, 2, starts), ints(e, 2, ends), ints(e, 2, axes)};
+  const char *y = l->noadjust ? l->name : tmp(e, "window");
+  ox_node(e->g, "Slice", y, 4, sin);
+  if (!l->noadjust) {
+    const char *t = node2(e, "Mul", tmp(e, "twice"), y, scalar(e, 2.0f));
+    node2(e, "Add", l->name, t, scalar(e, -1.0f));
+  }
+  e->val[li] = (ox_val){l->name, 4, l->out, 0};
+  return CNN_OK;
+}
+
+/* Darknet's [reorg]: a fixed permutation of each image's elements (extra: the
+ * elements in CHW order, then zeros), as a Gather over the CHW-flattened input */
+static cnn_status ex_reorg(ex *e, int li) {
+  const cnn_layer *l = &e->net->layers[li];
+  cnn_shape in = l->in_shape[0];
+  ox_val x = flatten(e, to_4d(e, in_val(e, l, 0)), tmp(e, "chw"));
+  int64_t count = (int64_t)cnn_shape_count(in);
+  if (l->reorg_mode == CNN_REORG_EXTRA) { /* CHW order already; append `extra` zeros */
+    int64_t pads[4] = {0, 0, 0, (int64_t)cnn_shape_count(l->out) - count};
+    node2(e, "Pad", l->name, x.name, ints(e, 4, pads));
+    e->val[li] = (ox_val){l->name, 2, {1, 1, l->out.c}, 0};
+    return CNN_OK;
+  }
+  cnn_reorg_desc d = {.n = 1, .h = in.h, .w = in.w, .c = in.c, .oh = l->out.h, .ow = l->out.w,
+                      .oc = l->out.c, .stride = l->stride_h, .mode = l->reorg_mode};
+  if (count > (1 << 26)) return refuse(l, "%lld elements is too many for a Gather table", (long long)count);
+  int64_t *idx = malloc((size_t)count * sizeof *idx); /* [oc * oh * ow] CHW input index */
+  if (!idx) return cnn_error(CNN_ERR_NOMEM, "out of memory exporting %s", l->name);
+  for (int64_t f = 0; f < count; f++) /* output CHW index -> input CHW index */
+    idx[f] = cnn_chw_of_hwc(cnn_reorg_src(&d, cnn_hwc_of_chw(f, d.oh, d.ow, d.oc)), d.h, d.w, d.c);
+  const char *t = node2(e, "Gather", tmp(e, "perm"), x.name, ox_init_i64(e->g, tmp(e, "i"), (int)count, idx));
+  free(idx);
+  ox_attr_int(e->g, ox_last_node_making(e->g, t), "axis", 1);
+  int64_t shape[4] = {0, l->out.c, l->out.h, l->out.w};
+  node2(e, "Reshape", l->name, t, ints(e, 4, shape));
+  e->val[li] = (ox_val){l->name, 4, l->out, 0};
+  return CNN_OK;
+}
+
 static cnn_status ex_layer(ex *e, int li) {
   const cnn_layer *l = &e->net->layers[li];
   const cnn_layer_kind *k = l->kind;
@@ -446,6 +500,8 @@ static cnn_status ex_layer(ex *e, int li) {
   if (k == &cnn_kind_shortcut) return ex_shortcut(e, li);
   if (k == &cnn_kind_route) return ex_route(e, li);
   if (k == &cnn_kind_softmax) return ex_softmax(e, li, l->name, 0);
+  if (k == &cnn_kind_crop) return ex_crop(e, li);
+  if (k == &cnn_kind_reorg) return ex_reorg(e, li);
   if (k == &cnn_kind_dropout) { /* identity in inference */
     e->val[li] = in_val(e, l, 0);
     return CNN_OK;

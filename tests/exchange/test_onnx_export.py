@@ -261,6 +261,59 @@ def export_and_compare(name, ckpt, x, ref, dims, tmp, flags):
     return diff
 
 
+# Darknet's [crop] (centre window, with and without x * 2 - 1), every [reorg] mode
+# and the ramp activation: 16x12 input
+ZOO_DARKNET = """
+[net]
+height=16
+width=12
+channels=3
+[crop]
+crop_height=14
+crop_width=10
+flip=1
+shift=.2
+[convolutional]
+filters=8
+size=3
+pad=1
+activation=ramp
+[reorg]
+stride=2
+[convolutional]
+filters=8
+size=1
+activation=leaky
+[reorg]
+stride=2
+reverse=1
+[reorg]
+flatten=1
+stride=1
+[convolutional]
+filters=6
+size=3
+pad=1
+activation=ramp
+[reorg]
+flatten=1
+reverse=1
+stride=1
+[crop]
+crop_height=9
+crop_width=6
+noadjust=1
+[convolutional]
+filters=5
+size=3
+stride=2
+activation=linear
+[reorg]
+extra=3
+[softmax]
+"""
+
+
 def model_case(name, cfg_text, tmp, mean=None, std=None, seed=1, flag_sets=None):
     t0 = time.time()
     d = os.path.join(tmp, name)
@@ -320,21 +373,6 @@ def refusals(tmp):
     # a good export replaces the earlier file
     run(CNN, "export", os.path.join(tmp, "fashion", "model.safetensors"), out)
     check(onnx.load(out).graph.output[0].name == "probs", "an export replaces an earlier file")
-    # Darknet's [crop] and [reorg]: the exporter does not know them, so once cnn reads
-    # them (it does not yet: then init fails and there is nothing to export) the export
-    # must refuse them by kind
-    for cfg_name, kind in (("strided", "crop"), ("go", "reorg")):
-        dd = os.path.join(tmp, cfg_name)
-        text = darknet(cfg_name, 32) if cfg_name == "strided" else darknet(cfg_name)
-        src = os.path.join(tmp, cfg_name + ".cfg")
-        with open(src, "w") as f:
-            f.write(text)
-        if run(XTOOL, "init", src, dd, expect=None).returncode != 0:
-            continue
-        p = run(CNN, "export", os.path.join(dd, "model.safetensors"), os.path.join(tmp, "x.onnx"),
-                expect=1)
-        check(kind in p.stderr and "cannot export layer" in p.stderr,
-              "unknown kind refused by name: " + p.stderr.strip())
     # bad usage
     ckpt_ok = os.path.join(tmp, "fashion", "model.safetensors")
     for bad in (["--opset", "16"], ["--opset", "99"], ["--frobnicate"]):
@@ -377,6 +415,14 @@ def main():
                    flag_sets=[["--fold-bn"], ["--logits"]])
         model_case("densenet201", darknet("densenet201", 64), tmp, seed=13,
                    flag_sets=[["--fold-bn", "--logits"], []])
+        # Darknet's [crop], [reorg] and ramp: the zoo, strided (crop 224 of 256 reduced to
+        # 56 of 64) and go (reorg extra=1 at its own 19x19)
+        model_case("zoo_darknet", ZOO_DARKNET, tmp, mean=[0.3, 0.5, 0.6], std=[0.3, 0.2, 0.4],
+                   seed=14)
+        model_case("strided", darknet("strided", 64).replace("crop_height=224", "crop_height=56")
+                   .replace("crop_width=224", "crop_width=56"), tmp, seed=15,
+                   flag_sets=[["--fold-bn"], ["--logits"]])
+        model_case("go", darknet("go"), tmp, seed=16, flag_sets=[["--fold-bn", "--logits"], []])
         refusals(tmp)
     print("\n%-40s %-7s %-10s %s" % ("export", "output", "max diff", "relative"))
     for tag, kind, diff, rel in measured:
