@@ -1,7 +1,7 @@
 /* Internal to the ONNX importer: onnx_read.c (file, model checks, constants, node
- * order), onnx_ops.c (nodes -> sections), onnx_shape.c (shapes computed from the batch
- * size), onnx_cfgtext.c (sections -> cfg text and
- * tensors). Nothing outside src/exchange/onnx_*.c includes this. */
+ * order), onnx_ops.c (nodes -> sections), onnx_shape.c (integer tensors computed from
+ * shapes, the batch size symbolic), onnx_cfgtext.c (sections -> cfg text and tensors).
+ * Nothing outside src/exchange/onnx_*.c includes this. */
 #ifndef CNN_EXCHANGE_ONNX_INT_H
 #define CNN_EXCHANGE_ONNX_INT_H
 

@@ -5,6 +5,7 @@
  * order while ours is HWC remembers its shape, and the dense layer reading it gets
  * its weight columns permuted. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,9 +105,12 @@ int ox_in_idx(ox_ctx *x, node_t *n, size_t k) {
 cnn_status ox_need_inputs(ox_ctx *x, node_t *n, size_t lo, size_t hi) {
   size_t have = 0;
   for (size_t k = 0; k < n->n_input; k++) have = *n->input[k] ? k + 1 : have;
-  if (have < lo || have > hi || ox_in_idx(x, n, 0) < 0)
-    return ox_error(x, CNN_ERR_PARSE, "has %zu inputs; expected %zu%s%zu", have, lo,
-                    hi > lo ? " to " : "", hi > lo ? hi : lo);
+  if (have < lo || have > hi || ox_in_idx(x, n, 0) < 0) {
+    char want[48]; /* "1", not "11" */
+    if (hi > lo) snprintf(want, sizeof want, "%zu to %zu", lo, hi);
+    else snprintf(want, sizeof want, "%zu", lo);
+    return ox_error(x, CNN_ERR_PARSE, "has %zu inputs; expected %s", have, want);
+  }
   for (size_t k = 0; k < lo; k++)
     if (ox_in_idx(x, n, k) < 0) return ox_error(x, CNN_ERR_PARSE, "input %zu is missing", k);
   return CNN_OK;
