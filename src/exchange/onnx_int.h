@@ -1,6 +1,7 @@
 /* Internal to the ONNX importer: onnx_read.c (file, model checks, constants, node
- * order), onnx_ops.c (nodes -> sections), onnx_cfgtext.c (sections -> cfg text and
- * tensors). Nothing outside src/exchange/onnx_*.c includes this. */
+ * order), onnx_ops.c (nodes -> sections), onnx_shape.c (integer tensors computed from
+ * shapes, the batch size symbolic), onnx_cfgtext.c (sections -> cfg text and tensors).
+ * Nothing outside src/exchange/onnx_*.c includes this. */
 #ifndef CNN_EXCHANGE_ONNX_INT_H
 #define CNN_EXCHANGE_ONNX_INT_H
 
@@ -17,6 +18,9 @@
 #define OX_MAX_SECTIONS 20000
 #define OX_MAX_DIM (1 << 24) /* any one dimension */
 #define OX_MAX_IN 8          /* inputs of a route (CNN_MAX_INPUTS) */
+#define OX_SHAPE_MAX 16      /* elements of an integer tensor evaluated at import */
+#define OX_DK_BATCH 1        /* a shape value's element: the batch size */
+#define OX_DK_RUNTIME 2      /* ... computed from it (2 N, N / 2): unknown at import */
 
 /* A named value of the graph: a constant (initializer, Constant node) or an
  * activation (the input, or a node's output). */
@@ -38,6 +42,11 @@ typedef struct ox_value {
   int pc, ph, pw;    /* nonzero: a flattened map of ONNX shape [pc, ph, pw]: ONNX orders its
                       * values CHW, ours HWC */
   int sec;           /* the section producing it; -1: the graph input */
+  /* a shape value: an integer tensor (rank 0 or 1, count <= OX_SHAPE_MAX, data in i[])
+   * computed from shapes, some elements of which are only known at run time (dk[]);
+   * one whose elements are all known is a constant (is_const, is_int) instead */
+  int is_shape;
+  unsigned char dk[OX_SHAPE_MAX];
   int uses;          /* consumers among the nodes kept (+1 for the graph output) */
 } ox_value;
 
@@ -81,7 +90,7 @@ typedef struct ox_ctx {
   double na[4], nb[4];     /* that affine map per channel: a x + b */
   const Onnx__NodeProto *node; /* the node being converted, for messages */
   int node_index;
-  int n_bn_fused, n_act_fused, n_bias_fused, n_dropped, n_reshaped, n_norm;
+  int n_bn_fused, n_act_fused, n_bias_fused, n_dropped, n_reshaped, n_norm, n_shape;
   cnn_onnx_model *out;
 } ox_ctx;
 
@@ -102,11 +111,33 @@ void ox_note(ox_ctx *x, const char *fmt, ...)
 #endif
     ;
 
+/* onnx_ops.c: attributes and inputs of node n (shared with onnx_shape.c) */
+const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name);
+/* every attribute must be one of names (NULL-terminated): refused by name otherwise */
+cnn_status ox_known_attrs(ox_ctx *x, const Onnx__NodeProto *n, const char *const *names);
+#define KNOWN(...)                                            \
+  do {                                                        \
+    static const char *const names_[] = {__VA_ARGS__, NULL}; \
+    CNN_TRY(ox_known_attrs(x, n, names_));                    \
+  } while (0)
+cnn_status ox_get_int(ox_ctx *x, const Onnx__NodeProto *n, const char *name, int64_t def,
+                      int64_t *out);
+/* an INTS attribute of exactly `want` values (want < 0: up to 8); *n_out = 0 if absent */
+cnn_status ox_get_ints(ox_ctx *x, const Onnx__NodeProto *n, const char *name, int want,
+                       int64_t *out, int *n_out);
+int ox_in_idx(ox_ctx *x, const Onnx__NodeProto *n, size_t k); /* value of input k or -1 */
+cnn_status ox_need_inputs(ox_ctx *x, const Onnx__NodeProto *n, size_t lo, size_t hi);
+
 /* onnx_ops.c: one node (already in topological order) */
 cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n);
 /* after the last node: the graph output, the softmax */
 cnn_status ox_finish(ox_ctx *x);
 cnn_status ox_new_sec(ox_ctx *x, ox_kind k, int *idx);
+
+/* onnx_shape.c: integer tensors computed from shapes (Shape, Gather, Slice, ...),
+ * evaluated at import with the batch size kept symbolic */
+int ox_is_shape_node(ox_ctx *x, const Onnx__NodeProto *n);
+cnn_status ox_shape_node(ox_ctx *x, const Onnx__NodeProto *n);
 
 /* onnx_cfgtext.c */
 cnn_status ox_emit(ox_ctx *x);

@@ -5,6 +5,7 @@
  * order while ours is HWC remembers its shape, and the dense layer reading it gets
  * its weight columns permuted. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@ static int is_op(node_t *n, const char *op) { return n->op_type && !strcmp(n->op
 
 /* ---- attributes ---------------------------------------------------------------------- */
 
-static const Onnx__AttributeProto *attr(node_t *n, const char *name) {
+const Onnx__AttributeProto *ox_attr(node_t *n, const char *name) {
   for (size_t k = 0; k < n->n_attribute; k++)
     if (n->attribute[k]->name && !strcmp(n->attribute[k]->name, name)) return n->attribute[k];
   return NULL;
@@ -25,7 +26,7 @@ static const Onnx__AttributeProto *attr(node_t *n, const char *name) {
 
 /* every attribute must be one this op's conversion reads: refusing the rest is what
  * keeps an unknown attribute from being silently ignored */
-static cnn_status known_attrs(ox_ctx *x, node_t *n, const char *const *names) {
+cnn_status ox_known_attrs(ox_ctx *x, node_t *n, const char *const *names) {
   char nm[64];
   for (size_t k = 0; k < n->n_attribute; k++) {
     const char *a = n->attribute[k]->name ? n->attribute[k]->name : "";
@@ -37,14 +38,8 @@ static cnn_status known_attrs(ox_ctx *x, node_t *n, const char *const *names) {
   }
   return CNN_OK;
 }
-#define KNOWN(...)                                            \
-  do {                                                        \
-    static const char *const names_[] = {__VA_ARGS__, NULL}; \
-    CNN_TRY(known_attrs(x, n, names_));                       \
-  } while (0)
-
-static cnn_status get_int(ox_ctx *x, node_t *n, const char *name, int64_t def, int64_t *out) {
-  const Onnx__AttributeProto *a = attr(n, name);
+cnn_status ox_get_int(ox_ctx *x, node_t *n, const char *name, int64_t def, int64_t *out) {
+  const Onnx__AttributeProto *a = ox_attr(n, name);
   *out = def;
   if (!a) return CNN_OK;
   if (!a->has_i || (a->has_type && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT))
@@ -54,7 +49,7 @@ static cnn_status get_int(ox_ctx *x, node_t *n, const char *name, int64_t def, i
 }
 
 static cnn_status get_float(ox_ctx *x, node_t *n, const char *name, float def, float *out) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = ox_attr(n, name);
   *out = def;
   if (!a) return CNN_OK;
   if (!a->has_f || (a->has_type && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) ||
@@ -66,9 +61,9 @@ static cnn_status get_float(ox_ctx *x, node_t *n, const char *name, float def, f
 
 /* an INTS attribute of exactly `want` values (want < 0: any count up to 8); *n_out = 0
  * when absent */
-static cnn_status get_ints(ox_ctx *x, node_t *n, const char *name, int want, int64_t *out,
+cnn_status ox_get_ints(ox_ctx *x, node_t *n, const char *name, int want, int64_t *out,
                            int *n_out) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = ox_attr(n, name);
   *n_out = 0;
   if (!a) return CNN_OK;
   if (a->has_type && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS)
@@ -84,7 +79,7 @@ static cnn_status get_ints(ox_ctx *x, node_t *n, const char *name, int want, int
 /* a STRING attribute compared with its allowed values; *idx = which (default 0) */
 static cnn_status get_choice(ox_ctx *x, node_t *n, const char *name, const char *const *choices,
                              int *idx) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = ox_attr(n, name);
   *idx = 0;
   if (!a) return CNN_OK;
   char v[64];
@@ -103,30 +98,37 @@ static cnn_status get_choice(ox_ctx *x, node_t *n, const char *name, const char 
 
 /* ---- inputs and outputs -------------------------------------------------------------- */
 
-static int in_idx(ox_ctx *x, node_t *n, size_t k) {
+int ox_in_idx(ox_ctx *x, node_t *n, size_t k) {
   return k < n->n_input && *n->input[k] ? ox_find(x, n->input[k]) : -1;
 }
 
-static cnn_status need_inputs(ox_ctx *x, node_t *n, size_t lo, size_t hi) {
+cnn_status ox_need_inputs(ox_ctx *x, node_t *n, size_t lo, size_t hi) {
   size_t have = 0;
   for (size_t k = 0; k < n->n_input; k++) have = *n->input[k] ? k + 1 : have;
-  if (have < lo || have > hi || in_idx(x, n, 0) < 0)
-    return ox_error(x, CNN_ERR_PARSE, "has %zu inputs; expected %zu%s%zu", have, lo,
-                    hi > lo ? " to " : "", hi > lo ? hi : lo);
+  if (have < lo || have > hi || ox_in_idx(x, n, 0) < 0) {
+    char want[48]; /* "1", not "11" */
+    if (hi > lo) snprintf(want, sizeof want, "%zu to %zu", lo, hi);
+    else snprintf(want, sizeof want, "%zu", lo);
+    return ox_error(x, CNN_ERR_PARSE, "has %zu inputs; expected %s", have, want);
+  }
   for (size_t k = 0; k < lo; k++)
-    if (in_idx(x, n, k) < 0) return ox_error(x, CNN_ERR_PARSE, "input %zu is missing", k);
+    if (ox_in_idx(x, n, k) < 0) return ox_error(x, CNN_ERR_PARSE, "input %zu is missing", k);
   return CNN_OK;
 }
 
 /* input k: a tensor computed from the image */
 static cnn_status act_in(ox_ctx *x, node_t *n, size_t k, int *vi) {
   char nm[96];
-  *vi = in_idx(x, n, k);
+  *vi = ox_in_idx(x, n, k);
   if (*vi < 0) return ox_error(x, CNN_ERR_PARSE, "input %zu is missing", k);
   const ox_value *v = &x->v[*vi];
   if (v->is_const)
     return ox_error(x, CNN_UNSUPPORTED, "input %zu ('%s') is a constant; cnn computes this op "
                     "only on tensors computed from the image", k, ox_printable(v->name, nm, sizeof nm));
+  if (v->is_shape)
+    return ox_error(x, CNN_UNSUPPORTED, "input %zu ('%s') is an integer tensor computed from "
+                    "the batch size; cnn uses those only as a Reshape's target shape", k,
+                    ox_printable(v->name, nm, sizeof nm));
   if (!v->defined)
     return ox_error(x, CNN_ERR_PARSE, "input %zu ('%s') is not computed before this node", k,
                     ox_printable(v->name, nm, sizeof nm));
@@ -136,10 +138,13 @@ static cnn_status act_in(ox_ctx *x, node_t *n, size_t k, int *vi) {
 /* input k: a constant; float = 1 for weights (finite), 0 for integer shapes/axes */
 static cnn_status const_in(ox_ctx *x, node_t *n, size_t k, int want_float, int *vi) {
   char nm[96];
-  *vi = in_idx(x, n, k);
+  *vi = ox_in_idx(x, n, k);
   if (*vi < 0) return ox_error(x, CNN_ERR_PARSE, "input %zu is missing", k);
   const ox_value *v = &x->v[*vi];
   ox_printable(v->name, nm, sizeof nm);
+  if (v->is_shape)
+    return ox_error(x, CNN_UNSUPPORTED, "input %zu ('%s') depends on the batch size: cnn reads "
+                    "it only as a value known at import", k, nm);
   if (!v->is_const)
     return ox_error(x, CNN_UNSUPPORTED, "input %zu ('%s') must be a constant (an initializer "
                     "or a Constant node): cnn reads no weights or shapes computed at run time",
@@ -291,7 +296,7 @@ static cnn_status get_pads(ox_ctx *x, node_t *n, const int *in, const int *eff, 
   static const char *const modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
   int mode, np;
   CNN_TRY(get_choice(x, n, "auto_pad", modes, &mode));
-  CNN_TRY(get_ints(x, n, "pads", 4, p, &np));
+  CNN_TRY(ox_get_ints(x, n, "pads", 4, p, &np));
   if (!np) p[0] = p[1] = p[2] = p[3] = 0;
   if (mode && np && (p[0] || p[1] || p[2] || p[3]))
     return ox_error(x, CNN_ERR_PARSE, "both auto_pad and pads are given");
@@ -315,21 +320,21 @@ static cnn_status get_pads(ox_ctx *x, node_t *n, const int *in, const int *eff, 
 
 static cnn_status op_conv(ox_ctx *x, node_t *n) {
   KNOWN("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides");
-  CNN_TRY(need_inputs(x, n, 2, 3));
+  CNN_TRY(ox_need_inputs(x, n, 2, 3));
   int xi, wi, bi = -1;
   CNN_TRY(act_in(x, n, 0, &xi));
   CNN_TRY(const_in(x, n, 1, 1, &wi));
-  if (in_idx(x, n, 2) >= 0) CNN_TRY(const_in(x, n, 2, 1, &bi));
+  if (ox_in_idx(x, n, 2) >= 0) CNN_TRY(const_in(x, n, 2, 1, &bi));
   const ox_value *X = &x->v[xi], *W = &x->v[wi];
   if (X->rank != 4 || W->crank != 4)
     return ox_error(x, CNN_UNSUPPORTED, "only 2-D convolutions are supported (input rank %d, "
                     "weight rank %d)", X->rank, W->crank);
   int64_t group, ks[2], dil[2] = {1, 1}, st[2] = {1, 1}, pads[4];
   int nk, nd, ns;
-  CNN_TRY(get_int(x, n, "group", 1, &group));
-  CNN_TRY(get_ints(x, n, "kernel_shape", 2, ks, &nk));
-  CNN_TRY(get_ints(x, n, "dilations", 2, dil, &nd));
-  CNN_TRY(get_ints(x, n, "strides", 2, st, &ns));
+  CNN_TRY(ox_get_int(x, n, "group", 1, &group));
+  CNN_TRY(ox_get_ints(x, n, "kernel_shape", 2, ks, &nk));
+  CNN_TRY(ox_get_ints(x, n, "dilations", 2, dil, &nd));
+  CNN_TRY(ox_get_ints(x, n, "strides", 2, st, &ns));
   if (!nd) dil[0] = dil[1] = 1;
   if (!ns) st[0] = st[1] = 1;
   int64_t K = W->cdims[0], Cg = W->cdims[1], R = W->cdims[2], S = W->cdims[3];
@@ -401,7 +406,7 @@ static cnn_status op_conv(ox_ctx *x, node_t *n) {
 
 static cnn_status op_bn(ox_ctx *x, node_t *n) {
   KNOWN("epsilon", "momentum", "spatial", "training_mode");
-  CNN_TRY(need_inputs(x, n, 5, 5));
+  CNN_TRY(ox_need_inputs(x, n, 5, 5));
   CNN_TRY(one_output(x, n));
   int xi, pi[4];
   CNN_TRY(act_in(x, n, 0, &xi));
@@ -410,8 +415,8 @@ static cnn_status op_bn(ox_ctx *x, node_t *n) {
   int64_t spatial, training;
   CNN_TRY(get_float(x, n, "epsilon", 1e-5f, &eps));
   CNN_TRY(get_float(x, n, "momentum", 0.9f, &mom));
-  CNN_TRY(get_int(x, n, "spatial", 1, &spatial));
-  CNN_TRY(get_int(x, n, "training_mode", 0, &training));
+  CNN_TRY(ox_get_int(x, n, "spatial", 1, &spatial));
+  CNN_TRY(ox_get_int(x, n, "training_mode", 0, &training));
   if (spatial != 1) return ox_error(x, CNN_UNSUPPORTED, "spatial=%lld (cnn normalizes per channel)", (long long)spatial);
   if (training) return ox_error(x, CNN_UNSUPPORTED, "training_mode=1: export the model in eval mode");
   if (!(eps >= 1e-12f && eps <= 1)) return ox_error(x, CNN_UNSUPPORTED, "epsilon %g outside 1e-12..1", eps);
@@ -481,7 +486,7 @@ static cnn_status op_act(ox_ctx *x, node_t *n) {
     CNN_TRY(get_choice(x, n, "approximate", modes, &m));
     act = "gelu";
   }
-  CNN_TRY(need_inputs(x, n, 1, 1));
+  CNN_TRY(ox_need_inputs(x, n, 1, 1));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
   int si = foldable(x, xi, 1u << OS_CONV | 1u << OS_FC | 1u << OS_SHORTCUT);
@@ -508,7 +513,7 @@ static cnn_status op_act(ox_ctx *x, node_t *n) {
 static cnn_status op_pool(ox_ctx *x, node_t *n, int is_max) {
   if (is_max) KNOWN("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides");
   else KNOWN("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides");
-  CNN_TRY(need_inputs(x, n, 1, 1));
+  CNN_TRY(ox_need_inputs(x, n, 1, 1));
   CNN_TRY(one_output(x, n));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
@@ -516,11 +521,11 @@ static cnn_status op_pool(ox_ctx *x, node_t *n, int is_max) {
   if (X->rank != 4) return ox_error(x, CNN_UNSUPPORTED, "only 2-D pooling is supported");
   int64_t ks[2], st[2] = {1, 1}, dil[2], pads[4], ceil_mode, include_pad = 0;
   int nk, ns, nd;
-  CNN_TRY(get_ints(x, n, "kernel_shape", 2, ks, &nk));
-  CNN_TRY(get_ints(x, n, "strides", 2, st, &ns));
-  CNN_TRY(get_ints(x, n, "dilations", 2, dil, &nd));
-  CNN_TRY(get_int(x, n, "ceil_mode", 0, &ceil_mode));
-  if (!is_max) CNN_TRY(get_int(x, n, "count_include_pad", 0, &include_pad));
+  CNN_TRY(ox_get_ints(x, n, "kernel_shape", 2, ks, &nk));
+  CNN_TRY(ox_get_ints(x, n, "strides", 2, st, &ns));
+  CNN_TRY(ox_get_ints(x, n, "dilations", 2, dil, &nd));
+  CNN_TRY(ox_get_int(x, n, "ceil_mode", 0, &ceil_mode));
+  if (!is_max) CNN_TRY(ox_get_int(x, n, "count_include_pad", 0, &include_pad));
   if (!nk) return ox_error(x, CNN_ERR_PARSE, "kernel_shape is required");
   if (!ns) st[0] = st[1] = 1;
   if (nd && (dil[0] != 1 || dil[1] != 1)) return ox_error(x, CNN_UNSUPPORTED, "dilated pooling");
@@ -587,14 +592,14 @@ static cnn_status op_global(ox_ctx *x, node_t *n, int is_max, int keep) {
 
 static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
   KNOWN("axes", "keepdims", "noop_with_empty_axes");
-  CNN_TRY(need_inputs(x, n, 1, 2));
+  CNN_TRY(ox_need_inputs(x, n, 1, 2));
   int64_t axes[8], keep, noop;
   int na = 0;
-  CNN_TRY(get_int(x, n, "keepdims", 1, &keep));
-  CNN_TRY(get_int(x, n, "noop_with_empty_axes", 0, &noop));
+  CNN_TRY(ox_get_int(x, n, "keepdims", 1, &keep));
+  CNN_TRY(ox_get_int(x, n, "noop_with_empty_axes", 0, &noop));
   if (x->opset >= 18) {
-    if (attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 18");
-    if (in_idx(x, n, 1) >= 0) {
+    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 18");
+    if (ox_in_idx(x, n, 1) >= 0) {
       int ai;
       CNN_TRY(const_in(x, n, 1, 0, &ai));
       if (x->v[ai].count > 8) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
@@ -602,8 +607,8 @@ static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
       for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
     }
   } else {
-    if (in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(get_ints(x, n, "axes", -1, axes, &na));
+    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
+    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
   }
   unsigned mask = 0;
   for (int k = 0; k < na; k++) {
@@ -663,11 +668,11 @@ static cnn_status reshape_to(ox_ctx *x, node_t *n, int vi, int orank, const int6
 
 static cnn_status op_flatten(ox_ctx *x, node_t *n) {
   KNOWN("axis");
-  CNN_TRY(need_inputs(x, n, 1, 1));
+  CNN_TRY(ox_need_inputs(x, n, 1, 1));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
   int64_t axis;
-  CNN_TRY(get_int(x, n, "axis", 1, &axis));
+  CNN_TRY(ox_get_int(x, n, "axis", 1, &axis));
   if (axis < 0) axis += x->v[xi].rank;
   if (axis != 1) return ox_error(x, CNN_UNSUPPORTED, "axis %lld: cnn flattens all but the batch", (long long)axis);
   const ox_value *X = &x->v[xi];
@@ -678,12 +683,12 @@ static cnn_status op_flatten(ox_ctx *x, node_t *n) {
 
 static cnn_status op_reshape(ox_ctx *x, node_t *n) {
   KNOWN("allowzero");
-  CNN_TRY(need_inputs(x, n, 2, 2));
-  int xi, si;
+  CNN_TRY(ox_need_inputs(x, n, 2, 2));
+  int xi, si = ox_in_idx(x, n, 1);
   CNN_TRY(act_in(x, n, 0, &xi));
-  CNN_TRY(const_in(x, n, 1, 0, &si));
+  if (si < 0 || !x->v[si].is_shape) CNN_TRY(const_in(x, n, 1, 0, &si));
   int64_t allowzero;
-  CNN_TRY(get_int(x, n, "allowzero", 0, &allowzero));
+  CNN_TRY(ox_get_int(x, n, "allowzero", 0, &allowzero));
   const ox_value *X = &x->v[xi], *S = &x->v[si];
   if (S->count < 1 || S->count > 4)
     return ox_error(x, CNN_UNSUPPORTED, "target shape of %zu dimensions", S->count);
@@ -693,6 +698,16 @@ static cnn_status op_reshape(ox_ctx *x, node_t *n) {
   for (int d = 1; d < X->rank; d++) per_image *= X->dims[d];
   for (int d = 0; d < orank; d++) {
     t[d] = S->i[d];
+    if (S->is_shape && S->dk[d] == OX_DK_RUNTIME)
+      return ox_error(x, CNN_UNSUPPORTED, "target dimension %d is computed from the batch size "
+                      "(not the batch size itself): known only at run time", d);
+    if (S->is_shape && S->dk[d] == OX_DK_BATCH) { /* Shape -> Gather(0) -> ... */
+      if (d > 0)
+        return ox_error(x, CNN_UNSUPPORTED, "the target shape puts the batch size at dimension "
+                        "%d: cnn keeps the batch dimension first", d);
+      t[0] = -2;
+      continue;
+    }
     if (t[d] == 0 && !allowzero) {
       if (d >= X->rank) return ox_error(x, CNN_ERR_SHAPE, "0 in the shape copies a dimension the input lacks");
       t[d] = d == 0 ? -2 : X->dims[d]; /* -2: the batch */
@@ -722,14 +737,14 @@ static cnn_status op_reshape(ox_ctx *x, node_t *n) {
 /* Squeeze / Unsqueeze of non-batch axes */
 static cnn_status op_squeeze(ox_ctx *x, node_t *n, int un) {
   KNOWN("axes");
-  CNN_TRY(need_inputs(x, n, 1, 2));
+  CNN_TRY(ox_need_inputs(x, n, 1, 2));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
   int64_t axes[8];
   int na = 0;
   if (x->opset >= 13) {
-    if (attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 13");
-    if (in_idx(x, n, 1) >= 0) {
+    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 13");
+    if (ox_in_idx(x, n, 1) >= 0) {
       int ai;
       CNN_TRY(const_in(x, n, 1, 0, &ai));
       if (x->v[ai].count > 4) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
@@ -737,8 +752,8 @@ static cnn_status op_squeeze(ox_ctx *x, node_t *n, int un) {
       for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
     }
   } else {
-    if (in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(get_ints(x, n, "axes", -1, axes, &na));
+    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
+    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
   }
   const ox_value *X = &x->v[xi];
   int orank = un ? X->rank + na : X->rank - na;
@@ -776,18 +791,18 @@ static cnn_status op_squeeze(ox_ctx *x, node_t *n, int un) {
 static cnn_status op_gemm(ox_ctx *x, node_t *n, int matmul) {
   if (matmul) KNOWN("");
   else KNOWN("alpha", "beta", "transA", "transB");
-  CNN_TRY(need_inputs(x, n, 2, matmul ? 2 : 3));
+  CNN_TRY(ox_need_inputs(x, n, 2, matmul ? 2 : 3));
   int ai, bi, ci = -1;
   CNN_TRY(act_in(x, n, 0, &ai));
   CNN_TRY(const_in(x, n, 1, 1, &bi));
-  if (in_idx(x, n, 2) >= 0) CNN_TRY(const_in(x, n, 2, 1, &ci));
+  if (ox_in_idx(x, n, 2) >= 0) CNN_TRY(const_in(x, n, 2, 1, &ci));
   float alpha = 1, beta = 1;
   int64_t ta = 0, tb = 0;
   if (!matmul) {
     CNN_TRY(get_float(x, n, "alpha", 1, &alpha));
     CNN_TRY(get_float(x, n, "beta", 1, &beta));
-    CNN_TRY(get_int(x, n, "transA", 0, &ta));
-    CNN_TRY(get_int(x, n, "transB", 0, &tb));
+    CNN_TRY(ox_get_int(x, n, "transA", 0, &ta));
+    CNN_TRY(ox_get_int(x, n, "transB", 0, &tb));
   }
   const ox_value *A = &x->v[ai], *B = &x->v[bi];
   if (ta) return ox_error(x, CNN_UNSUPPORTED, "transA=1: the batch must be the first axis of A");
@@ -853,8 +868,8 @@ static cnn_status fold_norm(ox_ctx *x, node_t *n, int xi, int ci, char op) {
 
 static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
   KNOWN("");
-  CNN_TRY(need_inputs(x, n, 2, 2));
-  int a = in_idx(x, n, 0), b = in_idx(x, n, 1);
+  CNN_TRY(ox_need_inputs(x, n, 2, 2));
+  int a = ox_in_idx(x, n, 0), b = ox_in_idx(x, n, 1);
   if (!x->v[a].is_const && !x->v[b].is_const && op == '+') { /* residual add */
     int ai, bi;
     CNN_TRY(act_in(x, n, 0, &ai));
@@ -908,8 +923,8 @@ static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
 static cnn_status op_concat(ox_ctx *x, node_t *n) {
   KNOWN("axis");
   int64_t axis;
-  if (!attr(n, "axis")) return ox_error(x, CNN_ERR_PARSE, "axis is required");
-  CNN_TRY(get_int(x, n, "axis", 1, &axis));
+  if (!ox_attr(n, "axis")) return ox_error(x, CNN_ERR_PARSE, "axis is required");
+  CNN_TRY(ox_get_int(x, n, "axis", 1, &axis));
   if (n->n_input < 1 || n->n_input > OX_MAX_IN)
     return ox_error(x, CNN_UNSUPPORTED, "%zu inputs; cnn concatenates 1 to %d", n->n_input, OX_MAX_IN);
   int vi[OX_MAX_IN];
@@ -936,11 +951,11 @@ static cnn_status op_concat(ox_ctx *x, node_t *n) {
 
 static cnn_status op_softmax(ox_ctx *x, node_t *n, int log) {
   KNOWN("axis");
-  CNN_TRY(need_inputs(x, n, 1, 1));
+  CNN_TRY(ox_need_inputs(x, n, 1, 1));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
   int64_t axis;
-  CNN_TRY(get_int(x, n, "axis", x->opset < 13 ? 1 : -1, &axis));
+  CNN_TRY(ox_get_int(x, n, "axis", x->opset < 13 ? 1 : -1, &axis));
   const ox_value *X = &x->v[xi];
   if (axis < 0) axis += X->rank;
   int ok = axis == 1 && (X->rank == 2 || (X->h == 1 && X->w == 1));
@@ -994,7 +1009,7 @@ static cnn_status op_passthrough(ox_ctx *x, node_t *n, int dropout) {
   if (dropout) {
     KNOWN("ratio", "seed");
     CNN_TRY(one_output(x, n));
-    int ti = in_idx(x, n, 2);
+    int ti = ox_in_idx(x, n, 2);
     if (ti >= 0) {
       int ci;
       CNN_TRY(const_in(x, n, 2, 0, &ci));
@@ -1003,7 +1018,7 @@ static cnn_status op_passthrough(ox_ctx *x, node_t *n, int dropout) {
     }
   } else {
     KNOWN("");
-    CNN_TRY(need_inputs(x, n, 1, 1));
+    CNN_TRY(ox_need_inputs(x, n, 1, 1));
   }
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
@@ -1021,6 +1036,7 @@ cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n) {
   if (n->n_output < 1 || !*n->output[0]) return ox_error(x, CNN_ERR_PARSE, "has no output");
   if (is_op(n, "Constant")) return op_constant(x, n);
   CNN_TRY(one_output(x, n));
+  if (ox_is_shape_node(x, n)) return ox_shape_node(x, n);
   if (is_op(n, "Conv")) return op_conv(x, n);
   if (is_op(n, "BatchNormalization")) return op_bn(x, n);
   if (is_op(n, "Relu") || is_op(n, "LeakyRelu") || is_op(n, "Sigmoid") || is_op(n, "Tanh") ||
@@ -1030,7 +1046,7 @@ cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n) {
   if (is_op(n, "AveragePool")) return op_pool(x, n, 0);
   if (is_op(n, "GlobalAveragePool") || is_op(n, "GlobalMaxPool")) {
     KNOWN("");
-    CNN_TRY(need_inputs(x, n, 1, 1));
+    CNN_TRY(ox_need_inputs(x, n, 1, 1));
     return op_global(x, n, is_op(n, "GlobalMaxPool"), 1);
   }
   if (is_op(n, "ReduceMean")) return op_reduce_mean(x, n);
@@ -1053,7 +1069,8 @@ cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n) {
                   "BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, MaxPool, AveragePool, "
                   "GlobalAveragePool, GlobalMaxPool, ReduceMean, Gemm, MatMul, Flatten, Reshape, "
                   "Squeeze, Unsqueeze, Add, Sub, Mul, Div, Concat, Softmax, LogSoftmax, Dropout, "
-                  "Identity and Constant)");
+                  "Identity and Constant, and Shape, Gather, Slice and Cast computing a "
+                  "Reshape's target)");
 }
 
 cnn_status ox_finish(ox_ctx *x) {
@@ -1083,6 +1100,9 @@ cnn_status ox_finish(ox_ctx *x) {
   if (x->n_act_fused) ox_note(x, "%d activations made the activation= of the layer before", x->n_act_fused);
   if (x->n_bias_fused) ox_note(x, "%d Add of a constant made a bias", x->n_bias_fused);
   if (x->n_dropped) ox_note(x, "%d Identity/Dropout removed", x->n_dropped);
+  if (x->n_shape)
+    ox_note(x, "%d Shape/Gather/Unsqueeze/Concat/... computing a Reshape's target "
+               "evaluated at import (the batch size kept dynamic)", x->n_shape);
   if (x->n_reshaped) ox_note(x, "%d Flatten/Reshape/Squeeze/Unsqueeze needed no layer", x->n_reshaped);
   if (x->normalized) {
     cnn_onnx_model *m = x->out;

@@ -526,9 +526,14 @@ static cnn_status order_nodes(ox_ctx *x, int **order, int *n_order) {
     st = ox_error(x, CNN_ERR_PARSE, "the graph has a cycle through this node");
     goto done;
   }
-  /* uses: consumers among the live nodes, and the graph output */
+  /* uses: consumers among the live nodes, and the graph output. A Shape reads no
+   * values, only the (fixed) dims: not a use, or a layer whose output is also read by
+   * Shape (x.view(x.size(0), -1)) could not fold what follows it */
   for (int i = 0; i < no; i++) {
     const Onnx__NodeProto *n = g->node[ord[i]];
+    if (n->op_type && !strcmp(n->op_type, "Shape") &&
+        (!n->domain || !*n->domain || !strcmp(n->domain, "ai.onnx")))
+      continue;
     for (size_t k = 0; k < n->n_input; k++)
       if (*n->input[k]) x->v[ox_find(x, n->input[k])].uses++;
   }

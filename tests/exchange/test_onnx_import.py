@@ -88,10 +88,10 @@ class G:
         b = rng.uniform(-0.3, 0.3, o).astype(np.float32)
         return self.node("Gemm", [x, self.const(w), self.const(b, "b")], transB=trans_b, **attrs)
 
-    def model(self, out, ir=8):
+    def model(self, out, ir=8, batch="N"):
         c, h, w = self.shape
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, h, w])
-        outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", "K"])
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, c, h, w])
+        outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, "K"])
         g = helper.make_graph(self.nodes, "g", [inp], [outp], self.inits)
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", self.opset)],
                                  ir_version=ir, producer_name="cnn-test")
@@ -275,6 +275,110 @@ def m_input_skip():
     return g.model(g.node("Flatten", [g.conv(y, 8, 5, 1)]))
 
 
+# ---- dynamic batch: the shape arithmetic PyTorch's TorchScript exporter writes ---------
+# for x.view(x.size(0), -1) / x.reshape(x.shape[0], -1) with dynamic_axes={"input": {0:
+# "batch_size"}}: Shape -> Gather(0) -> Unsqueeze -> Concat(with [-1]) -> Reshape, the
+# constants as Constant nodes, node names as PyTorch writes them ("/Shape", ...).
+
+
+def i64(v):
+    return numpy_helper.from_array(np.array(v, np.int64))
+
+
+def view_batch(g, x, opset, tail=(-1,), fold=True, prefix=""):
+    """x.view(x.size(0), *tail) as PyTorch exports it: opset < 13 Unsqueeze takes axes as
+    an attribute, from 13 as an input; fold=False: the [-1] is itself an unsqueezed
+    scalar Constant (do_constant_folding=False)"""
+    p = prefix
+    shape = g.node("Shape", [x], name=f"{p}/Shape")
+    idx = g.node("Constant", [], name=f"{p}/Constant", value=i64(0))
+    n = g.node("Gather", [shape, idx], name=f"{p}/Gather", axis=0)
+
+    def unsqueeze(v, name):
+        if opset < 13:
+            return g.node("Unsqueeze", [v], name=name, axes=[0])
+        axes = g.node("Constant", [], name=name + "_axes", value=i64([0]))
+        return g.node("Unsqueeze", [v, axes], name=name)
+
+    n = unsqueeze(n, f"{p}/Unsqueeze")
+    if fold:
+        rest = g.node("Constant", [], name=f"{p}/Constant_1", value=i64(list(tail)))
+    else:
+        rest = unsqueeze(g.node("Constant", [], name=f"{p}/Constant_1", value=i64(tail[0])),
+                         f"{p}/Unsqueeze_1")
+    cat = g.node("Concat", [n, rest], name=f"{p}/Concat", axis=0)
+    return g.node("Reshape", [x, cat], name=f"{p}/Reshape")
+
+
+def m_dyn_view(opset, fold):
+    """Conv -> Relu -> MaxPool -> view(size(0), -1) -> Gemm -> Softmax"""
+    def make():
+        g = G(3, 12, 12, opset=opset)
+        y = g.node("Relu", [g.conv("input", 3, 6, 3, pads=[1, 1, 1, 1])])
+        y = g.node("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])          # 6x6
+        y = view_batch(g, y, opset, fold=fold, prefix="/features")
+        y = g.node("Relu", [g.gemm(y, 6 * 36, 16)])
+        return g.model(g.node("Softmax", [g.gemm(y, 16, 10)], axis=1), batch="batch_size")
+    return make
+
+
+def m_dyn_residual():
+    """a residual net, GlobalAveragePool -> Shape/Gather/Unsqueeze/Concat/Reshape -> Gemm
+    (logits); Shape reads the pooled map that the Reshape reads too"""
+    g = G(3, 12, 12, opset=13)
+    stem = g.node("Relu", [g.bn(g.conv("input", 3, 8, 3, bias=False, pads=[1, 1, 1, 1]), 8)])
+    y = g.node("Relu", [g.bn(g.conv(stem, 8, 8, 3, bias=False, pads=[1, 1, 1, 1]), 8)])
+    y = g.bn(g.conv(y, 8, 8, 3, bias=False, pads=[1, 1, 1, 1]), 8)
+    y = g.node("Relu", [g.node("Add", [stem, y])])
+    down = g.bn(g.conv(y, 8, 16, 1, bias=False, strides=[2, 2]), 16)
+    z = g.node("Relu", [g.bn(g.conv(y, 8, 16, 3, bias=False, strides=[2, 2], pads=[1, 1, 1, 1]), 16)])
+    z = g.bn(g.conv(z, 16, 16, 3, bias=False, pads=[1, 1, 1, 1]), 16)
+    y = g.node("Relu", [g.node("Add", [z, down])])
+    y = view_batch(g, g.node("GlobalAveragePool", [y], name="/avgpool/GlobalAveragePool"), 13)
+    return g.model(g.gemm(y, 16, 5), batch="batch_size")
+
+
+def m_dyn_slice_mul():
+    """opset 9: Shape -> Slice (attributes) -> Cast; the features c*h*w as Gathers of
+    the shape multiplied (and divided by 1); after the classifier a view(size(0), k, 1,
+    1) (the batch read from the Gemm's output) and Flatten"""
+    g = G(2, 8, 8, opset=9)
+    y = g.node("Relu", [g.conv("input", 2, 4, 3)])                            # 4x6x6
+    s = g.node("Shape", [y], name="/Shape")
+    n = g.node("Cast", [g.node("Slice", [s], name="/Slice", starts=[0], ends=[1])],
+               name="/Cast", to=TensorProto.INT64)
+    dims = [g.node("Gather", [s, g.node("Constant", [], value=i64(d))], axis=0) for d in (1, 2, 3)]
+    f = g.node("Mul", [dims[0], g.node("Mul", [dims[1], dims[2]])])
+    f = g.node("Div", [f, g.node("Constant", [], value=i64(1))])
+    f = g.node("Unsqueeze", [f], axes=[0])
+    y = g.node("Reshape", [y, g.node("Concat", [n, f], axis=0)], name="/Reshape")
+    y = g.gemm(y, 144, 6)
+    s2 = g.node("Shape", [y])
+    n2 = g.node("Unsqueeze", [g.node("Gather", [s2, g.node("Constant", [], value=i64(0))], axis=0)],
+                axes=[0])
+    t = g.node("Concat", [n2, g.node("Constant", [], value=i64([6, 1, 1]))], axis=0)
+    y = g.node("Flatten", [g.node("Reshape", [y, t], name="/Reshape_1")])
+    return g.model(g.node("Softmax", [y], axis=1), batch="batch_size")
+
+
+def m_dyn_slice_inputs():
+    """opset 17: Slice with input starts/ends/axes (ends INT64_MAX, as PyTorch writes
+    x.shape[1:]), Squeeze/Unsqueeze/Identity of the batch, Cast to INT32 and back, a
+    Reshape to [batch, c, h, w] (no change) and one to [batch, -1]"""
+    g = G(3, 7, 7, opset=17)
+    y = g.node("Relu", [g.conv("input", 3, 5, 3, strides=[2, 2])])             # 5x3x3
+    s = g.node("Cast", [g.node("Shape", [y])], to=TensorProto.INT32)
+    s = g.node("Cast", [s], to=TensorProto.INT64)
+    c = {k: g.node("Constant", [], value=i64(v)) for k, v in
+         (("0", [0]), ("1", [1]), ("max", [2**63 - 1]), ("axes", [0]))}
+    n = g.node("Slice", [s, c["0"], c["1"], c["axes"]])
+    n = g.node("Identity", [g.node("Unsqueeze", [g.node("Squeeze", [n, c["axes"]]), c["axes"]])])
+    chw = g.node("Slice", [s, c["1"], c["max"], c["axes"], c["1"]])
+    y = g.node("Reshape", [y, g.node("Concat", [n, chw], axis=0)], name="/Reshape")
+    y = view_batch(g, y, 17, prefix="/flat")
+    return g.model(g.node("LogSoftmax", [g.gemm(y, 45, 4)], axis=1), batch="batch_size")
+
+
 MODELS = [
     ("conv_bn_relu", m_conv_bn_relu, "probs"),
     ("residual", m_residual, "logits"),
@@ -285,6 +389,11 @@ MODELS = [
     ("pool_modes", m_pool_modes, "probs"),
     ("normalize_bn", m_normalize_bn, "probs"),
     ("input_skip", m_input_skip, "logits"),
+    ("dyn_view_opset11", m_dyn_view(11, fold=False), "probs"),
+    ("dyn_view_opset13", m_dyn_view(13, fold=True), "probs"),
+    ("dyn_residual", m_dyn_residual, "logits"),
+    ("dyn_slice_mul", m_dyn_slice_mul, "probs"),
+    ("dyn_slice_inputs", m_dyn_slice_inputs, "logprobs"),
 ]
 
 # ---- refusals --------------------------------------------------------------------------
@@ -338,6 +447,30 @@ def refusals():
     refused("opset", small(opset=30), ["opset 30"])
     refused("mul_mid", small(lambda g, y: g.node("Mul", [y, g.const(np.float32(2.0))], name="scale")),
             ["scale", "Mul", "opset 13"])
+    # dynamic batch: a target computed from the batch but not the batch (2 N), one
+    # computed from the image's values, one putting the batch last
+    def view_2n(g, y):
+        n = g.node("Gather", [g.node("Shape", [y]), g.const(np.int64(0), "idx")], axis=0)
+        n = g.node("Mul", [n, g.const(np.int64(2), "two")])
+        n = g.node("Unsqueeze", [n, g.const(np.array([0], np.int64), "axes")])
+        t = g.node("Concat", [n, g.const(np.array([-1], np.int64), "m1")], axis=0)
+        return g.node("Reshape", [y, t], name="view_2n")
+    refused("dyn_runtime", small(view_2n), ["view_2n", "Reshape", "opset 13",
+                                            "computed from the batch size"])
+
+    def view_data(g, y):
+        t = g.node("Cast", [g.node("Flatten", [g.node("GlobalMaxPool", [y])])], name="cast_act",
+                   to=TensorProto.INT64)
+        return g.node("Reshape", [y, t], name="view_data")
+    refused("dyn_data", small(view_data), ["cast_act", "Cast", "opset 13", "computed from the image"])
+
+    def view_moved(g, y):
+        n = g.node("Gather", [g.node("Shape", [y]), g.const(np.int64(0), "idx")], axis=0)
+        n = g.node("Unsqueeze", [n], axes=[0])
+        t = g.node("Concat", [g.const(np.array([-1], np.int64), "m1"), n], axis=0)
+        return g.node("Reshape", [y, t], name="view_moved")
+    refused("dyn_moved", small(view_moved, opset=11), ["view_moved", "Reshape", "opset 11",
+                                                       "batch size at dimension 1"])
     # a cycle: a -> b -> a
     g = G(3, 8, 8)
     y = g.conv("input", 3, 4, 3)

@@ -69,6 +69,40 @@ def seeds():
         n("Squeeze", ["gm", "axes"], ["sq"]),
         n("LogSoftmax", ["sq"], ["out"], axis=-1)],
         {"w2": f32(2, 3, 3, 3), "axes": np.array([2, 3], np.int64)}, 1, 4, 4, "out", opset=20)
+    # x.view(x.size(0), -1) as PyTorch exports it with a dynamic batch: the Reshape's
+    # target computed from Shape (opset 11: Unsqueeze axes as an attribute)
+    yield "dyn-batch-view", model([
+        n("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+        n("Relu", ["c"], ["r"]),
+        n("Shape", ["r"], ["s"]),
+        n("Constant", [], ["i0"], value=numpy_helper.from_array(np.array(0, np.int64))),
+        n("Gather", ["s", "i0"], ["g"], axis=0),
+        n("Unsqueeze", ["g"], ["u"], axes=[0]),
+        n("Concat", ["u", "m1"], ["t"], axis=0),
+        n("Reshape", ["r", "t"], ["f"]),
+        n("Gemm", ["f", "fw", "fb"], ["y"], transB=1),
+        n("Softmax", ["y"], ["out"], axis=1)],
+        {"w": f32(2, 1, 3, 3), "m1": np.array([-1], np.int64), "fw": f32(3, 8), "fb": f32(3)},
+        1, 4, 4, "out", opset=11)
+    # the variants: Slice with input bounds, Cast, Squeeze/Unsqueeze/Identity of the
+    # batch, Mul/Div of gathered dims (opset 13: axes as inputs)
+    yield "dyn-batch-slice", model([
+        n("GlobalAveragePool", ["x"], ["gp"]),
+        n("Shape", ["gp"], ["s"]),
+        n("Slice", ["s", "z", "one", "z", "one"], ["n"]),
+        n("Cast", ["n"], ["nc"], to=TensorProto.INT32),
+        n("Cast", ["nc"], ["n64"], to=TensorProto.INT64),
+        n("Squeeze", ["n64", "z"], ["sq"]),
+        n("Unsqueeze", ["sq", "z"], ["un"]),
+        n("Identity", ["un"], ["id"]),
+        n("Gather", ["s", "gi"], ["chw"], axis=0),
+        n("Mul", ["chw", "one"], ["cm"]),
+        n("Div", ["cm", "one"], ["cd"]),
+        n("Concat", ["id", "cd"], ["t"], axis=0),
+        n("Reshape", ["gp", "t"], ["f"]),
+        n("MatMul", ["f", "mw"], ["out"])],
+        {"z": np.array([0], np.int64), "one": np.array([1], np.int64),
+         "gi": np.array([1], np.int64), "mw": f32(2, 3)}, 2, 3, 3, "out")
 
 
 def varint(n):
