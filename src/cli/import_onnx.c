@@ -16,7 +16,7 @@ static void help(FILE *f) {
           "DIR/model.cfg and DIR/model.safetensors. It reads Conv, BatchNormalization,\n"
           "Relu/LeakyRelu/Sigmoid/Tanh/Gelu, Max/Average/Global pooling, Gemm, MatMul(+Add),\n"
           "Flatten/Reshape with constant shapes, Add, Concat, Softmax/LogSoftmax, Dropout,\n"
-          "Identity and Constant (docs/exchange-import.md); anything else is refused naming\n"
+          "Identity and Constant (docs/exchange.md); anything else is refused naming\n"
           "the node, its op type and the opset. The model takes pixels scaled to [0, 1];\n"
           "per-channel Sub/Div of the input in the graph becomes the checkpoint's mean/std,\n"
           "and --mean/--std give preprocessing the graph does not hold. A graph that ends in\n"

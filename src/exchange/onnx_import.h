@@ -1,7 +1,7 @@
 /* ONNX -> cnn: an ONNX model file (protobuf, read with protobuf-c's generated code)
  * becomes cfg text in our Darknet dialect plus its tensors (f32, our layouts: KRSC
  * conv weights, dense columns in HWC order). The op set, the patterns folded and
- * what is refused are in docs/exchange-import.md. Every refusal is a cnn_status with
+ * what is refused are in docs/exchange.md. Every refusal is a cnn_status with
  * a message naming the node, its op type and the opset; untrusted bytes never crash. */
 #ifndef CNN_EXCHANGE_ONNX_IMPORT_H
 #define CNN_EXCHANGE_ONNX_IMPORT_H
