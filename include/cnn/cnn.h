@@ -28,6 +28,19 @@ typedef enum cnn_status {
 const char *cnn_last_error(void);
 const char *cnn_status_name(cnn_status s);
 
+/* ---- version and installed models --------------------------------------- */
+/* This libcnn's version, "MAJOR.MINOR.PATCH" (the CMake package's and cnn.pc's). */
+const char *cnn_version(void);
+/* The path of a model cfg shipped with cnn, by name: "lenet.cfg" or "lenet" (".cfg"
+ * added when needed); NULL or "" gives the models directory itself. Looked for in
+ * the models directory installed with this libcnn (PREFIX/share/cnn/models, found
+ * from where libcnn was loaded, so a moved prefix still works), for the libcnn of a
+ * build tree in the source tree's models/, then in the configured install
+ * directory. The path (absolute) is written to path[n]. CNN_ERR_IO when there is no
+ * such model, cnn_last_error() naming where it looked and the models found there;
+ * CNN_ERR_ARG for a name with a '/' (a path, not a name) or a path longer than n. */
+cnn_status cnn_model_path(const char *name, char *path, size_t n);
+
 /* ---- backends ---------------------------------------------------------- */
 typedef struct cnn_backend cnn_backend;
 

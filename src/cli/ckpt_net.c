@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/evaluate.h"
 #include "cli/exchange.h"
 #include "core/error.h"
@@ -38,6 +39,7 @@ cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const ch
                                   const char *device, const char *precision, int batch,
                                   cli_model *m) {
   memset(m, 0, sizeof *m);
+  if (!(cfg = cli_model_cfg(cfg))) return CNN_ERR_IO;
   char *text = cli_read_text(cfg);
   if (!text) return CNN_ERR_IO;
   cnn_status st = cnn_darknet_cfg_text(text, cfg, &m->meta.cfg);

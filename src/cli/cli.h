@@ -10,6 +10,11 @@ int cnn_cmd_devices(int argc, char **argv);
 int cnn_cmd_export(int argc, char **argv);
 int cnn_cmd_import(int argc, char **argv);
 
+/* A MODEL.cfg argument: as given when that file exists or it is a path (has a '/');
+ * else the model of that name installed with cnn ("resnet9.cfg" or "resnet9", see
+ * cnn_model_path). NULL when there is neither, cnn_last_error() saying where it
+ * looked. The result stays valid until the next call. */
+const char *cli_model_cfg(const char *arg);
 /* print "cnn: <message>" to stderr and return 1 */
 int cli_fail(const char *what);
 /* parse a positive int flag value; prints an error and returns 0 on failure */

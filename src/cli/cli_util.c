@@ -1,9 +1,24 @@
 /* What every subcommand uses (not in main.c: cnn_xtool links the commands too). */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cnn/cnn.h"
+#include "core/error.h"
+
+const char *cli_model_cfg(const char *arg) {
+  static char path[4096];
+  char why[1024];
+  struct stat st;
+  if (!arg || strchr(arg, '/') || stat(arg, &st) == 0) return arg;
+  if (cnn_model_path(arg, path, sizeof path) == CNN_OK) return path;
+  snprintf(why, sizeof why, "%s", cnn_last_error());
+  cnn_error(CNN_ERR_IO, "%s: no such file, and %s", arg, why);
+  return NULL;
+}
 
 int cli_fail(const char *what) {
   fprintf(stderr, "cnn: %s%s%s\n", what ? what : "", what && *cnn_last_error() ? ": " : "",

@@ -54,7 +54,8 @@ int cnn_cmd_summary(int argc, char **argv) {
     return 2;
   }
   cnn_net *net;
-  if (cnn_net_from_cfg_file(path, &net) != CNN_OK) return cli_fail(NULL);
+  if (!(path = cli_model_cfg(path)) || cnn_net_from_cfg_file(path, &net) != CNN_OK)
+    return cli_fail(NULL);
   cnn_darknet_info dn;
   if (weights && cnn_darknet_load(net, weights, &dn) != CNN_OK) { /* before printing anything */
     cnn_net_destroy(net);

@@ -141,5 +141,6 @@ int cnn_cmd_train(int argc, char **argv) {
   train_opts o;
   int rc = cli_train_parse(argc, argv, &o);
   if (rc >= 0) return rc;
+  if (o.model && !(o.model = cli_model_cfg(o.model))) return cli_fail(NULL);
   return cli_train_run(&o);
 }

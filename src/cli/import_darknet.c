@@ -58,6 +58,7 @@ int cli_import_darknet(int argc, char **argv) {
     fprintf(stderr, "cnn import: --out DIR is required\n");
     return 2;
   }
+  if (!(cfg = cli_model_cfg(cfg))) return cli_fail("import");
   char *text = cli_read_text(cfg), *dn_text = NULL;
   cnn_net *net = NULL;
   cnn_darknet_info info;

@@ -1,8 +1,11 @@
 /* cnn: train and run convolutional neural networks. */
+#define _GNU_SOURCE /* dladdr, realpath */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda_module.h"
 #include "cli/cli.h"
 #include "cnn/cnn.h"
 
@@ -25,7 +28,35 @@ static void usage(FILE *f) {
   fprintf(f, "usage: cnn COMMAND [ARGS]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\n'cnn COMMAND --help' describes each command.\n");
+  fprintf(f, "\n'cnn COMMAND --help' describes each command; 'cnn --version' says which\n"
+             "libcnn, CUDA module and models this cnn uses.\n");
+}
+
+/* cnn --version: this command's version and what it runs with. The CUDA module is
+ * loaded (not a GPU initialised) to say whether it loads here. */
+static int version(void) {
+  Dl_info di;
+  const char *lib = NULL, *module = NULL;
+  char models[4096];
+  void *fn;
+  const char *(*version_fn)(void) = cnn_version;
+  memcpy(&fn, &version_fn, sizeof fn); /* function to object pointer, as POSIX allows */
+  char real[4096];
+  if (dladdr(fn, &di) && di.dli_fname)
+    lib = realpath(di.dli_fname, real) ? real : di.dli_fname;
+  printf("cnn %s\n", CNN_VERSION);
+  printf("libcnn %s%s%s%s\n", cnn_version(), lib ? " (" : "", lib ? lib : "", lib ? ")" : "");
+  if (!cnn_have_cuda())
+    printf("CUDA backend: not built (nvcc was not found when cnn was built)\n");
+  else if (cnn_cuda_module_loaded(&module))
+    printf("CUDA backend: built, module %s\n", module);
+  else
+    printf("CUDA backend: built, but not usable here: %s\n", module);
+  if (cnn_model_path(NULL, models, sizeof models) == CNN_OK)
+    printf("models: %s\n", models);
+  else
+    printf("models: none found (%s)\n", cnn_last_error());
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -37,6 +68,10 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  /* cnn --version, cnn version, cnn COMMAND --version */
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version") ||
+      (argc > 2 && !strcmp(argv[2], "--version")))
+    return version();
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
   fprintf(stderr, "cnn: unknown command '%s'\n\n", argv[1]);
