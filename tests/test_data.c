@@ -448,6 +448,79 @@ static void test_folder(void) {
   expect_fail(cnn_dataset_open(spec, 0, 6, 6, 3, &d), "test-only class", "bird", NULL);
 }
 
+/* A folder dataset matched to a model's class names: folders in an order unlike
+ * the model's, a '/' in a name ("Mid/x" in folder Mid_x), names refused when they
+ * do not match, and the placeholder names "0", "1", ... */
+static void test_class_map(void) {
+  char dir[256];
+  cnn_dataset d;
+  static const char *const folders[4] = {"Mid_x", "alpha", "beta", "zeta"}; /* alphabetical */
+  for (int k = 0; k < 4; k++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "cm/%s", folders[k]);
+    mkdirs(rel);
+    snprintf(rel, sizeof rel, "cm/%s/%d.png", folders[k], k);
+    write_img(rel, 2, 2, 1, 0, (uint8_t)(40 * k));
+  }
+  static const char *const names[4] = {"zeta", "alpha", "Mid/x", "beta"};
+  int by_name = -1;
+  CHECK_OK(cnn_dataset_load_folder(tp(dir, "cm"), 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, names, 4, &by_name));
+  /* folder k (alphabetical) holds image k: Mid_x -> 2, alpha -> 1, beta -> 3, zeta -> 0 */
+  static const int want[4] = {2, 1, 3, 0};
+  int bad = d.n != 4 || d.classes != 4 || by_name != 1;
+  for (int i = 0; i < d.n && !bad; i++)
+    bad += d.labels[i] != want[i] || strcmp(d.class_names[i], names[i]) != 0;
+  CHECK(!bad, "folders relabelled to the model's classes by name (by_name %d)", by_name);
+  CHECK(d.n == 4 && d.images[2 * 4] == 80, "images keep their order");
+  cnn_dataset_free(&d);
+
+  printf("class names that do not match:\n");
+  static const char *const other[4] = {"zeta", "alpha", "gamma", "beta"};
+  CHECK_OK(cnn_dataset_load_folder(dir, 2, 2, 1, &d));
+  expect_fail(cnn_dataset_map_classes(&d, other, 4, &by_name), "folder and class unmatched",
+              "'Mid_x'", "'gamma'");
+  CHECK(d.labels && d.labels[0] == 0 && strcmp(d.class_names[0], "Mid_x") == 0,
+        "a refused mapping leaves the dataset as it was");
+  static const char *const five[5] = {"zeta", "alpha", "Mid/x", "beta", "omega"};
+  expect_fail(cnn_dataset_map_classes(&d, five, 5, &by_name), "a class without a folder",
+              "'omega'", "no folder");
+  static const char *const clash[5] = {"zeta", "alpha", "Mid/x", "beta", "Mid_x"};
+  expect_fail(cnn_dataset_map_classes(&d, clash, 5, &by_name), "two classes, one folder", "Mid_x",
+              "both");
+  /* placeholders: "4" is an unnamed fifth output and may have no folder */
+  static const char *const unnamed5[5] = {"zeta", "alpha", "Mid/x", "beta", "4"};
+  CHECK_OK(cnn_dataset_map_classes(&d, unnamed5, 5, &by_name));
+  CHECK(by_name == 1 && d.classes == 5 && d.labels[0] == 2, "a placeholder may lack a folder");
+  cnn_dataset_free(&d);
+  /* all names placeholders and the folders named otherwise: alphabetical, as before */
+  static const char *const digits[4] = {"0", "1", "2", "3"};
+  CHECK_OK(cnn_dataset_load_folder(dir, 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, digits, 4, &by_name));
+  CHECK(by_name == 0 && d.labels[0] == 0 && d.labels[3] == 3 && !strcmp(d.class_names[0], "Mid_x"),
+        "unnamed classes keep the folders' alphabetical order (by_name %d)", by_name);
+  cnn_dataset_free(&d);
+  /* folders named by number match by name, not alphabetically: "10" < "2" as text */
+  mkdirs("cn/2");
+  mkdirs("cn/10");
+  write_img("cn/2/a.png", 2, 2, 1, 0, 1);
+  write_img("cn/10/b.png", 2, 2, 1, 0, 2);
+  const char *eleven[11];
+  char nb[11][4];
+  for (int j = 0; j < 11; j++) snprintf(nb[j], sizeof nb[j], "%d", j), eleven[j] = nb[j];
+  CHECK_OK(cnn_dataset_load_folder(tp(dir, "cn"), 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, eleven, 11, &by_name));
+  CHECK(by_name == 1 && d.n == 2 && d.labels[0] == 10 && d.labels[1] == 2,
+        "numbered folders by number (labels %d %d)", d.n == 2 ? d.labels[0] : -1,
+        d.n == 2 ? d.labels[1] : -1);
+  cnn_dataset_free(&d);
+  char b[32];
+  CHECK(cnn_class_dir_name("T-shirt/top", b, sizeof b) && !strcmp(b, "T-shirt_top"), "/ -> _");
+  CHECK(cnn_class_dir_name(".x", b, sizeof b) && !strcmp(b, "_x"), "leading . -> _");
+  CHECK(cnn_class_dir_name("", b, sizeof b) && !strcmp(b, "_"), "empty -> _");
+  CHECK(!cnn_class_dir_name("abcdef", b, 4), "too small a buffer");
+}
+
 /* Hostile image files: empty or huge sizes in the header, pixel data missing.
  * Each is refused with a message naming the file, before anything is decoded. */
 /* JPEG goes through libjpeg-turbo (stb is built without it): the 16x16 test image
@@ -697,6 +770,7 @@ int main(void) {
   test_idx();
   test_cifar();
   test_folder();
+  test_class_map();
   test_bad_images();
   test_jpeg();
   test_split();

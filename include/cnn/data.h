@@ -5,6 +5,7 @@
 #ifndef CNN_DATA_H
 #define CNN_DATA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cnn/cnn.h"
@@ -63,6 +64,22 @@ cnn_status cnn_dataset_open_limit(const char *spec, int train, int h, int w, int
                                   int64_t max_pixels, cnn_dataset *out);
 
 void cnn_dataset_free(cnn_dataset *d);
+
+/* The folder that holds class `name` in a folder dataset: the name with each '/'
+ * written as '_' (Fashion-MNIST's "T-shirt/top" -> "T-shirt_top"), a leading '.'
+ * as '_' (hidden folders are skipped), "" as "_". 0 when out (n bytes) is too small. */
+int cnn_class_dir_name(const char *name, char *out, size_t n);
+
+/* Relabels a dataset with class names (a folder dataset) to a model's classes
+ * `names[classes]`: the data's class k is the model's class j whose folder name
+ * (cnn_class_dir_name) is k's name. Then d->classes = classes, d->class_names a
+ * copy of names, *by_name = 1. Refused, naming them: data classes that match no
+ * name, and names with no data class (a name that is its own index, "3" for class
+ * 3, is a placeholder for an unnamed output and may be absent). When every name is
+ * such a placeholder ("0", "1", ...) and the data's classes do not all match, the
+ * names say nothing: d is left in its own (alphabetical) order and *by_name = 0. */
+cnn_status cnn_dataset_map_classes(cnn_dataset *d, const char *const *names, int classes,
+                                   int *by_name);
 
 /* Seeded shuffle (cnn_rng_u64); the last `fraction` of the shuffled order becomes
  * val, the rest train. Each keeps the source order among its own images. src is
