@@ -521,6 +521,42 @@ static void test_class_map(void) {
   CHECK(!cnn_class_dir_name("abcdef", b, 4), "too small a buffer");
 }
 
+/* folder:DIR with only DIR/train (or only DIR/test): that split alone; the other
+ * is refused with the layouts expected, not read as one class named "train" */
+static void test_split_only(void) {
+  char dir[256], spec[300];
+  cnn_dataset d;
+  mkdirs("to/train/cat");
+  mkdirs("to/train/dog");
+  write_img("to/train/cat/1.png", 4, 4, 1, 0, 1);
+  write_img("to/train/dog/2.png", 4, 4, 1, 0, 2);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "to"));
+  CHECK_OK(cnn_dataset_open(spec, 1, 4, 4, 1, &d));
+  CHECK(d.n == 2 && d.classes == 2 && d.class_names && !strcmp(d.class_names[0], "cat"),
+        "only DIR/train: the training split is its classes");
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_open(spec, 0, 4, 4, 1, &d), "only DIR/train, test split", "to/test",
+              "<class>");
+  CHECK(strstr(cnn_last_error(), "to/train") != NULL, "names what was found: %s", cnn_last_error());
+  mkdirs("te/test/cat");
+  write_img("te/test/cat/1.png", 4, 4, 1, 0, 1);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "te"));
+  CHECK_OK(cnn_dataset_open(spec, 0, 4, 4, 1, &d));
+  CHECK(d.n == 1 && d.classes == 1 && !strcmp(d.class_names[0], "cat"), "only DIR/test: test split");
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_open(spec, 1, 4, 4, 1, &d), "only DIR/test, train split", "te/train",
+              "training split");
+  /* "train" beside other class folders is a class like the others */
+  mkdirs("tc/train");
+  mkdirs("tc/bus");
+  write_img("tc/train/1.png", 4, 4, 1, 0, 1);
+  write_img("tc/bus/2.png", 4, 4, 1, 0, 2);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "tc"));
+  CHECK_OK(cnn_dataset_open(spec, 0, 4, 4, 1, &d));
+  CHECK(d.n == 2 && d.classes == 2, "a class named train among others");
+  cnn_dataset_free(&d);
+}
+
 /* Hostile image files: empty or huge sizes in the header, pixel data missing.
  * Each is refused with a message naming the file, before anything is decoded. */
 /* JPEG goes through libjpeg-turbo (stb is built without it): the 16x16 test image
@@ -771,6 +807,7 @@ int main(void) {
   test_cifar();
   test_folder();
   test_class_map();
+  test_split_only();
   test_bad_images();
   test_jpeg();
   test_split();

@@ -53,9 +53,12 @@ cnn_status cnn_dataset_load_folder_limit(const char *dir, int h, int w, int c,
 /* spec: "fashion-mnist" ($CNN_DATA_DIR/fashion-mnist, then
  * /usr/share/datasets/fashion-mnist), "fashion-mnist:DIR", "mnist:DIR", "idx:DIR"
  * (train-images-idx3-ubyte[.gz] etc. in DIR), "cifar10:DIR", "cifar100:DIR",
- * "folder:DIR" (DIR/train and DIR/test if present, else DIR for both; the test
- * split uses the train split's class list). h, w, c: 0 keeps the dataset's own
- * size; otherwise images are resized / converted (gray <-> RGB) to h x w x c. */
+ * "folder:DIR" (DIR/train and DIR/test if both present, the test split using the
+ * train split's class list; else DIR's class sub-folders for both splits; a DIR
+ * whose only sub-folder is "train" (or "test") serves that split alone, and asking
+ * it for the other is refused, saying which layouts are expected). h, w, c: 0 keeps
+ * the dataset's own size; otherwise images are resized / converted (gray <-> RGB)
+ * to h x w x c. */
 cnn_status cnn_dataset_open(const char *spec, int train, int h, int w, int c,
                             cnn_dataset *out);
 /* The same with a limit on the pixels of each image file (folder:DIR; see
