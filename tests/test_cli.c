@@ -9,7 +9,11 @@
  *  - a checkpoint whose metadata is out of range (each field cli_meta_read reads)
  *    or names fewer classes than the model has is refused naming the file and the
  *    field, by eval and by train --resume (which crashed writing the report);
- *  - resuming into a folder that is not writable fails before training. */
+ *  - resuming into a folder that is not writable fails before training;
+ *  - dataset export writes PNGs that load back exactly as a folder dataset; eval
+ *    and train --resume match class folders to the checkpoint's names; a
+ *    DIR/train-only layout is explained; predict warns when it stretches an image
+ *    and --resize crop / letterbox feed the model the pixels expected. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,6 +379,53 @@ static void expect_refused(const char *cmd, const char *file, const char *field)
   free(o);
 }
 
+/* the wait status of a shell command run in dir */
+static int sh(const char *cmd_fmt) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s && %s", dir, cmd_fmt);
+  return system(cmd);
+}
+
+/* cnn dataset export: N PNGs in DIR/<class>/<index>.png that load back bit for bit
+ * as a folder dataset; a folder already holding files is refused and kept */
+static void test_dataset_export(void) {
+  int st = run("dataset export --data idx:data --out exp --count 40", "exp.txt");
+  char *o = slurp("exp.txt");
+  CHECK(exited_ok(st) && strstr(o, "wrote 40 images"), "dataset export: %s", o);
+  free(o);
+  uint8_t img[256 * 144], lab[256];
+  make_images(256, 2, img, lab); /* the test split of idx:data */
+  char spec[600], p[600];
+  snprintf(p, sizeof p, "%s/exp/%d/007.png", dir, lab[7]); /* 256 images: 3 digits */
+  struct stat sb;
+  CHECK(stat(p, &sb) == 0, "image 7 is exp/<its class>/007.png");
+  snprintf(spec, sizeof spec, "folder:%s/exp", dir);
+  cnn_dataset d;
+  CHECK_OK(cnn_dataset_open(spec, 0, 12, 12, 1, &d));
+  /* the folder dataset's order: class folders 0..3, index order inside each */
+  int bad = d.n != 40 || d.classes != 4, j = 0;
+  for (int k = 0; k < 4 && !bad; k++)
+    for (int i = 0; i < 40; i++)
+      if (lab[i] == k) {
+        bad += j >= d.n || d.labels[j] != k || memcmp(d.images + (size_t)j * 144, img + (size_t)i * 144, 144);
+        j++;
+      }
+  CHECK(!bad && j == 40, "the 40 exported PNGs load back bit for bit with their labels (n %d)", d.n);
+  cnn_dataset_free(&d);
+  expect_fail("dataset export --data idx:data --out exp --count 5", "not empty",
+              "export into a folder that holds files");
+  CHECK_OK(cnn_dataset_open(spec, 0, 12, 12, 1, &d));
+  CHECK(d.n == 40, "the refused export left the 40 files (%d)", d.n);
+  cnn_dataset_free(&d);
+  expect_fail("dataset export --data idx:data --out exp2 --split val", "--split",
+              "an unknown split");
+  st = run("dataset --help", "exp.txt");
+  o = slurp("exp.txt");
+  CHECK(exited_ok(st) && strstr(o, "--count") && strstr(o, "<class name>/<index>.png"),
+        "dataset --help: %s", o);
+  free(o);
+}
+
 static void test_bad_metadata(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s/meta", dir);
@@ -521,6 +572,7 @@ int main(void) {
   test_bad_metadata();
   test_unwritable_run_dir();
   test_darknet_sections();
+  test_dataset_export();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

@@ -9,6 +9,7 @@ int cnn_cmd_predict(int argc, char **argv);
 int cnn_cmd_devices(int argc, char **argv);
 int cnn_cmd_export(int argc, char **argv);
 int cnn_cmd_import(int argc, char **argv);
+int cnn_cmd_dataset(int argc, char **argv);
 
 /* print "cnn: <message>" to stderr and return 1 */
 int cli_fail(const char *what);
