@@ -426,6 +426,100 @@ static void test_dataset_export(void) {
   free(o);
 }
 
+/* A row of the text report after "  N NAME": the per-class accuracy and count */
+static const char *row_after(const char *report, int k, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\n  %2d %-16s ", k, name);
+  const char *r = strstr(report, key);
+  return r ? r + strlen(key) : "(missing)";
+}
+
+/* eval on class-named folders in an order unlike the model's classes: the same
+ * numbers as the built-in data, rows under the right names; names that do not
+ * match are refused; train --resume on folders maps by name too */
+static void test_folder_classes(void) {
+  CHECK(sh("mkdir -p nres") == 0, "mkdir");
+  int st = run("dataset export --data idx:data --out named", "named.txt");
+  CHECK(exited_ok(st), "export the test split");
+  CHECK(sh("mv named/0 named/zeta && mv named/1 named/alpha && mv named/2 named/Mid_x && "
+           "mv named/3 named/beta && cp -r named named2 && mv named2/beta named2/gamma") == 0,
+        "rename the class folders");
+  /* the model's classes, in an order unlike the folders' alphabetical one */
+  doctor("full/best.safetensors", "nres/named.safetensors", "classes",
+         "[\"zeta\",\"alpha\",\"Mid/x\",\"beta\"]");
+  st = run("eval full/best.safetensors --data idx:data --json", "ev_idx.txt");
+  char *a = slurp("ev_idx.txt");
+  st |= run("eval nres/named.safetensors --data folder:named --json", "ev_named.txt");
+  char *b = slurp("ev_named.txt");
+  CHECK(exited_ok(st), "eval on IDX and on the named folders: %s %s", a, b);
+  const char *ca = strstr(a, "\"per_class_accuracy\""), *cb = strstr(b, "\"per_class_accuracy\"");
+  CHECK(after(a, "\"accuracy\":") > 0.9 && after(a, "\"accuracy\":") == after(b, "\"accuracy\":") &&
+            ca && cb && !strcmp(ca, cb),
+        "the named folders give the IDX accuracy, per-class accuracy and confusion: %s\nvs\n%s", a, b);
+  CHECK(strstr(b, "\"zeta\",") && strstr(b, "\"Mid/x\","), "JSON names the classes: %s", b);
+  free(a);
+  free(b);
+  st = run("eval full/best.safetensors --data idx:data", "ev_idx.txt");
+  st |= run("eval nres/named.safetensors --data folder:named", "ev_named.txt");
+  a = slurp("ev_idx.txt");
+  b = slurp("ev_named.txt");
+  static const char *const names[4] = {"zeta", "alpha", "Mid/x", "beta"};
+  int rows = 0;
+  for (int k = 0; k < 4; k++) {
+    char digit[4];
+    snprintf(digit, sizeof digit, "%d", k);
+    const char *ra = row_after(a, k, digit), *rb = row_after(b, k, names[k]);
+    size_t n = strcspn(ra, "\n"); /* "1.0000 (49)": accuracy and the class's image count */
+    rows += n > 6 && n == strcspn(rb, "\n") && strncmp(ra, rb, n) == 0;
+  }
+  CHECK(exited_ok(st) && rows == 4, "each report row has its class's name and accuracy:\n%s\n%s", a, b);
+  free(a);
+  free(b);
+  /* a folder that is no class, a class with no folder: refused, both named */
+  st = run("eval nres/named.safetensors --data folder:named2", "bad.txt");
+  char *o = slurp("bad.txt");
+  CHECK(failed_cleanly(st) && strstr(o, "'gamma'") && strstr(o, "'beta'") &&
+            strstr(o, "folder:named2"),
+        "mismatched names refused, naming them: %s", o);
+  free(o);
+  /* classes named only 0..3: the folders in alphabetical order, said so */
+  st = run("eval full/best.safetensors --data folder:named", "ev_named.txt");
+  o = slurp("ev_named.txt");
+  CHECK(exited_ok(st) && strstr(o, "alphabetical order") && strstr(o, "Mid_x=0"),
+        "unnamed classes: alphabetical, with a note: %s", o);
+  free(o);
+  /* train --resume with folders: the checkpoint's names, not the folder order (the
+   * first resumed step's loss is that of a trained model, not of shuffled labels) */
+  st = run("train --resume nres/named.safetensors --data folder:named --epochs 4 --quiet",
+           "nres.txt");
+  o = slurp("nres.txt");
+  char *steps = step_lines("nres");
+  double loss = after(steps, "\"loss\":");
+  CHECK(exited_ok(st) && loss >= 0 && loss < 0.5, "resume on named folders: first loss %.4f: %s",
+        loss, o);
+  free(steps);
+  free(o);
+  st = run("train --resume nres/named.safetensors --data folder:named2 --epochs 5 --quiet", "bad.txt");
+  o = slurp("bad.txt");
+  CHECK(failed_cleanly(st) && strstr(o, "'gamma'"), "resume on mismatched folders refused: %s", o);
+  free(o);
+
+  /* only DIR/train: explained, not a class named "train" */
+  CHECK(sh("mkdir -p tonly/train && cp -r exp/* tonly/train/") == 0, "train-only layout");
+  expect_fail("eval full/best.safetensors --data folder:tonly", "tonly/test", "eval on DIR/train only");
+  o = slurp("bad.txt");
+  CHECK(strstr(o, "tonly/train/<class>/<image>") && !strstr(o, "class folder 'train'"),
+        "the layouts expected: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:tonly --epochs 1 --quiet", "--val-split",
+              "train on DIR/train only without --val-split");
+  st = run("train model.cfg --data folder:tonly --val-split 0.25 --epochs 1 --out tonlyrun --quiet",
+           "tonly.txt");
+  o = slurp("tonly.txt");
+  CHECK(exited_ok(st), "train on DIR/train only with --val-split: %s", o);
+  free(o);
+}
+
 static void test_bad_metadata(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s/meta", dir);
@@ -573,6 +667,7 @@ int main(void) {
   test_unwritable_run_dir();
   test_darknet_sections();
   test_dataset_export();
+  test_folder_classes();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];
