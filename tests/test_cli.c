@@ -520,6 +520,71 @@ static void test_folder_classes(void) {
   free(o);
 }
 
+static void write_png(const char *rel, int h, int w, const uint8_t *px) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  CHECK_OK(cnn_image_write_png(p, h, w, 1, px));
+}
+
+/* the "top" part of a one-file predict --json */
+static char *top_of(const char *args, const char *out) {
+  int st = run(args, out);
+  char *o = slurp(out);
+  CHECK(exited_ok(st) && strstr(o, "\"top\":"), "%s: %s", args, o);
+  const char *t = strstr(o, "\"top\":");
+  char *r = strdup(t ? t : "(none)");
+  free(o);
+  return r;
+}
+
+/* cnn predict: a warning when an image is stretched; --resize crop and letterbox
+ * give the model exactly the pixels expected (checked through its predictions) */
+static void test_predict_resize(void) {
+  uint8_t img[256 * 144], lab[256], wide[12 * 24], lb[6 * 12], boxed[144];
+  make_images(256, 2, img, lab);
+  for (int y = 0; y < 12; y++)
+    for (int x = 0; x < 24; x++)
+      wide[y * 24 + x] = x >= 6 && x < 18 ? img[y * 12 + x - 6] : (uint8_t)(x * 37 + y * 11);
+  write_png("orig.png", 12, 12, img);
+  write_png("wide.png", 12, 24, wide);
+  int st = run("predict full/best.safetensors wide.png", "pw.txt");
+  char *o = slurp("pw.txt");
+  CHECK(exited_ok(st) && strstr(o, "wide.png is 24x12, stretched to the model's 12x12") &&
+            strstr(o, "--resize crop"), "stretching warns: %s", o);
+  free(o);
+  st = run("predict full/best.safetensors wide.png orig.png --resize stretch", "pw.txt");
+  o = slurp("pw.txt");
+  CHECK(exited_ok(st) && !strstr(o, "warning"), "no warning with --resize stretch: %s", o);
+  free(o);
+  char *c = top_of("predict full/best.safetensors wide.png --resize crop --json", "pc.txt");
+  char *want = top_of("predict full/best.safetensors orig.png --json", "po.txt");
+  CHECK(!strcmp(c, want), "--resize crop of the 24x12 image is its 12x12 centre: %s vs %s", c, want);
+  free(c);
+  free(want);
+  /* letterbox: a 12x6 image centred in 12x12 on the model's mean colour */
+  char p[600];
+  snprintf(p, sizeof p, "%s/full/best.safetensors", dir);
+  cnn_st_file f;
+  CHECK_OK(cnn_st_read(p, &f));
+  const char *mv = cnn_st_meta(&f, "mean");
+  float mean = mv ? (float)atof(mv + 1) : 0.5f, fv = mean * 255.0f + 0.5f;
+  uint8_t fill = (uint8_t)(fv < 0 ? 0 : fv > 255 ? 255 : fv);
+  cnn_st_free(&f);
+  memcpy(lb, img + 3 * 12, sizeof lb);
+  memset(boxed, fill, sizeof boxed);
+  memcpy(boxed + 3 * 12, lb, sizeof lb);
+  write_png("lb.png", 6, 12, lb);
+  write_png("boxed.png", 12, 12, boxed);
+  c = top_of("predict full/best.safetensors lb.png --resize letterbox --json", "pl.txt");
+  want = top_of("predict full/best.safetensors boxed.png --json", "pb.txt");
+  CHECK(!strcmp(c, want), "--resize letterbox of 12x6 is it on the mean colour %d: %s vs %s", fill,
+        c, want);
+  free(c);
+  free(want);
+  expect_fail("predict full/best.safetensors wide.png --resize fit", "stretch, crop or letterbox",
+              "an unknown --resize");
+}
+
 static void test_bad_metadata(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s/meta", dir);
@@ -668,6 +733,7 @@ int main(void) {
   test_darknet_sections();
   test_dataset_export();
   test_folder_classes();
+  test_predict_resize();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

@@ -557,6 +557,61 @@ static void test_split_only(void) {
   cnn_dataset_free(&d);
 }
 
+/* cnn_image_load_fit: stretch, centre crop and letterbox, pixel for pixel */
+static void test_image_fit(void) {
+  char p[256];
+  /* 4 wide, 2 high: columns 1-2 are the centre square */
+  static const uint8_t wide[8] = {10, 20, 30, 40, 50, 60, 70, 80};
+  CHECK_OK(cnn_image_write_png(tp(p, "wide.png"), 2, 4, 1, wide));
+  uint8_t o[16];
+  int fw = 0, fh = 0;
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 1, 0, CNN_FIT_CROP, NULL, o, &fw, &fh));
+  CHECK(fw == 4 && fh == 2 && o[0] == 20 && o[1] == 30 && o[2] == 60 && o[3] == 70,
+        "crop of 4x2 to 2x2: the centre (%dx%d: %d %d %d %d)", fw, fh, o[0], o[1], o[2], o[3]);
+  static const uint8_t fill = 7;
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_LETTERBOX, &fill, o, NULL, NULL));
+  int bad = 0;
+  for (int i = 0; i < 16; i++) bad += o[i] != (i < 4 || i >= 12 ? 7 : wide[i - 4]);
+  CHECK(bad == 0, "letterbox of 4x2 in 4x4: rows 1-2 the image, rows 0 and 3 the fill");
+  /* 2 wide, 4 high */
+  static const uint8_t tall[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  CHECK_OK(cnn_image_write_png(tp(p, "tall.png"), 4, 2, 1, tall));
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 1, 0, CNN_FIT_CROP, NULL, o, &fw, &fh));
+  CHECK(fw == 2 && fh == 4 && !memcmp(o, tall + 2, 4), "crop of 2x4 to 2x2: rows 1-2");
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_LETTERBOX, &fill, o, NULL, NULL));
+  bad = 0;
+  for (int y = 0; y < 4; y++)
+    for (int x = 0; x < 4; x++) bad += o[y * 4 + x] != (x == 0 || x == 3 ? 7 : tall[y * 2 + x - 1]);
+  CHECK(bad == 0, "letterbox of 2x4 in 4x4: columns 1-2 the image, 0 and 3 the fill");
+  /* stretch: the whole 4x2 image into 2x2 (resampled: one colour stays that colour,
+   * and it is the resize cnn_image_load always did) */
+  uint8_t flat[4 * 2 * 3], f3[2 * 2 * 3];
+  for (int i = 0; i < 24; i++) flat[i] = (uint8_t)(50 * (1 + i % 3));
+  CHECK_OK(cnn_image_write_png(tp(p, "flat.png"), 2, 4, 3, flat));
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 3, 0, CNN_FIT_STRETCH, NULL, f3, NULL, NULL));
+  CHECK(!memcmp(f3, flat, 12), "stretch of a one-colour 4x2 to 2x2: %d %d %d", f3[0], f3[1], f3[2]);
+  CHECK_OK(cnn_image_write_png(tp(p, "cols.png"), 2, 4, 1, wide));
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_STRETCH, NULL, o, NULL, NULL));
+  uint8_t same[16];
+  CHECK_OK(cnn_image_load(p, 4, 4, 1, same));
+  CHECK(!memcmp(o, same, 16), "stretch is what cnn_image_load does");
+  /* RGB letterbox with a fill colour; a same-shaped image is resized whole in every mode */
+  uint8_t rgb[2 * 4 * 3], fill3[3] = {1, 2, 3};
+  for (int i = 0; i < 24; i++) rgb[i] = (uint8_t)(100 + i);
+  CHECK_OK(cnn_image_write_png(tp(p, "rgb.png"), 2, 4, 3, rgb));
+  uint8_t o3[4 * 4 * 3];
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 3, 0, CNN_FIT_LETTERBOX, fill3, o3, NULL, NULL));
+  bad = 0;
+  for (int i = 0; i < 48; i++) bad += o3[i] != (i < 12 || i >= 36 ? fill3[i % 3] : rgb[i - 12]);
+  CHECK(bad == 0, "RGB letterbox with fill (1, 2, 3)");
+  for (int f = 0; f < 3; f++) {
+    CHECK_OK(cnn_image_load_fit(p, 2, 4, 3, 0, (cnn_image_fit)f, fill3, o3, NULL, NULL));
+    CHECK(!memcmp(o3, rgb, 24), "fit %d of a same-shaped image is the image", f);
+  }
+  expect_fail(cnn_image_load_fit(p, 2, 4, 3, 0, (cnn_image_fit)9, NULL, o3, NULL, NULL),
+              "unknown fit", "fit", NULL);
+}
+
 /* Hostile image files: empty or huge sizes in the header, pixel data missing.
  * Each is refused with a message naming the file, before anything is decoded. */
 /* JPEG goes through libjpeg-turbo (stb is built without it): the 16x16 test image
@@ -808,6 +863,7 @@ int main(void) {
   test_folder();
   test_class_map();
   test_split_only();
+  test_image_fit();
   test_bad_images();
   test_jpeg();
   test_split();

@@ -101,6 +101,18 @@ cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t m
                                 uint8_t *out);
 cnn_status cnn_image_write_png(const char *path, int h, int w, int c, const uint8_t *img);
 
+/* How an image whose aspect ratio differs from the model's input is fitted to it:
+ * STRETCH resizes the whole image to h x w (distorting it); CROP resizes the
+ * largest centred region with the input's aspect ratio; LETTERBOX resizes the
+ * whole image to fit inside h x w, centred, and fills the rest with fill[c]. */
+typedef enum { CNN_FIT_STRETCH, CNN_FIT_CROP, CNN_FIT_LETTERBOX } cnn_image_fit;
+
+/* cnn_image_load_limit with a fit; file_w / file_h (either may be NULL) receive
+ * the file's own size. fill: c values, used by LETTERBOX only (NULL: 0). */
+cnn_status cnn_image_load_fit(const char *path, int h, int w, int c, int64_t max_pixels,
+                              cnn_image_fit fit, const uint8_t *fill, uint8_t *out, int *file_w,
+                              int *file_h);
+
 #ifdef __cplusplus
 }
 #endif
