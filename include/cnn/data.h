@@ -45,7 +45,8 @@ cnn_status cnn_dataset_load_cifar(const char *dir, int cifar100, int train, cnn_
 /* One sub-folder of dir per class (sorted by name: index = class, name = class
  * name), holding PNG/JPEG/BMP/... files decoded to c channels (1, 3 or 4) and
  * resized to h x w when their size differs. Hidden files and folders are skipped.
- * h, w or c of 0: take the first image's size; 3 channels. */
+ * h, w or c of 0: take the first image's size; 3 channels. For a model trained
+ * on other data, cnn_dataset_map_classes relabels by the model's class names. */
 cnn_status cnn_dataset_load_folder(const char *dir, int h, int w, int c, cnn_dataset *out);
 cnn_status cnn_dataset_load_folder_limit(const char *dir, int h, int w, int c,
                                          int64_t max_pixels, cnn_dataset *out);
