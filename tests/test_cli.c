@@ -9,7 +9,11 @@
  *  - a checkpoint whose metadata is out of range (each field cli_meta_read reads)
  *    or names fewer classes than the model has is refused naming the file and the
  *    field, by eval and by train --resume (which crashed writing the report);
- *  - resuming into a folder that is not writable fails before training. */
+ *  - resuming into a folder that is not writable fails before training;
+ *  - dataset export writes PNGs that load back exactly as a folder dataset; eval
+ *    and train --resume match class folders to the checkpoint's names; a
+ *    DIR/train-only layout is explained; predict warns when it stretches an image
+ *    and --resize crop / letterbox feed the model the pixels expected. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,6 +379,212 @@ static void expect_refused(const char *cmd, const char *file, const char *field)
   free(o);
 }
 
+/* the wait status of a shell command run in dir */
+static int sh(const char *cmd_fmt) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s && %s", dir, cmd_fmt);
+  return system(cmd);
+}
+
+/* cnn dataset export: N PNGs in DIR/<class>/<index>.png that load back bit for bit
+ * as a folder dataset; a folder already holding files is refused and kept */
+static void test_dataset_export(void) {
+  int st = run("dataset export --data idx:data --out exp --count 40", "exp.txt");
+  char *o = slurp("exp.txt");
+  CHECK(exited_ok(st) && strstr(o, "wrote 40 images"), "dataset export: %s", o);
+  free(o);
+  uint8_t img[256 * 144], lab[256];
+  make_images(256, 2, img, lab); /* the test split of idx:data */
+  char spec[600], p[600];
+  snprintf(p, sizeof p, "%s/exp/%d/007.png", dir, lab[7]); /* 256 images: 3 digits */
+  struct stat sb;
+  CHECK(stat(p, &sb) == 0, "image 7 is exp/<its class>/007.png");
+  snprintf(spec, sizeof spec, "folder:%s/exp", dir);
+  cnn_dataset d;
+  CHECK_OK(cnn_dataset_open(spec, 0, 12, 12, 1, &d));
+  /* the folder dataset's order: class folders 0..3, index order inside each */
+  int bad = d.n != 40 || d.classes != 4, j = 0;
+  for (int k = 0; k < 4 && !bad; k++)
+    for (int i = 0; i < 40; i++)
+      if (lab[i] == k) {
+        bad += j >= d.n || d.labels[j] != k || memcmp(d.images + (size_t)j * 144, img + (size_t)i * 144, 144);
+        j++;
+      }
+  CHECK(!bad && j == 40, "the 40 exported PNGs load back bit for bit with their labels (n %d)", d.n);
+  cnn_dataset_free(&d);
+  expect_fail("dataset export --data idx:data --out exp --count 5", "not empty",
+              "export into a folder that holds files");
+  CHECK_OK(cnn_dataset_open(spec, 0, 12, 12, 1, &d));
+  CHECK(d.n == 40, "the refused export left the 40 files (%d)", d.n);
+  cnn_dataset_free(&d);
+  expect_fail("dataset export --data idx:data --out exp2 --split val", "--split",
+              "an unknown split");
+  st = run("dataset --help", "exp.txt");
+  o = slurp("exp.txt");
+  CHECK(exited_ok(st) && strstr(o, "--count") && strstr(o, "<class name>/<index>.png"),
+        "dataset --help: %s", o);
+  free(o);
+}
+
+/* A row of the text report after "  N NAME": the per-class accuracy and count */
+static const char *row_after(const char *report, int k, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\n  %2d %-16s ", k, name);
+  const char *r = strstr(report, key);
+  return r ? r + strlen(key) : "(missing)";
+}
+
+/* eval on class-named folders in an order unlike the model's classes: the same
+ * numbers as the built-in data, rows under the right names; names that do not
+ * match are refused; train --resume on folders maps by name too */
+static void test_folder_classes(void) {
+  CHECK(sh("mkdir -p nres") == 0, "mkdir");
+  int st = run("dataset export --data idx:data --out named", "named.txt");
+  CHECK(exited_ok(st), "export the test split");
+  CHECK(sh("mv named/0 named/zeta && mv named/1 named/alpha && mv named/2 named/Mid_x && "
+           "mv named/3 named/beta && cp -r named named2 && mv named2/beta named2/gamma") == 0,
+        "rename the class folders");
+  /* the model's classes, in an order unlike the folders' alphabetical one */
+  doctor("full/best.safetensors", "nres/named.safetensors", "classes",
+         "[\"zeta\",\"alpha\",\"Mid/x\",\"beta\"]");
+  st = run("eval full/best.safetensors --data idx:data --json", "ev_idx.txt");
+  char *a = slurp("ev_idx.txt");
+  st |= run("eval nres/named.safetensors --data folder:named --json", "ev_named.txt");
+  char *b = slurp("ev_named.txt");
+  CHECK(exited_ok(st), "eval on IDX and on the named folders: %s %s", a, b);
+  const char *ca = strstr(a, "\"per_class_accuracy\""), *cb = strstr(b, "\"per_class_accuracy\"");
+  CHECK(after(a, "\"accuracy\":") > 0.9 && after(a, "\"accuracy\":") == after(b, "\"accuracy\":") &&
+            ca && cb && !strcmp(ca, cb),
+        "the named folders give the IDX accuracy, per-class accuracy and confusion: %s\nvs\n%s", a, b);
+  CHECK(strstr(b, "\"zeta\",") && strstr(b, "\"Mid/x\","), "JSON names the classes: %s", b);
+  free(a);
+  free(b);
+  st = run("eval full/best.safetensors --data idx:data", "ev_idx.txt");
+  st |= run("eval nres/named.safetensors --data folder:named", "ev_named.txt");
+  a = slurp("ev_idx.txt");
+  b = slurp("ev_named.txt");
+  static const char *const names[4] = {"zeta", "alpha", "Mid/x", "beta"};
+  int rows = 0;
+  for (int k = 0; k < 4; k++) {
+    char digit[4];
+    snprintf(digit, sizeof digit, "%d", k);
+    const char *ra = row_after(a, k, digit), *rb = row_after(b, k, names[k]);
+    size_t n = strcspn(ra, "\n"); /* "1.0000 (49)": accuracy and the class's image count */
+    rows += n > 6 && n == strcspn(rb, "\n") && strncmp(ra, rb, n) == 0;
+  }
+  CHECK(exited_ok(st) && rows == 4, "each report row has its class's name and accuracy:\n%s\n%s", a, b);
+  free(a);
+  free(b);
+  /* a folder that is no class, a class with no folder: refused, both named */
+  st = run("eval nres/named.safetensors --data folder:named2", "bad.txt");
+  char *o = slurp("bad.txt");
+  CHECK(failed_cleanly(st) && strstr(o, "'gamma'") && strstr(o, "'beta'") &&
+            strstr(o, "folder:named2"),
+        "mismatched names refused, naming them: %s", o);
+  free(o);
+  /* classes named only 0..3: the folders in alphabetical order, said so */
+  st = run("eval full/best.safetensors --data folder:named", "ev_named.txt");
+  o = slurp("ev_named.txt");
+  CHECK(exited_ok(st) && strstr(o, "alphabetical order") && strstr(o, "Mid_x=0"),
+        "unnamed classes: alphabetical, with a note: %s", o);
+  free(o);
+  /* train --resume with folders: the checkpoint's names, not the folder order (the
+   * first resumed step's loss is that of a trained model, not of shuffled labels) */
+  st = run("train --resume nres/named.safetensors --data folder:named --epochs 4 --quiet",
+           "nres.txt");
+  o = slurp("nres.txt");
+  char *steps = step_lines("nres");
+  double loss = after(steps, "\"loss\":");
+  CHECK(exited_ok(st) && loss >= 0 && loss < 0.5, "resume on named folders: first loss %.4f: %s",
+        loss, o);
+  free(steps);
+  free(o);
+  st = run("train --resume nres/named.safetensors --data folder:named2 --epochs 5 --quiet", "bad.txt");
+  o = slurp("bad.txt");
+  CHECK(failed_cleanly(st) && strstr(o, "'gamma'"), "resume on mismatched folders refused: %s", o);
+  free(o);
+
+  /* only DIR/train: explained, not a class named "train" */
+  CHECK(sh("mkdir -p tonly/train && cp -r exp/* tonly/train/") == 0, "train-only layout");
+  expect_fail("eval full/best.safetensors --data folder:tonly", "tonly/test", "eval on DIR/train only");
+  o = slurp("bad.txt");
+  CHECK(strstr(o, "tonly/train/<class>/<image>") && !strstr(o, "class folder 'train'"),
+        "the layouts expected: %s", o);
+  free(o);
+  expect_fail("train model.cfg --data folder:tonly --epochs 1 --quiet", "--val-split",
+              "train on DIR/train only without --val-split");
+  st = run("train model.cfg --data folder:tonly --val-split 0.25 --epochs 1 --out tonlyrun --quiet",
+           "tonly.txt");
+  o = slurp("tonly.txt");
+  CHECK(exited_ok(st), "train on DIR/train only with --val-split: %s", o);
+  free(o);
+}
+
+static void write_png(const char *rel, int h, int w, const uint8_t *px) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  CHECK_OK(cnn_image_write_png(p, h, w, 1, px));
+}
+
+/* the "top" part of a one-file predict --json */
+static char *top_of(const char *args, const char *out) {
+  int st = run(args, out);
+  char *o = slurp(out);
+  CHECK(exited_ok(st) && strstr(o, "\"top\":"), "%s: %s", args, o);
+  const char *t = strstr(o, "\"top\":");
+  char *r = strdup(t ? t : "(none)");
+  free(o);
+  return r;
+}
+
+/* cnn predict: a warning when an image is stretched; --resize crop and letterbox
+ * give the model exactly the pixels expected (checked through its predictions) */
+static void test_predict_resize(void) {
+  uint8_t img[256 * 144], lab[256], wide[12 * 24], lb[6 * 12], boxed[144];
+  make_images(256, 2, img, lab);
+  for (int y = 0; y < 12; y++)
+    for (int x = 0; x < 24; x++)
+      wide[y * 24 + x] = x >= 6 && x < 18 ? img[y * 12 + x - 6] : (uint8_t)(x * 37 + y * 11);
+  write_png("orig.png", 12, 12, img);
+  write_png("wide.png", 12, 24, wide);
+  int st = run("predict full/best.safetensors wide.png", "pw.txt");
+  char *o = slurp("pw.txt");
+  CHECK(exited_ok(st) && strstr(o, "wide.png is 24x12, stretched to the model's 12x12") &&
+            strstr(o, "--resize crop"), "stretching warns: %s", o);
+  free(o);
+  st = run("predict full/best.safetensors wide.png orig.png --resize stretch", "pw.txt");
+  o = slurp("pw.txt");
+  CHECK(exited_ok(st) && !strstr(o, "warning"), "no warning with --resize stretch: %s", o);
+  free(o);
+  char *c = top_of("predict full/best.safetensors wide.png --resize crop --json", "pc.txt");
+  char *want = top_of("predict full/best.safetensors orig.png --json", "po.txt");
+  CHECK(!strcmp(c, want), "--resize crop of the 24x12 image is its 12x12 centre: %s vs %s", c, want);
+  free(c);
+  free(want);
+  /* letterbox: a 12x6 image centred in 12x12 on the model's mean colour */
+  char p[600];
+  snprintf(p, sizeof p, "%s/full/best.safetensors", dir);
+  cnn_st_file f;
+  CHECK_OK(cnn_st_read(p, &f));
+  const char *mv = cnn_st_meta(&f, "mean");
+  float mean = mv ? (float)atof(mv + 1) : 0.5f, fv = mean * 255.0f + 0.5f;
+  uint8_t fill = (uint8_t)(fv < 0 ? 0 : fv > 255 ? 255 : fv);
+  cnn_st_free(&f);
+  memcpy(lb, img + 3 * 12, sizeof lb);
+  memset(boxed, fill, sizeof boxed);
+  memcpy(boxed + 3 * 12, lb, sizeof lb);
+  write_png("lb.png", 6, 12, lb);
+  write_png("boxed.png", 12, 12, boxed);
+  c = top_of("predict full/best.safetensors lb.png --resize letterbox --json", "pl.txt");
+  want = top_of("predict full/best.safetensors boxed.png --json", "pb.txt");
+  CHECK(!strcmp(c, want), "--resize letterbox of 12x6 is it on the mean colour %d: %s vs %s", fill,
+        c, want);
+  free(c);
+  free(want);
+  expect_fail("predict full/best.safetensors wide.png --resize fit", "stretch, crop or letterbox",
+              "an unknown --resize");
+}
+
 static void test_bad_metadata(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s/meta", dir);
@@ -521,6 +731,9 @@ int main(void) {
   test_bad_metadata();
   test_unwritable_run_dir();
   test_darknet_sections();
+  test_dataset_export();
+  test_folder_classes();
+  test_predict_resize();
   int rc = tu_finish("test_cli");
   if (!rc) {
     char cmd[300];

@@ -448,6 +448,170 @@ static void test_folder(void) {
   expect_fail(cnn_dataset_open(spec, 0, 6, 6, 3, &d), "test-only class", "bird", NULL);
 }
 
+/* A folder dataset matched to a model's class names: folders in an order unlike
+ * the model's, a '/' in a name ("Mid/x" in folder Mid_x), names refused when they
+ * do not match, and the placeholder names "0", "1", ... */
+static void test_class_map(void) {
+  char dir[256];
+  cnn_dataset d;
+  static const char *const folders[4] = {"Mid_x", "alpha", "beta", "zeta"}; /* alphabetical */
+  for (int k = 0; k < 4; k++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "cm/%s", folders[k]);
+    mkdirs(rel);
+    snprintf(rel, sizeof rel, "cm/%s/%d.png", folders[k], k);
+    write_img(rel, 2, 2, 1, 0, (uint8_t)(40 * k));
+  }
+  static const char *const names[4] = {"zeta", "alpha", "Mid/x", "beta"};
+  int by_name = -1;
+  CHECK_OK(cnn_dataset_load_folder(tp(dir, "cm"), 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, names, 4, &by_name));
+  /* folder k (alphabetical) holds image k: Mid_x -> 2, alpha -> 1, beta -> 3, zeta -> 0 */
+  static const int want[4] = {2, 1, 3, 0};
+  int bad = d.n != 4 || d.classes != 4 || by_name != 1;
+  for (int i = 0; i < d.n && !bad; i++)
+    bad += d.labels[i] != want[i] || strcmp(d.class_names[i], names[i]) != 0;
+  CHECK(!bad, "folders relabelled to the model's classes by name (by_name %d)", by_name);
+  CHECK(d.n == 4 && d.images[2 * 4] == 80, "images keep their order");
+  cnn_dataset_free(&d);
+
+  printf("class names that do not match:\n");
+  static const char *const other[4] = {"zeta", "alpha", "gamma", "beta"};
+  CHECK_OK(cnn_dataset_load_folder(dir, 2, 2, 1, &d));
+  expect_fail(cnn_dataset_map_classes(&d, other, 4, &by_name), "folder and class unmatched",
+              "'Mid_x'", "'gamma'");
+  CHECK(d.labels && d.labels[0] == 0 && strcmp(d.class_names[0], "Mid_x") == 0,
+        "a refused mapping leaves the dataset as it was");
+  static const char *const five[5] = {"zeta", "alpha", "Mid/x", "beta", "omega"};
+  expect_fail(cnn_dataset_map_classes(&d, five, 5, &by_name), "a class without a folder",
+              "'omega'", "no folder");
+  static const char *const clash[5] = {"zeta", "alpha", "Mid/x", "beta", "Mid_x"};
+  expect_fail(cnn_dataset_map_classes(&d, clash, 5, &by_name), "two classes, one folder", "Mid_x",
+              "both");
+  /* placeholders: "4" is an unnamed fifth output and may have no folder */
+  static const char *const unnamed5[5] = {"zeta", "alpha", "Mid/x", "beta", "4"};
+  CHECK_OK(cnn_dataset_map_classes(&d, unnamed5, 5, &by_name));
+  CHECK(by_name == 1 && d.classes == 5 && d.labels[0] == 2, "a placeholder may lack a folder");
+  cnn_dataset_free(&d);
+  /* all names placeholders and the folders named otherwise: alphabetical, as before */
+  static const char *const digits[4] = {"0", "1", "2", "3"};
+  CHECK_OK(cnn_dataset_load_folder(dir, 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, digits, 4, &by_name));
+  CHECK(by_name == 0 && d.labels[0] == 0 && d.labels[3] == 3 && !strcmp(d.class_names[0], "Mid_x"),
+        "unnamed classes keep the folders' alphabetical order (by_name %d)", by_name);
+  cnn_dataset_free(&d);
+  /* folders named by number match by name, not alphabetically: "10" < "2" as text */
+  mkdirs("cn/2");
+  mkdirs("cn/10");
+  write_img("cn/2/a.png", 2, 2, 1, 0, 1);
+  write_img("cn/10/b.png", 2, 2, 1, 0, 2);
+  const char *eleven[11];
+  char nb[11][4];
+  for (int j = 0; j < 11; j++) snprintf(nb[j], sizeof nb[j], "%d", j), eleven[j] = nb[j];
+  CHECK_OK(cnn_dataset_load_folder(tp(dir, "cn"), 2, 2, 1, &d));
+  CHECK_OK(cnn_dataset_map_classes(&d, eleven, 11, &by_name));
+  CHECK(by_name == 1 && d.n == 2 && d.labels[0] == 10 && d.labels[1] == 2,
+        "numbered folders by number (labels %d %d)", d.n == 2 ? d.labels[0] : -1,
+        d.n == 2 ? d.labels[1] : -1);
+  cnn_dataset_free(&d);
+  char b[32];
+  CHECK(cnn_class_dir_name("T-shirt/top", b, sizeof b) && !strcmp(b, "T-shirt_top"), "/ -> _");
+  CHECK(cnn_class_dir_name(".x", b, sizeof b) && !strcmp(b, "_x"), "leading . -> _");
+  CHECK(cnn_class_dir_name("", b, sizeof b) && !strcmp(b, "_"), "empty -> _");
+  CHECK(!cnn_class_dir_name("abcdef", b, 4), "too small a buffer");
+}
+
+/* folder:DIR with only DIR/train (or only DIR/test): that split alone; the other
+ * is refused with the layouts expected, not read as one class named "train" */
+static void test_split_only(void) {
+  char dir[256], spec[300];
+  cnn_dataset d;
+  mkdirs("to/train/cat");
+  mkdirs("to/train/dog");
+  write_img("to/train/cat/1.png", 4, 4, 1, 0, 1);
+  write_img("to/train/dog/2.png", 4, 4, 1, 0, 2);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "to"));
+  CHECK_OK(cnn_dataset_open(spec, 1, 4, 4, 1, &d));
+  CHECK(d.n == 2 && d.classes == 2 && d.class_names && !strcmp(d.class_names[0], "cat"),
+        "only DIR/train: the training split is its classes");
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_open(spec, 0, 4, 4, 1, &d), "only DIR/train, test split", "to/test",
+              "<class>");
+  CHECK(strstr(cnn_last_error(), "to/train") != NULL, "names what was found: %s", cnn_last_error());
+  mkdirs("te/test/cat");
+  write_img("te/test/cat/1.png", 4, 4, 1, 0, 1);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "te"));
+  CHECK_OK(cnn_dataset_open(spec, 0, 4, 4, 1, &d));
+  CHECK(d.n == 1 && d.classes == 1 && !strcmp(d.class_names[0], "cat"), "only DIR/test: test split");
+  cnn_dataset_free(&d);
+  expect_fail(cnn_dataset_open(spec, 1, 4, 4, 1, &d), "only DIR/test, train split", "te/train",
+              "training split");
+  /* "train" beside other class folders is a class like the others */
+  mkdirs("tc/train");
+  mkdirs("tc/bus");
+  write_img("tc/train/1.png", 4, 4, 1, 0, 1);
+  write_img("tc/bus/2.png", 4, 4, 1, 0, 2);
+  snprintf(spec, sizeof spec, "folder:%s", tp(dir, "tc"));
+  CHECK_OK(cnn_dataset_open(spec, 0, 4, 4, 1, &d));
+  CHECK(d.n == 2 && d.classes == 2, "a class named train among others");
+  cnn_dataset_free(&d);
+}
+
+/* cnn_image_load_fit: stretch, centre crop and letterbox, pixel for pixel */
+static void test_image_fit(void) {
+  char p[256];
+  /* 4 wide, 2 high: columns 1-2 are the centre square */
+  static const uint8_t wide[8] = {10, 20, 30, 40, 50, 60, 70, 80};
+  CHECK_OK(cnn_image_write_png(tp(p, "wide.png"), 2, 4, 1, wide));
+  uint8_t o[16];
+  int fw = 0, fh = 0;
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 1, 0, CNN_FIT_CROP, NULL, o, &fw, &fh));
+  CHECK(fw == 4 && fh == 2 && o[0] == 20 && o[1] == 30 && o[2] == 60 && o[3] == 70,
+        "crop of 4x2 to 2x2: the centre (%dx%d: %d %d %d %d)", fw, fh, o[0], o[1], o[2], o[3]);
+  static const uint8_t fill = 7;
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_LETTERBOX, &fill, o, NULL, NULL));
+  int bad = 0;
+  for (int i = 0; i < 16; i++) bad += o[i] != (i < 4 || i >= 12 ? 7 : wide[i - 4]);
+  CHECK(bad == 0, "letterbox of 4x2 in 4x4: rows 1-2 the image, rows 0 and 3 the fill");
+  /* 2 wide, 4 high */
+  static const uint8_t tall[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  CHECK_OK(cnn_image_write_png(tp(p, "tall.png"), 4, 2, 1, tall));
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 1, 0, CNN_FIT_CROP, NULL, o, &fw, &fh));
+  CHECK(fw == 2 && fh == 4 && !memcmp(o, tall + 2, 4), "crop of 2x4 to 2x2: rows 1-2");
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_LETTERBOX, &fill, o, NULL, NULL));
+  bad = 0;
+  for (int y = 0; y < 4; y++)
+    for (int x = 0; x < 4; x++) bad += o[y * 4 + x] != (x == 0 || x == 3 ? 7 : tall[y * 2 + x - 1]);
+  CHECK(bad == 0, "letterbox of 2x4 in 4x4: columns 1-2 the image, 0 and 3 the fill");
+  /* stretch: the whole 4x2 image into 2x2 (resampled: one colour stays that colour,
+   * and it is the resize cnn_image_load always did) */
+  uint8_t flat[4 * 2 * 3], f3[2 * 2 * 3];
+  for (int i = 0; i < 24; i++) flat[i] = (uint8_t)(50 * (1 + i % 3));
+  CHECK_OK(cnn_image_write_png(tp(p, "flat.png"), 2, 4, 3, flat));
+  CHECK_OK(cnn_image_load_fit(p, 2, 2, 3, 0, CNN_FIT_STRETCH, NULL, f3, NULL, NULL));
+  CHECK(!memcmp(f3, flat, 12), "stretch of a one-colour 4x2 to 2x2: %d %d %d", f3[0], f3[1], f3[2]);
+  CHECK_OK(cnn_image_write_png(tp(p, "cols.png"), 2, 4, 1, wide));
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 1, 0, CNN_FIT_STRETCH, NULL, o, NULL, NULL));
+  uint8_t same[16];
+  CHECK_OK(cnn_image_load(p, 4, 4, 1, same));
+  CHECK(!memcmp(o, same, 16), "stretch is what cnn_image_load does");
+  /* RGB letterbox with a fill colour; a same-shaped image is resized whole in every mode */
+  uint8_t rgb[2 * 4 * 3], fill3[3] = {1, 2, 3};
+  for (int i = 0; i < 24; i++) rgb[i] = (uint8_t)(100 + i);
+  CHECK_OK(cnn_image_write_png(tp(p, "rgb.png"), 2, 4, 3, rgb));
+  uint8_t o3[4 * 4 * 3];
+  CHECK_OK(cnn_image_load_fit(p, 4, 4, 3, 0, CNN_FIT_LETTERBOX, fill3, o3, NULL, NULL));
+  bad = 0;
+  for (int i = 0; i < 48; i++) bad += o3[i] != (i < 12 || i >= 36 ? fill3[i % 3] : rgb[i - 12]);
+  CHECK(bad == 0, "RGB letterbox with fill (1, 2, 3)");
+  for (int f = 0; f < 3; f++) {
+    CHECK_OK(cnn_image_load_fit(p, 2, 4, 3, 0, (cnn_image_fit)f, fill3, o3, NULL, NULL));
+    CHECK(!memcmp(o3, rgb, 24), "fit %d of a same-shaped image is the image", f);
+  }
+  expect_fail(cnn_image_load_fit(p, 2, 4, 3, 0, (cnn_image_fit)9, NULL, o3, NULL, NULL),
+              "unknown fit", "fit", NULL);
+}
+
 /* Hostile image files: empty or huge sizes in the header, pixel data missing.
  * Each is refused with a message naming the file, before anything is decoded. */
 /* JPEG goes through libjpeg-turbo (stb is built without it): the 16x16 test image
@@ -697,6 +861,9 @@ int main(void) {
   test_idx();
   test_cifar();
   test_folder();
+  test_class_map();
+  test_split_only();
+  test_image_fit();
   test_bad_images();
   test_jpeg();
   test_split();

@@ -8,6 +8,7 @@
 
 #include "cli/ckpt_net.h"
 #include "cli/cli.h"
+#include "cli/data_open.h"
 #include "cli/evaluate.h"
 #include "cnn/data.h"
 
@@ -21,7 +22,11 @@ static void help(FILE *f) {
              "  of a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
              "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
-             "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n");
+             "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n"
+             "folder:DIR data is matched to the checkpoint's classes by name: class \"a/b\"\n"
+             "  in folder DIR/a_b (as cnn dataset export writes it); a folder that is no\n"
+             "  class, or a named class with no folder, is refused. Only when the classes\n"
+             "  are unnamed (0, 1, ...) are the folders taken in alphabetical order.\n");
 }
 
 static void print_text(const cli_model *m, const cli_eval *ev) {
@@ -124,8 +129,9 @@ int cnn_cmd_eval(int argc, char **argv) {
   } else if (!data && !m.meta.data) {
     fprintf(stderr, "cnn eval: %s does not say what data it was trained on; give --data\n", ckpt);
     rc = 2;
-  } else if (cnn_dataset_open_limit(data ? data : m.meta.data, 0, m.info.height, m.info.width,
-                                    m.info.channels, max_pixels, &test) != CNN_OK ||
+  } else if (cli_data_open(data ? data : m.meta.data, 0, m.info.height, m.info.width,
+                           m.info.channels, max_pixels, m.meta.class_names, m.meta.classes, 0,
+                           &test) != CNN_OK ||
              cli_evaluate(m.net, &test, batch, m.meta.mean, m.meta.std, &ev) != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (json) {

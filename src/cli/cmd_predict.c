@@ -1,5 +1,5 @@
-/* cnn predict CKPT FILE... [--top K] [--json] [--max-pixels N]: the top-k classes of
- * each image. */
+/* cnn predict CKPT FILE... [--top K] [--json] [--max-pixels N] [--resize M]: the
+ * top-k classes of each image. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 
 static void help(FILE *f) {
   fprintf(f, "usage: cnn predict CKPT FILE... [--top K] [--device D] [--precision P] [--json]\n"
-             "                   [--max-pixels N]\n"
+             "                   [--max-pixels N] [--resize stretch|crop|letterbox]\n"
              "       cnn predict MODEL.cfg FILE... --weights FILE.weights [--classes C] [options]\n\n"
              "Prints the K most probable classes (default 3) of each image file (PNG, JPEG,\n"
              "BMP, ...), which is converted to the model's input size and channels.\n"
@@ -21,6 +21,12 @@ static void help(FILE *f) {
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
              "--max-pixels N: refuse image files larger than N pixels (width x height, from\n"
              "  the header, before decoding); default %lld (64 megapixels).\n"
+             "--resize: how an image whose aspect ratio differs from the model's input is\n"
+             "  fitted to it: stretch (default; the whole image, distorted: a warning says\n"
+             "  so unless --resize stretch is given), crop (the largest centred region of\n"
+             "  the input's shape, resized) or letterbox (the whole image resized to fit,\n"
+             "  centred, the rest filled with the model's mean colour: the training set's\n"
+             "  mean pixel, which is 0 after normalisation; black for imported models).\n"
              "A file that cannot be used is reported by name; the others are still\n"
              "predicted, and the exit status is 1.\n", (long long)CNN_IMAGE_MAX_PIXELS);
 }
@@ -37,8 +43,13 @@ static void json_str(const char *s) {
   putchar('"');
 }
 
+typedef struct fit_opts {
+  cnn_image_fit fit;
+  int given; /* --resize was given: no warning */
+} fit_opts;
+
 static int classify(cli_model *m, char **files, int n, int top, int json, int64_t max_pixels,
-                    int *first) {
+                    const fit_opts *fo, int *first) {
   int h = m->info.height, w = m->info.width, c = m->info.channels, k = m->info.classes;
   size_t per = (size_t)h * w * c;
   float *x = malloc((size_t)n * per * sizeof *x), *probs = malloc((size_t)n * k * sizeof *probs);
@@ -50,12 +61,22 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int64_
     fprintf(stderr, "cnn predict: out of memory\n");
     bad = n;
   }
+  uint8_t fill[4];
+  for (int ch = 0; ch < 4; ch++) { /* the mean colour: 0 after normalisation */
+    float v = m->meta.mean[ch] * 255.0f + 0.5f;
+    fill[ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+  }
   for (int i = 0; !oom && i < n; i++) {
-    if (cnn_image_load_limit(files[i], h, w, c, max_pixels, img) != CNN_OK) {
+    int fw = 0, fh = 0;
+    if (cnn_image_load_fit(files[i], h, w, c, max_pixels, fo->fit, fill, img, &fw, &fh) != CNN_OK) {
       fprintf(stderr, "cnn predict: %s\n", cnn_last_error());
       bad++;
       continue;
     }
+    if (!fo->given && (int64_t)fw * h != (int64_t)fh * w)
+      fprintf(stderr, "cnn predict: warning: %s is %dx%d, stretched to the model's %dx%d input "
+              "(its shape changes); --resize crop or --resize letterbox keeps the shape\n",
+              files[i], fw, fh, w, h);
     cnn_normalize_image(img, h, w, c, m->meta.mean, m->meta.std, x + (size_t)good * per);
     ok[i] = 1;
     good++;
@@ -104,6 +125,7 @@ static int classify(cli_model *m, char **files, int n, int top, int json, int64_
 int cnn_cmd_predict(int argc, char **argv) {
   const char *ckpt = NULL, *device = "auto", *precision = "auto", *weights = NULL, *classes = NULL;
   int top = 3, json = 0, n = 0, max_pixels = 0;
+  fit_opts fo = {CNN_FIT_STRETCH, 0};
   char **files = calloc((size_t)argc, sizeof *files);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -114,6 +136,17 @@ int cnn_cmd_predict(int argc, char **argv) {
       if (!cli_int("--top", i + 1 < argc ? argv[++i] : NULL, 1, 1000, &top)) return 2;
     } else if (!strcmp(argv[i], "--max-pixels")) {
       if (!cli_int("--max-pixels", i + 1 < argc ? argv[++i] : NULL, 1, 0x7fffffff, &max_pixels)) {
+        free(files);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--resize")) {
+      const char *v = i + 1 < argc ? argv[++i] : "";
+      fo.given = 1;
+      if (!strcmp(v, "stretch")) fo.fit = CNN_FIT_STRETCH;
+      else if (!strcmp(v, "crop")) fo.fit = CNN_FIT_CROP;
+      else if (!strcmp(v, "letterbox")) fo.fit = CNN_FIT_LETTERBOX;
+      else {
+        fprintf(stderr, "cnn predict: --resize is stretch, crop or letterbox, not '%s'\n", v);
         free(files);
         return 2;
       }
@@ -158,7 +191,7 @@ int cnn_cmd_predict(int argc, char **argv) {
   }
   if (json) printf("[");
   for (int i = 0; i < n; i += chunk) bad += classify(&m, files + i, n - i < chunk ? n - i : chunk, top, json,
-                                                max_pixels, &first);
+                                                max_pixels, &fo, &first);
   if (json) printf("]\n");
   cli_model_close(&m);
   free(files);

@@ -21,6 +21,7 @@ static const struct {
     {"export", "write a checkpoint as ONNX or Darknet weights", cnn_cmd_export},
     {"import", "convert an ONNX model or a Darknet cfg + weights into a checkpoint",
      cnn_cmd_import},
+    {"dataset", "write a dataset's images as PNG files (dataset export)", cnn_cmd_dataset},
     {"devices", "the CPU and the CUDA GPUs this build can use", cnn_cmd_devices},
 };
 

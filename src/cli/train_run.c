@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/data_open.h"
 #include "cli/evaluate.h"
 #include "cli/meta.h"
 #include "cli/progress.h"
@@ -135,7 +136,8 @@ static cnn_status open_data(run *r) {
   }
   int h = r->info.height, w = r->info.width, c = r->info.channels;
   cnn_dataset full;
-  CNN_TRY(cnn_dataset_open_limit(spec, 1, h, w, c, r->o->max_pixels, &full));
+  CNN_TRY(cli_data_open(spec, 1, h, w, c, r->o->max_pixels, r->meta.class_names, r->meta.classes,
+                        r->o->quiet, &full)); /* on --resume, folders by the checkpoint's names */
   if (r->meta.val_split > 0) {
     cnn_status st = cnn_dataset_split(&full, r->meta.val_split, r->tc.seed, &r->train, &r->test);
     cnn_dataset_free(&full);
@@ -143,7 +145,8 @@ static cnn_status open_data(run *r) {
     r->eval_name = "val";
   } else {
     r->train = full;
-    CNN_TRY(cnn_dataset_open_limit(spec, 0, h, w, c, r->o->max_pixels, &r->test));
+    CNN_TRY(cli_data_open(spec, 0, h, w, c, r->o->max_pixels, r->meta.class_names,
+                          r->meta.classes, 1, &r->test));
     r->eval_name = "test";
   }
   if (r->train.classes > r->info.classes)

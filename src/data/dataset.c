@@ -245,7 +245,25 @@ static cnn_status open_folder(const char *dir, int train, int h, int w, int c, i
     return cnn_error(CNN_ERR_IO, "folder:%s: directory not found", dir);
   snprintf(tr, sizeof tr, "%s/train", dir);
   snprintf(te, sizeof te, "%s/test", dir);
-  if (!is_dir(tr) || !is_dir(te)) return cnn_dataset_load_folder_limit(dir, h, w, c, max_px, out);
+  int has_tr = is_dir(tr), has_te = is_dir(te);
+  if (has_tr != has_te) { /* only one split's folder: a split layout, unless classes sit beside it */
+    char **names;
+    int n;
+    CNN_TRY(class_dirs(dir, &names, &n));
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (n == 1 && has_tr == train) return cnn_dataset_load_folder_limit(has_tr ? tr : te, h, w, c,
+                                                                         max_px, out);
+    if (n == 1)
+      return cnn_error(CNN_ERR_IO, "folder:%s: there is %s but no %s/%s, so no %s split: expected "
+                       "either %s/train/<class>/<image> and %s/test/<class>/<image>, or "
+                       "%s/<class>/<image> (one sub-folder per class, used for both splits)%s",
+                       dir, has_tr ? tr : te, dir, train ? "train" : "test",
+                       train ? "training" : "test", dir, dir, dir,
+                       train ? "" : "; cnn train --val-split F holds out part of the training "
+                       "split instead");
+  }
+  if (!has_tr || !has_te) return cnn_dataset_load_folder_limit(dir, h, w, c, max_px, out);
   if (train) return cnn_dataset_load_folder_limit(tr, h, w, c, max_px, out);
   CNN_TRY(cnn_dataset_load_folder_limit(te, h, w, c, max_px, out));
   cnn_status s = align_classes(out, te, tr);

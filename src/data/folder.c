@@ -260,45 +260,96 @@ static void convert_channels(const uint8_t *in, int ci, uint8_t *o, int co, size
   }
 }
 
-cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t max_pixels,
-                                uint8_t *out) {
-  if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_image_load: NULL argument");
-  CNN_TRY(check_dims(path, h, w, c));
+/* The whole file decoded to c channels at its own size, checked first (open_image):
+ * *img is freed with free() when *mallocd, else with stbi_image_free(). */
+static cnn_status decode_image(const char *path, int c, int64_t max_pixels, uint8_t **img,
+                               int *mallocd, int *iw, int *ih) {
   FILE *fp;
-  int iw = 0, ih = 0, ic = 0, hw = 0, hh = 0;
-  int jpeg = 0;
+  int ic = 0, hw = 0, hh = 0, jpeg = 0;
+  *img = NULL;
   CNN_TRY(open_image(path, max_pixels, &fp, &hw, &hh, &jpeg));
-  uint8_t *img = NULL;
-  int mallocd = jpeg; /* free() rather than stbi_image_free() */
+  *mallocd = jpeg; /* free() rather than stbi_image_free() */
   cnn_status s = CNN_OK;
   if (jpeg) {
-    s = cnn_jpeg_load(fp, path, c, max_pixels > 0 ? max_pixels : CNN_IMAGE_MAX_PIXELS, &iw, &ih,
-                      &img);
-  } else if (!(img = stbi_load_from_file(fp, &iw, &ih, &ic, 0))) { /* the file's channels */
+    s = cnn_jpeg_load(fp, path, c, max_pixels > 0 ? max_pixels : CNN_IMAGE_MAX_PIXELS, iw, ih,
+                      img);
+  } else if (!(*img = stbi_load_from_file(fp, iw, ih, &ic, 0))) { /* the file's channels */
     s = cnn_error(CNN_ERR_PARSE, "%s: cannot decode image: %s", path, stbi_failure_reason());
   } else if (ic != c) {
-    uint8_t *conv = ic >= 1 && ic <= 4 ? malloc((size_t)iw * (size_t)ih * (size_t)c) : NULL;
-    if (conv) convert_channels(img, ic, conv, c, (size_t)iw * (size_t)ih);
+    uint8_t *conv = ic >= 1 && ic <= 4 ? malloc((size_t)*iw * (size_t)*ih * (size_t)c) : NULL;
+    if (conv) convert_channels(*img, ic, conv, c, (size_t)*iw * (size_t)*ih);
     else s = cnn_error(CNN_ERR_NOMEM, "%s: cannot convert %d channels to %d", path, ic, c);
-    stbi_image_free(img);
-    img = conv;
-    mallocd = 1;
+    stbi_image_free(*img);
+    *img = conv;
+    *mallocd = 1;
   }
   fclose(fp);
+  if (s == CNN_OK && (*iw != hw || *ih != hh)) /* the decoder disagrees with the checked header */
+    s = cnn_error(CNN_ERR_PARSE, "%s: decoded a %dx%d image from a header of %dx%d", path, *iw,
+                  *ih, hw, hh);
   if (s != CNN_OK) {
-    free(img);
-    return s;
+    if (*mallocd) free(*img);
+    else stbi_image_free(*img);
+    *img = NULL;
   }
-  if (iw != hw || ih != hh) /* the decoder disagrees with the header it was checked by */
-    s = cnn_error(CNN_ERR_PARSE, "%s: decoded a %dx%d image from a header of %dx%d", path, iw,
-                  ih, hw, hh);
-  else if (iw == w && ih == h)
-    memcpy(out, img, (size_t)h * (size_t)w * (size_t)c);
-  else if (!stbir_resize_uint8(img, iw, ih, 0, out, w, h, 0, c))
-    s = cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, iw, ih, w, h);
+  return s;
+}
+
+/* a / b rounded to nearest, clamped to [1, hi] */
+static int ratio(int64_t a, int64_t b, int hi) {
+  int64_t v = (a + b / 2) / b;
+  return v < 1 ? 1 : v > hi ? hi : (int)v;
+}
+
+/* src region (sw x sh, row stride ss bytes) resized into dst (dw x dh, stride ds) */
+static cnn_status resize_region(const char *path, const uint8_t *src, int sw, int sh, int ss,
+                                uint8_t *dst, int dw, int dh, int ds, int c) {
+  if (sw == dw && sh == dh) {
+    for (int y = 0; y < sh; y++) memcpy(dst + (size_t)y * ds, src + (size_t)y * ss, (size_t)sw * c);
+    return CNN_OK;
+  }
+  if (!stbir_resize_uint8(src, sw, sh, ss, dst, dw, dh, ds, c))
+    return cnn_error(CNN_ERR_NOMEM, "%s: resizing %dx%d to %dx%d failed", path, sw, sh, dw, dh);
+  return CNN_OK;
+}
+
+cnn_status cnn_image_load_fit(const char *path, int h, int w, int c, int64_t max_pixels,
+                              cnn_image_fit fit, const uint8_t *fill, uint8_t *out, int *file_w,
+                              int *file_h) {
+  if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_image_load: NULL argument");
+  if (fit != CNN_FIT_STRETCH && fit != CNN_FIT_CROP && fit != CNN_FIT_LETTERBOX)
+    return cnn_error(CNN_ERR_ARG, "cnn_image_load_fit: unknown fit %d", (int)fit);
+  CNN_TRY(check_dims(path, h, w, c));
+  uint8_t *img;
+  int mallocd, iw = 0, ih = 0;
+  CNN_TRY(decode_image(path, c, max_pixels, &img, &mallocd, &iw, &ih));
+  if (file_w) *file_w = iw;
+  if (file_h) *file_h = ih;
+  int64_t wide = (int64_t)iw * h - (int64_t)ih * w; /* > 0: wider than the input */
+  cnn_status s;
+  if (fit == CNN_FIT_STRETCH || wide == 0) {
+    s = resize_region(path, img, iw, ih, iw * c, out, w, h, w * c, c);
+  } else if (fit == CNN_FIT_CROP) { /* the centred region with the input's aspect ratio */
+    int cw = wide > 0 ? ratio((int64_t)ih * w, h, iw) : iw;
+    int ch = wide > 0 ? ih : ratio((int64_t)iw * h, w, ih);
+    const uint8_t *src = img + ((size_t)((ih - ch) / 2) * iw + (size_t)((iw - cw) / 2)) * c;
+    s = resize_region(path, src, cw, ch, iw * c, out, w, h, w * c, c);
+  } else { /* letterbox: the whole image inside h x w, centred, on fill */
+    int nw = wide > 0 ? w : ratio((int64_t)iw * h, ih, w);
+    int nh = wide > 0 ? ratio((int64_t)ih * w, iw, h) : h;
+    for (size_t p = 0; p < (size_t)h * w; p++)
+      for (int k = 0; k < c; k++) out[p * c + k] = fill ? fill[k] : 0;
+    uint8_t *dst = out + ((size_t)((h - nh) / 2) * w + (size_t)((w - nw) / 2)) * c;
+    s = resize_region(path, img, iw, ih, iw * c, dst, nw, nh, w * c, c);
+  }
   if (mallocd) free(img);
   else stbi_image_free(img);
   return s;
+}
+
+cnn_status cnn_image_load_limit(const char *path, int h, int w, int c, int64_t max_pixels,
+                                uint8_t *out) {
+  return cnn_image_load_fit(path, h, w, c, max_pixels, CNN_FIT_STRETCH, NULL, out, NULL, NULL);
 }
 
 cnn_status cnn_image_load(const char *path, int h, int w, int c, uint8_t *out) {
