@@ -90,11 +90,15 @@ static void test_full_report(void) {
       {3, 0.29, 0.90, 0.31, 0.915, 0.01, 2.9, 20689},
   };
   static int64_t idx[STEPS];
-  static float loss[STEPS];
+  static float loss[STEPS], lr[STEPS];
   for (int i = 0; i < STEPS; i++) {
     idx[i] = i + 1;
     loss[i] = (float)(2.3 * exp(-i / 900.0) + 0.25 + 0.1 * sin(i * 0.7));
+    /* one-cycle: up to 0.1 at step 1234 (a group's middle when 5000 steps are drawn as
+     * 500 groups), then down; a per-epoch or per-group mean would miss the peak */
+    lr[i] = (float)(i < 1233 ? 0.1 * (i + 1) / 1234 : 0.1 - 0.1 * (i - 1233) / 3767.0);
   }
+  lr[1233] = 0.1f;
   loss[100] = NAN;
   loss[2000] = INFINITY;
   const char *keys[] = {"learning_rate", "optimizer", "weird <key>"};
@@ -109,7 +113,9 @@ static void test_full_report(void) {
       .n_hyper = 3, .hyper_keys = keys, .hyper_values = vals,
       .summary_text = "layer  output\nconv   <28x28x64>\n",
       .n_epochs = 3, .epochs = ep,
-      .n_steps = STEPS, .step_index = idx, .step_loss = loss,
+      .n_steps = STEPS, .step_index = idx, .step_loss = loss, .step_lr = lr,
+      .eval_name = "validation", .note = "stopped early after epoch 3 of 9",
+      .version = "9.8.7", .written_at = "2026-01-02 05:06:07 +0100",
       .classes = K, .class_names = names, .confusion = cm,
       .total_seconds = 9.1, .best_acc = 0.915, .best_epoch = 3,
   };
@@ -120,8 +126,19 @@ static void test_full_report(void) {
   CHECK(count(s, "<svg") >= 5, "%zu <svg> elements, want at least 5", count(s, "<svg"));
   CHECK(strstr(s, "<polyline") != NULL, "no polyline in the charts");
   CHECK(strstr(s, "Training loss per step") && strstr(s, "Accuracy per epoch") &&
-            strstr(s, "Learning rate per epoch") && strstr(s, "Loss per epoch"),
+            strstr(s, "Learning rate per step") && strstr(s, "Loss per epoch"),
         "a chart title is missing");
+  CHECK(!strstr(s, "Learning rate per epoch"), "the per-epoch lr chart is drawn though steps have one");
+  CHECK(strstr(s, "peak 0.1 at step 1234; final 2.65") != NULL, "the lr chart's note names the peak");
+  CHECK(strstr(s, "Best validation accuracy") && strstr(s, "<th>validation acc</th>") &&
+            !strstr(s, "test acc"),
+        "the held-out set is called validation");
+  CHECK(strstr(s, "<div class=\"k\">Stopped</div><div class=\"v\">stopped early after epoch 3 of 9<"),
+        "the note on how the run ended");
+  CHECK(strstr(s, "<div class=\"k\">cnn version</div><div class=\"v\">9.8.7<") &&
+            strstr(s, "<div class=\"k\">Written</div><div class=\"v\">2026-01-02 05:06:07 +0100<") &&
+            strstr(s, "Written by the cnn command 9.8.7 on 2026-01-02 05:06:07 +0100."),
+        "version and date, as facts and in the footer");
   CHECK(strstr(s, "a&lt;b&amp;c") != NULL, "class name not escaped as a&lt;b&amp;c");
   CHECK(!strstr(s, "a<b&c"), "raw class name a<b&c in the HTML");
   for (int i = 1; i < K; i++) CHECK(strstr(s, names[i]) != NULL, "class name %s missing", names[i]);
@@ -143,6 +160,8 @@ static void test_edge_cases(void) {
   cli_report r0 = {0};
   char *s = render(&r0, "empty.html");
   if (s) check_offline(s, "empty report");
+  if (s) CHECK(strstr(s, "Written by the cnn command. ") && !strstr(s, "Written<"),
+               "no version or date given: none shown");
   free(s);
 
   /* one epoch with NaN test values, a few steps, one class */
@@ -157,6 +176,8 @@ static void test_edge_cases(void) {
   if (s) {
     check_offline(s, "one-epoch report");
     CHECK(strstr(s, ">42<") && strstr(s, "only"), "one-class matrix missing");
+    CHECK(strstr(s, "Learning rate per epoch") && strstr(s, "Best test accuracy"),
+          "without per-step rates the lr is drawn per epoch; the held-out set is 'test'");
   }
   free(s);
 

@@ -24,6 +24,8 @@ static void help(FILE *f) {
       "  --momentum F  --nesterov 0|1  --wd F  --warmup STEPS  --label-smoothing F\n"
       "  --crop PX  --flip 0|1  --cutout PX   augmentation (random crop with padding, flips)\n"
       "  --val-split F       hold out this fraction of the training set for validation\n"
+      "  --patience N        stop early when the test (or validation) accuracy has not\n"
+      "                      improved for N epochs (best.safetensors keeps the best)\n"
       "  --max-pixels N      refuse image files (folder:) larger than N pixels, width x height,\n"
       "                      from the header before decoding (default %lld: 64 megapixels)\n"
       "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
@@ -43,7 +45,10 @@ static void help(FILE *f) {
       "  --quiet             print only the final accuracy\n\n"
       "Writes DIR/last.safetensors every epoch, DIR/best.safetensors for the best accuracy,\n"
       "DIR/metrics.jsonl, and DIR/report.html at the end. On the CPU, runs are deterministic\n"
-      "for a given seed and thread count, and a resumed run repeats the uninterrupted one.\n",
+      "for a given seed and thread count, and a resumed run repeats the uninterrupted one.\n"
+      "Ctrl-C stops after the current step: last.safetensors and the report are written,\n"
+      "the --resume command to continue is printed, and the exit status is 130 (a second\n"
+      "Ctrl-C ends the process at once). On a terminal the progress bar fits its width.\n",
       (long long)CNN_IMAGE_MAX_PIXELS);
 }
 
@@ -77,6 +82,7 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
   o->crop = o->flip = o->cutout = o->warmup = o->nesterov = -1;
   o->seed = -1;
   o->kill_at_step = -1;
+  o->interrupt_at_step = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     int iv;
@@ -106,6 +112,7 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     INT("--flip", flip, 0, 1)
     INT("--cutout", cutout, 0, 1024)
     INT("--max-pixels", max_pixels, 1, 0x7fffffff)
+    INT("--patience", patience, 1, 1 << 20)
     DBL("--lr", lr, 0, 1000)
     DBL("--momentum", momentum, 0, 0.9999)
     DBL("--wd", wd, 0, 1)
@@ -117,6 +124,9 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     } else if (!strcmp(a, "--kill-at-step")) {
       if (!need(argc, argv, &i, &v) || !cli_int("--kill-at-step", v, 1, 0x7fffffff, &iv)) return 2;
       o->kill_at_step = iv;
+    } else if (!strcmp(a, "--interrupt-at-step")) { /* testing aid: a Ctrl-C at this step */
+      if (!need(argc, argv, &i, &v) || !cli_int(a, v, 1, 0x7fffffff, &iv)) return 2;
+      o->interrupt_at_step = iv;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       o->quiet = 1;
     } else if (a[0] == '-') {

@@ -384,6 +384,56 @@ static cnn_status step_chart(FILE *f, const cli_report *r) {
   return CNN_OK;
 }
 
+static const char *eval_name(const cli_report *r) {
+  return r->eval_name && *r->eval_name ? r->eval_name : "test";
+}
+
+/* Learning rate per step: every step up to REPORT_MAX_POINTS; beyond, each group
+ * of steps gives its smallest and largest rate in step order, so a peak (the top
+ * of a one-cycle ramp) or a step drop is drawn at its height, never averaged away.
+ * The note names the peak and the final rate. */
+static cnn_status lr_chart(FILE *f, const cli_report *r) {
+  int n = r->n_steps, m = n <= REPORT_MAX_POINTS ? n : REPORT_MAX_POINTS / 2;
+  double *x = malloc(sizeof(double) * (size_t)(2 * m + 1) * 2), *y = x ? x + 2 * m + 1 : NULL;
+  if (!x) return cnn_error(CNN_ERR_NOMEM, "report: no memory for the learning-rate chart");
+  int k = 0, ipeak = -1, ilast = -1;
+  for (int i = 0; i < n; i++) {
+    if (!isfinite(r->step_lr[i])) continue;
+    if (ipeak < 0 || r->step_lr[i] > r->step_lr[ipeak]) ipeak = i;
+    ilast = i;
+  }
+#define STEP_X(i) (r->step_index ? (double)r->step_index[i] : (double)(i))
+  for (int g = 0; g < m; g++) {
+    int i0 = (int)((int64_t)g * n / m), i1 = (int)((int64_t)(g + 1) * n / m), lo = -1, hi = -1;
+    for (int i = i0; i < i1; i++) {
+      if (!isfinite(r->step_lr[i])) continue;
+      if (lo < 0 || r->step_lr[i] < r->step_lr[lo]) lo = i;
+      if (hi < 0 || r->step_lr[i] > r->step_lr[hi]) hi = i;
+    }
+    if (lo < 0) continue;
+    int a = lo < hi ? lo : hi, b = lo < hi ? hi : lo;
+    x[k] = STEP_X(a), y[k++] = r->step_lr[a];
+    if (b != a) x[k] = STEP_X(b), y[k++] = r->step_lr[b];
+  }
+  char note[160] = "";
+  if (ipeak >= 0)
+    snprintf(note, sizeof note, "peak %.6g at step %.0f; final %.6g%s", r->step_lr[ipeak],
+             STEP_X(ipeak), r->step_lr[ilast],
+             n > REPORT_MAX_POINTS ? "; each group of steps drawn by its min and max" : "");
+#undef STEP_X
+  chart c = {"Learning rate per step", "step", "learning rate", note[0] ? note : NULL, 1, 1, 0};
+  series s = {"learning rate", C_LR, k, x, y, 2, 1, 0};
+  svg_chart(f, &c, &s, 1, NULL);
+  free(x);
+  return CNN_OK;
+}
+
+static int any_finite_f(const float *v, int n) {
+  for (int i = 0; v && i < n; i++)
+    if (isfinite(v[i])) return 1;
+  return 0;
+}
+
 static cnn_status epoch_charts(FILE *f, const cli_report *r) {
   int n = r->n_epochs;
   double *v = malloc(sizeof(double) * n * 6);
@@ -395,14 +445,19 @@ static cnn_status epoch_charts(FILE *f, const cli_report *r) {
     tra[i] = e->train_acc * 100, tea[i] = e->test_acc * 100, lr[i] = e->lr;
   }
   int mk = n <= 60;
-  series loss[2] = {{"train", C_TRAIN, n, ep, trl, 2, 1, mk}, {"test", C_TEST, n, ep, tel, 2, 1, mk}};
-  series acc[2] = {{"train", C_TRAIN, n, ep, tra, 2, 1, mk}, {"test", C_TEST, n, ep, tea, 2, 1, mk}};
+  const char *en = eval_name(r);
+  series loss[2] = {{"train", C_TRAIN, n, ep, trl, 2, 1, mk}, {en, C_TEST, n, ep, tel, 2, 1, mk}};
+  series acc[2] = {{"train", C_TRAIN, n, ep, tra, 2, 1, mk}, {en, C_TEST, n, ep, tea, 2, 1, mk}};
   series lrs = {"learning rate", C_LR, n, ep, lr, 2, 1, mk};
   chart cl = {"Loss per epoch", "epoch", "loss", NULL, 1, 1, 0};
   chart ca = {"Accuracy per epoch", "epoch", "accuracy (%)", NULL, 1, 0, 1};
   chart cr = {"Learning rate per epoch", "epoch", "learning rate", NULL, 1, 1, 0};
   svg_chart(f, &cl, loss, 2, NULL);
   svg_chart(f, &ca, acc, 2, NULL);
+  if (any_finite_f(r->step_lr, r->n_steps)) { /* per step: the epochs' samples miss peaks */
+    free(v);
+    return lr_chart(f, r);
+  }
   svg_chart(f, &cr, &lrs, 1, NULL);
   free(v);
   return CNN_OK;
@@ -635,13 +690,15 @@ static void facts(FILE *f, const cli_report *r) {
   fact(f, "Data", r->data_spec);
   fact(f, "Device", r->device);
   fact(f, "Precision", r->precision);
-  fact_open(f, "Best test accuracy");
+  fprintf(f, "<div class=\"fact\"><div class=\"k\">Best %s accuracy</div><div class=\"v\">",
+          eval_name(r));
   put_pct(f, best);
   if (isfinite(best) && best_epoch > 0) fprintf(f, " <span class=\"muted\">(epoch %d)</span>", best_epoch);
   fputs("</div></div>\n", f);
   if (r->n_epochs > 0) {
     const cli_epoch_stats *last = &r->epochs[r->n_epochs - 1];
-    fact_open(f, "Final test accuracy");
+    fprintf(f, "<div class=\"fact\"><div class=\"k\">Final %s accuracy</div><div class=\"v\">",
+            eval_name(r));
     put_pct(f, last->test_acc);
     fputs("</div></div>\n", f);
   }
@@ -671,14 +728,16 @@ static void facts(FILE *f, const cli_report *r) {
     fputs("</div></div>\n", f);
   }
   fact(f, "Started", r->started_at);
+  fact(f, "Stopped", r->note);
+  fact(f, "Written", r->written_at);
+  fact(f, "cnn version", r->version);
   fputs("</section>\n", f);
 }
 
 static void epoch_table(FILE *f, const cli_report *r, int best_epoch) {
-  fputs("<h2>Epochs</h2>\n<table><tr><th>epoch</th><th>train loss</th><th>train acc</th>"
-        "<th>test loss</th><th>test acc</th><th>learning rate</th><th>time (s)</th>"
-        "<th>images/s</th></tr>\n",
-        f);
+  fprintf(f, "<h2>Epochs</h2>\n<table><tr><th>epoch</th><th>train loss</th><th>train acc</th>"
+          "<th>%s loss</th><th>%s acc</th><th>learning rate</th><th>time (s)</th>"
+          "<th>images/s</th></tr>\n", eval_name(r), eval_name(r));
   for (int i = 0; i < r->n_epochs; i++) {
     const cli_epoch_stats *e = &r->epochs[i];
     fprintf(f, "<tr%s><td>%d</td><td>", e->epoch == best_epoch ? " class=\"best\"" : "", e->epoch);
@@ -762,9 +821,16 @@ static cnn_status write_html(FILE *f, const cli_report *r) {
     esc(f, r->summary_text);
     fputs("</pre>\n", f);
   }
-  fputs("<footer>Written by the cnn command. This file is self-contained: it needs no network.</footer>\n"
-        "</body>\n</html>\n",
-        f);
+  fputs("<footer>Written by the cnn command", f);
+  if (r->version && *r->version) {
+    fputs(" ", f);
+    esc(f, r->version);
+  }
+  if (r->written_at && *r->written_at) {
+    fputs(" on ", f);
+    esc(f, r->written_at);
+  }
+  fputs(". This file is self-contained: it needs no network.</footer>\n</body>\n</html>\n", f);
   return CNN_OK;
 }
 

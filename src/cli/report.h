@@ -24,6 +24,11 @@ typedef struct cli_report {
   int n_steps;
   const int64_t *step_index; /* may be NULL: steps 0..n_steps-1 */
   const float *step_loss;    /* per-step training loss; downsampled when long */
+  const float *step_lr;      /* may be NULL: per-step learning rate (else the epochs' lr) */
+  const char *eval_name;     /* the held-out set: "test" (NULL) or "validation" */
+  const char *note;          /* may be NULL: how the run ended, when not as planned */
+  const char *version;       /* may be NULL: the cnn version that wrote the report */
+  const char *written_at;    /* may be NULL: the date the report was written */
   int classes;
   const char *const *class_names; /* may be NULL: 0..classes-1 */
   const int64_t *confusion;       /* [classes * classes], row = true, column = predicted; may be NULL */

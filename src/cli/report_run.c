@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -17,8 +18,9 @@ typedef struct hist {
   cli_epoch_stats *ep;
   int n_ep, cap_ep;
   int64_t *si;
-  float *sl;
+  float *sl, *slr;
   int n_st, cap_st;
+  int val;     /* the epoch records hold val_* (a --val-split run), not test_* */
 } hist;
 
 static double jnum(const cJSON *o, const char *k) {
@@ -34,25 +36,31 @@ static void add_line(hist *h, const char *line) {
       h->cap_st = h->cap_st ? h->cap_st * 2 : 1024;
       h->si = realloc(h->si, (size_t)h->cap_st * sizeof *h->si);
       h->sl = realloc(h->sl, (size_t)h->cap_st * sizeof *h->sl);
+      h->slr = realloc(h->slr, (size_t)h->cap_st * sizeof *h->slr);
     }
     h->si[h->n_st] = (int64_t)jnum(o, "step");
+    h->slr[h->n_st] = (float)jnum(o, "lr");
     h->sl[h->n_st++] = (float)jnum(o, "loss");
   } else if (cJSON_IsString(t) && !strcmp(t->valuestring, "epoch")) {
     if (h->n_ep == h->cap_ep) {
       h->cap_ep = h->cap_ep ? h->cap_ep * 2 : 64;
       h->ep = realloc(h->ep, (size_t)h->cap_ep * sizeof *h->ep);
     }
+    /* the held-out set's values: test_* or val_* (older files wrote both names) */
+    int val = !cJSON_GetObjectItemCaseSensitive(o, "test_acc") &&
+              cJSON_GetObjectItemCaseSensitive(o, "val_acc");
+    h->val |= val;
     h->ep[h->n_ep++] = (cli_epoch_stats){(int)jnum(o, "epoch"), jnum(o, "train_loss"),
-                                         jnum(o, "train_acc"), jnum(o, "test_loss"),
-                                         jnum(o, "test_acc"), jnum(o, "lr"), jnum(o, "seconds"),
-                                         jnum(o, "images_per_s")};
+                                         jnum(o, "train_acc"), jnum(o, val ? "val_loss" : "test_loss"),
+                                         jnum(o, val ? "val_acc" : "test_acc"), jnum(o, "lr"),
+                                         jnum(o, "seconds"), jnum(o, "images_per_s")};
   }
   cJSON_Delete(o);
 }
 
 int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
                         const cli_meta *m, const char *device, const int64_t *confusion,
-                        int classes) {
+                        int classes, const char *note) {
   char path[1100];
   snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
   hist h = {0};
@@ -83,8 +91,14 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   snprintf(v[9], 64, "%d", t->epochs);
   snprintf(v[10], 64, "%llu", (unsigned long long)t->seed);
   snprintf(v[11], 64, "crop %d, flip %d, cutout %d", m->crop, m->flip, m->cutout);
-  snprintf(v[12], 64, "%.4f %.4f %.4f", m->mean[0], m->channels > 1 ? m->mean[1] : 0.0, m->channels > 2 ? m->mean[2] : 0.0);
-  snprintf(v[13], 64, "%.4f %.4f %.4f", m->std[0], m->channels > 1 ? m->std[1] : 0.0, m->channels > 2 ? m->std[2] : 0.0);
+  /* one value per input channel: a 1-channel model shows one mean and one std */
+  int nch = m->channels < 1 ? 1 : m->channels > 4 ? 4 : m->channels;
+  for (int k = 12; k <= 13; k++) {
+    const float *a = k == 12 ? m->mean : m->std;
+    size_t len = 0;
+    for (int c = 0; c < nch; c++)
+      len += (size_t)snprintf(v[k] + len, 64 - len, c ? " %.4f" : "%.4f", a[c]);
+  }
   snprintf(v[14], 64, "%lld", (long long)m->total_steps);
   snprintf(v[15], 64, "%.63s", m->data ? m->data : "");
   const char *vals[16];
@@ -108,6 +122,15 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   r.n_steps = h.n_st;
   r.step_index = h.si;
   r.step_loss = h.sl;
+  r.step_lr = h.slr;
+  r.eval_name = h.val ? "validation" : "test";
+  r.note = note;
+  r.version = cnn_version();
+  char date[64] = "";
+  time_t now = time(NULL);
+  struct tm tm;
+  if (localtime_r(&now, &tm)) strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %z", &tm);
+  r.written_at = date;
   r.classes = classes;
   /* one name per row of the confusion matrix: numbers where the metadata has none */
   const char **names = calloc((size_t)(classes > 0 ? classes : 1), sizeof *names);
@@ -130,5 +153,6 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   free(h.ep);
   free(h.si);
   free(h.sl);
+  free(h.slr);
   return st == CNN_OK ? 0 : 1;
 }

@@ -14,6 +14,9 @@ typedef struct train_opts {
   int crop, flip, cutout;      /* -1: from the cfg */
   int64_t seed;                /* -1: from the cfg */
   int64_t kill_at_step;        /* testing aid: SIGKILL ourselves after this global step */
+  int64_t interrupt_at_step;   /* testing aid: SIGINT ourselves (a Ctrl-C) after this step */
+  int patience;                /* --patience: stop after this many epochs without a better
+                                  accuracy; 0: never */
   int64_t max_pixels;          /* --max-pixels: image files' limit; 0: CNN_IMAGE_MAX_PIXELS */
 } train_opts;
 

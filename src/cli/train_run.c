@@ -430,12 +430,14 @@ static void print_hyper(const run *r) {
   static const char *const opt[] = {"sgd", "adam", "adamw"};
   static const char *const sch[] = {"constant", "step", "cosine", "onecycle", "poly"};
   const cnn_train_config *t = &r->tc;
-  fprintf(stderr,
-          "cnn train: %s on %s, device %s, precision %s, batch %d, %d epochs, %s lr %g "
-          "(%s), seed %llu -> %s\n",
-          r->model_name, r->meta.data, r->device, cnn_precision_name(cnn_net_precision(r->net)),
-          r->batch, t->epochs, opt[t->optimizer],
-          t->learning_rate, sch[t->schedule], (unsigned long long)t->seed, r->dir);
+  char line[4096];
+  snprintf(line, sizeof line,
+           "cnn train: %s on %s, device %s, precision %s, batch %d, %d epochs, %s lr %g "
+           "(%s), seed %llu -> %s",
+           r->model_name, r->meta.data, r->device, cnn_precision_name(cnn_net_precision(r->net)),
+           r->batch, t->epochs, opt[t->optimizer],
+           t->learning_rate, sch[t->schedule], (unsigned long long)t->seed, r->dir);
+  cli_term_print(stderr, line); /* wrapped on a terminal */
 }
 
 /* metrics.jsonl step lines for the accepted steps the last metrics read covers */
@@ -464,12 +466,12 @@ static void step_lines(run *r, int epoch, int64_t *written, int64_t upto) {
  * before its step lines are written), and waited for at the end of the epoch. */
 #define READ_S 0.25
 #define READ_STEPS 256
-static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss, double *acc,
-                              double *secs) {
+static cnn_status train_epoch(run *r, int epoch, int first, cli_progress *pg, double *loss,
+                              double *acc, double *secs, int *stopped) {
   const train_opts *o = r->o;
-  if (!r->bound) CNN_TRY(cnn_loader_start_epoch(r->loader, epoch, 0));
+  if (!r->bound) CNN_TRY(cnn_loader_start_epoch(r->loader, epoch, first));
   CNN_TRY(cnn_net_train_metrics_reset(r->net));
-  int steps = cnn_loader_batches_per_epoch(r->loader), k = 0;
+  int steps = cnn_loader_batches_per_epoch(r->loader), k = first;
   double t0 = now(), last_read = t0;
   cnn_train_metrics m;
   CNN_TRY(cnn_net_train_metrics(r->net, 1, &m));
@@ -493,7 +495,9 @@ static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss,
     launched++;
     double t = now();
     int kill = o->kill_at_step > 0 && launched >= o->kill_at_step;
-    int end = k == steps;
+    if (o->interrupt_at_step > 0 && launched == o->interrupt_at_step) raise(SIGINT); /* testing aid */
+    *stopped = cli_interrupted() && k < steps; /* Ctrl-C: stop after this step */
+    int end = k == steps || *stopped;
     if (!end && !kill && t - last_read < READ_S && launched - read_at < READ_STEPS) continue;
     /* wait when the loss ring would wrap, at the end of the epoch, and before a kill */
     st = cnn_net_train_metrics(r->net, end || kill || launched - read_at >= 2 * READ_STEPS, &m);
@@ -516,9 +520,10 @@ static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss,
     }
     t = now() - t0;
     if (m.seen > 0)
-      cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, m.loss_sum / m.seen,
-                        (double)m.correct / m.seen, m.seen / t, t / k * (steps - k));
+      cli_progress_step(pg, now(), epoch + 1, r->tc.epochs, k, steps, m.step, m.loss_sum / m.seen,
+                        (double)m.correct / m.seen, m.seen / t, t / (k - first) * (steps - k));
     if (o->kill_at_step > 0 && m.step >= o->kill_at_step) raise(SIGKILL); /* testing aid */
+    if (*stopped) break;
   }
   cli_progress_end_epoch(pg);
   if (st != CNN_OK) return st;
@@ -530,9 +535,9 @@ static cnn_status train_epoch(run *r, int epoch, cli_progress *pg, double *loss,
 
 int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
                         const cli_meta *meta, const char *device, const int64_t *confusion,
-                        int classes);
+                        int classes, const char *note);
 
-static int finish_report(run *r, const int64_t *confusion) {
+static int finish_report(run *r, const int64_t *confusion, const char *note) {
   char sum[1100];
   snprintf(sum, sizeof sum, "%s/summary.txt", r->dir);
   FILE *f = fopen(sum, "w");
@@ -545,22 +550,55 @@ static int finish_report(run *r, const int64_t *confusion) {
     }
     fclose(f);
   }
-  return cli_report_from_run(r->dir, r->model_name, sum, &r->meta, r->device, confusion,
-                             r->info.classes);
+  int rc = cli_report_from_run(r->dir, r->model_name, sum, &r->meta, r->device, confusion,
+                               r->info.classes, note);
+  if (rc != 0) fprintf(stderr, "cnn train: report: %s\n", cnn_last_error());
+  return rc;
+}
+
+/* Ctrl-C: the state after the last step is in last.safetensors (mid-epoch: the
+ * resumed run starts at the next batch); say how to go on. Exit status 130, as
+ * for a process ended by SIGINT: the run is not finished. */
+static int stop_interrupted(run *r, const cli_eval *ev) {
+  int64_t step = cnn_net_step_count(r->net);
+  char note[256], msg[2400];
+  snprintf(note, sizeof note, "stopped by Ctrl-C at step %lld of %lld (epoch %d of %d)",
+           (long long)step, (long long)r->meta.total_steps, r->meta.epoch + (step > 0 &&
+           step % cnn_loader_batches_per_epoch(r->loader) ? 1 : 0), r->tc.epochs);
+  if (save(r, "last.safetensors") != CNN_OK) return cli_fail("writing a checkpoint");
+  int bad = finish_report(r, ev->confusion, note);
+  char extra[64] = "";
+  if (r->o->patience) snprintf(extra, sizeof extra, " --patience %d", r->o->patience);
+  snprintf(msg, sizeof msg, "cnn train: %s; saved %s/last.safetensors", note, r->dir);
+  cli_term_print(stderr, msg);
+  snprintf(msg, sizeof msg, "cnn train: to continue: cnn train --resume %s/last.safetensors%s",
+           r->dir, extra);
+  cli_term_print(stderr, msg);
+  if (!bad) {
+    snprintf(msg, sizeof msg, "report: %s/report.html", r->dir);
+    cli_term_print(stderr, msg);
+  }
+  return 130;
 }
 
 static int train_loop(run *r) {
   cli_progress pg;
   cli_progress_init(&pg, r->o->quiet);
   if (!r->o->quiet) print_hyper(r);
-  char mpath[1100];
+  char mpath[1100], line[2400], note[256] = "";
   snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", r->dir);
   if (r->o->resume) trim_metrics(mpath, cnn_net_step_count(r->net));
   else remove(mpath);
+  int steps = cnn_loader_batches_per_epoch(r->loader);
+  /* a checkpoint written mid-epoch (Ctrl-C) goes on at the epoch's next batch */
+  int64_t s0 = cnn_net_step_count(r->net), first = s0 - (int64_t)r->meta.epoch * steps;
+  if (first <= 0 || first >= steps) first = 0;
+  cli_progress_start_run(&pg, now(), s0, r->meta.total_steps);
   cli_eval ev = {0};
-  for (int e = r->meta.epoch; e < r->tc.epochs; e++) {
+  for (int e = r->meta.epoch; e < r->tc.epochs; e++, first = 0) {
     double loss, acc, secs;
-    cnn_status st = train_epoch(r, e, &pg, &loss, &acc, &secs);
+    int stopped = 0;
+    cnn_status st = train_epoch(r, e, (int)first, &pg, &loss, &acc, &secs, &stopped);
     if (st != CNN_OK) {
       fprintf(stderr, "cnn train: %s\n", cnn_last_error());
       if (r->meta.epoch > 0)
@@ -570,6 +608,11 @@ static int train_loop(run *r) {
         fprintf(stderr, "cnn train: stopped in the first epoch; no checkpoint was written\n");
       free(ev.confusion);
       return 1;
+    }
+    if (stopped) {
+      int rc = stop_interrupted(r, &ev);
+      free(ev.confusion);
+      return rc;
     }
     free(ev.confusion);
     st = cli_evaluate(r->net, &r->test, r->batch, r->meta.mean, r->meta.std, &ev);
@@ -583,27 +626,51 @@ static int train_loop(run *r) {
     }
     if ((best && save(r, "best.safetensors") != CNN_OK) || save(r, "last.safetensors") != CNN_OK)
       return cli_fail("writing a checkpoint");
-    int steps = cnn_loader_batches_per_epoch(r->loader);
+    double ips = secs > 0 ? (double)r->train.n * (steps - first) / steps / secs : 0;
     metrics_line(r,
                  "{\"type\":\"epoch\",\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6g,"
-                 "\"train_acc\":%.6g,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"test_loss\":%.6g,"
-                 "\"test_acc\":%.6g,\"lr\":%.6g,\"seconds\":%.3f,\"images_per_s\":%.1f}",
+                 "\"train_acc\":%.6g,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"lr\":%.6g,"
+                 "\"seconds\":%.3f,\"images_per_s\":%.1f}",
                  e + 1, (long long)cnn_net_step_count(r->net), loss, acc, r->eval_name, ev.loss,
-                 r->eval_name, ev.acc, ev.loss, ev.acc, cnn_net_current_lr(r->net), secs,
-                 secs > 0 ? (double)r->train.n / secs : 0);
-    if (!r->o->quiet)
-      printf("epoch %d/%d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f | %.1f s, %.0f img/s, "
-             "%d steps\n", e + 1, r->tc.epochs, loss, acc, r->eval_name, ev.loss, ev.acc, secs,
-             secs > 0 ? r->train.n / secs : 0, steps);
+                 r->eval_name, ev.acc, cnn_net_current_lr(r->net), secs, ips);
+    if (!r->o->quiet) {
+      snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f "
+               "| %.1f s, %.0f img/s, %d steps", e + 1, r->tc.epochs, loss, acc, r->eval_name,
+               ev.loss, ev.acc, secs, ips, steps - (int)first);
+      cli_term_print(stdout, line);
+    }
     fflush(stdout);
+    if (cli_interrupted() && e + 1 < r->tc.epochs) { /* Ctrl-C during the evaluation */
+      int rc = stop_interrupted(r, &ev);
+      free(ev.confusion);
+      return rc;
+    }
+    int stale = e + 1 - r->meta.best_epoch;
+    if (r->o->patience && stale >= r->o->patience && e + 1 < r->tc.epochs) {
+      snprintf(note, sizeof note, "stopped early after epoch %d of %d: no better %s accuracy "
+               "for %d epoch%s (--patience %d)", e + 1, r->tc.epochs, r->eval_name, stale,
+               stale == 1 ? "" : "s", r->o->patience);
+      if (!r->o->quiet) {
+        snprintf(line, sizeof line, "cnn train: %s; best.safetensors holds epoch %d", note,
+                 r->meta.best_epoch);
+        cli_term_print(stderr, line);
+      }
+      break;
+    }
   }
   if (!ev.confusion) { /* resumed after the last epoch: evaluate once for the report */
     if (cli_evaluate(r->net, &r->test, r->batch, r->meta.mean, r->meta.std, &ev) != CNN_OK)
       return cli_fail("evaluating");
   }
-  if (finish_report(r, ev.confusion) != 0) fprintf(stderr, "cnn train: report: %s\n", cnn_last_error());
-  printf("final %s accuracy: %.4f (best %.4f at epoch %d); run folder %s\n", r->eval_name, ev.acc,
-         r->meta.best_acc, r->meta.best_epoch, r->dir);
+  int bad = finish_report(r, ev.confusion, note[0] ? note : NULL);
+  char tail[1200];
+  if (bad) snprintf(tail, sizeof tail, "run folder %s", r->dir);
+  else snprintf(tail, sizeof tail, "report %s/report.html", r->dir);
+  char early[64] = "";
+  if (note[0]) snprintf(early, sizeof early, ", stopped early after epoch %d", r->meta.epoch);
+  snprintf(line, sizeof line, "final %s accuracy: %.4f (best %.4f at epoch %d%s); %s",
+           r->eval_name, ev.acc, r->meta.best_acc, r->meta.best_epoch, early, tail);
+  cli_term_print(stdout, line);
   free(ev.confusion);
   return 0;
 }
@@ -617,7 +684,14 @@ int cli_train_run(const train_opts *o) {
   run r;
   memset(&r, 0, sizeof r);
   r.o = o;
-  int rc = setup(&r) == CNN_OK ? train_loop(&r) : cli_fail(NULL);
+  int rc = 1;
+  if (setup(&r) == CNN_OK) {
+    cli_interrupt_install(); /* Ctrl-C from here on: stop after the current step */
+    rc = train_loop(&r);
+    cli_interrupt_restore();
+  } else {
+    rc = cli_fail(NULL);
+  }
   cnn_loader_destroy(r.loader);
   cnn_net_destroy(r.net);
   cnn_backend_destroy(r.b);
