@@ -27,8 +27,6 @@ typedef enum cnn_status {
 /* The message of the last failed call on this thread ("" if none). */
 const char *cnn_last_error(void);
 const char *cnn_status_name(cnn_status s);
-/* The library's version, "MAJOR.MINOR.PATCH" (the project version it was built as). */
-const char *cnn_version(void);
 
 /* ---- version and installed models --------------------------------------- */
 /* This libcnn's version, "MAJOR.MINOR.PATCH" (the CMake package's and cnn.pc's). */
