@@ -269,6 +269,7 @@ typedef struct cnn_param_desc {
   int64_t shape[4];
   size_t count;
   int trainable;      /* 0 for running statistics */
+  int frozen;         /* 1: in a frozen section (cnn_net_set_frozen) */
 } cnn_param_desc;
 int cnn_net_num_tensors(const cnn_net *net);
 cnn_status cnn_net_tensor_desc(const cnn_net *net, int i, cnn_param_desc *d);
@@ -281,9 +282,61 @@ cnn_status cnn_net_opt_state_set(cnn_net *net, int slot, const float *src, size_
 int cnn_net_opt_slots(const cnn_net *net);
 
 /* Save / load every named tensor as safetensors (f32, row-major as stored,
- * KRSC conv weights). Writes go to a temp file then rename. */
+ * KRSC conv weights). Writes go to a temp file then rename. A net built for
+ * training also saves its optimizer state ("optimizer.<slot>.<name>"), which
+ * cnn_net_load restores when the file holds it (a file without it loads too: the
+ * optimizer state is then left as it was). */
 cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metadata_json);
 cnn_status cnn_net_load(cnn_net *net, const char *path);
+/* cnn_net_save with flags: CNN_SAVE_NO_OPTIMIZER leaves the optimizer state out
+ * (a file for inference or fine-tuning, about a third or half the size) */
+#define CNN_SAVE_NO_OPTIMIZER 1u
+cnn_status cnn_net_save_flags(const cnn_net *net, const char *path, const char *metadata_json,
+                              unsigned flags);
+
+/* Starting from another model's weights (fine-tuning): every tensor of the net
+ * whose name and shape match one in the safetensors file at `path` is copied from
+ * it; the others keep their values (the initialisation from the seed). Optimizer
+ * state and the step count are not read. The file's tensors are checked (F32,
+ * finite) before anything changes; a file with no matching tensor is refused.
+ * rep (may be NULL) says what happened to each tensor: free it with
+ * cnn_load_report_free. */
+typedef enum cnn_load_what {
+  CNN_LOAD_LOADED = 0, /* the net's tensor, copied from the file */
+  CNN_LOAD_NEW,        /* the net's tensor, not in the file: kept (newly initialised) */
+  CNN_LOAD_SHAPE,      /* in both, another shape or dtype in the file: the net's kept */
+  CNN_LOAD_UNUSED      /* the file's tensor, which the net has no tensor for */
+} cnn_load_what;
+typedef struct cnn_load_item {
+  char name[128];
+  cnn_load_what what;
+  char detail[192];    /* shapes: "[10,1024]" (LOADED, NEW, UNUSED), or
+                          "F32 [10,1024] in the file, [5,1024] in the model" (SHAPE) */
+} cnn_load_item;
+typedef struct cnn_load_report {
+  int n_items;         /* the net's tensors in order, then the file's unused ones */
+  cnn_load_item *items;
+  int loaded, fresh, shape, unused; /* counts of each kind */
+  size_t loaded_values;             /* floats copied */
+} cnn_load_report;
+cnn_status cnn_net_load_matching(cnn_net *net, const char *path, cnn_load_report *rep);
+void cnn_load_report_free(cnn_load_report *rep);
+
+/* Freezing for fine-tuning: the first n_sections cfg sections (after [net]; 0:
+ * none) run forward only. Their parameters, batch-norm running statistics and
+ * optimizer state stay bit-identical through training: the optimizer skips them
+ * (no update, no weight decay, no momentum), their batch norm normalises with its
+ * running statistics as in inference (Keras' trainable = False, detectron2's
+ * FrozenBatchNorm) and updates none, and backward stops before them (no gradient
+ * is computed for them or anything earlier). Dropout in them still drops. At
+ * least one trainable parameter must remain. Takes effect for the next step
+ * (built or not); cnn_net_frozen returns the count. */
+cnn_status cnn_net_set_frozen(cnn_net *net, int n_sections);
+int cnn_net_frozen(const cnn_net *net);
+/* The cfg section (0-based, after [net]) of the layer ("conv2", "conv2.bn") or
+ * tensor ("conv2.weight") named `name`; freezing "up to and including conv2" is
+ * cnn_net_set_frozen(net, section + 1). */
+cnn_status cnn_net_find_section(const cnn_net *net, const char *name, int *section);
 
 const char *cnn_net_cfg_text(const cnn_net *net);
 

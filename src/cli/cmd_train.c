@@ -42,6 +42,20 @@ static void help(FILE *f) {
       "                      random initialisation (as cnn import reads them); the model\n"
       "                      then takes pixels in [0, 1] unless [train] sets mean/std, and\n"
       "                      its batch norm uses Darknet's epsilon (bn_eps 1e-12)\n"
+      "  --init CKPT         fine-tune: start from the tensors of CKPT (a checkpoint of any\n"
+      "                      model) that match MODEL.cfg by name and shape; the others (e.g.\n"
+      "                      a new classifier head) are initialised from the seed, and what\n"
+      "                      was loaded, skipped and new is printed and kept in the metadata;\n"
+      "                      CKPT's mean/std normalise the data unless [train] sets them\n"
+      "  --freeze N|LAYER    train only after the first N cfg sections, or after the section\n"
+      "                      of LAYER (e.g. conv3, as cnn summary names it; that section is\n"
+      "                      frozen too): frozen weights, batch-norm statistics and optimizer\n"
+      "                      state stay bit-identical (batch norm runs on its running\n"
+      "                      statistics there) and no gradient is computed for them;\n"
+      "                      --resume keeps the checkpoint's freeze (a flag overrides it)\n"
+      "  --best-with-optimizer  keep the optimizer state in best.safetensors too (by default\n"
+      "                      only last.safetensors holds it: best is for eval, predict,\n"
+      "                      export and --init)\n"
       "  --quiet             print only the final accuracy\n\n"
       "Writes DIR/last.safetensors every epoch, DIR/best.safetensors for the best accuracy,\n"
       "DIR/metrics.jsonl, and DIR/report.html at the end. On the CPU, runs are deterministic\n"
@@ -101,6 +115,8 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     STR("--out", out)
     STR("--resume", resume)
     STR("--weights", weights)
+    STR("--init", init)
+    STR("--freeze", freeze)
     STR("--optimizer", optimizer)
     STR("--schedule", schedule)
     INT("--epochs", epochs, 1, 1 << 20)
@@ -127,6 +143,8 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     } else if (!strcmp(a, "--interrupt-at-step")) { /* testing aid: a Ctrl-C at this step */
       if (!need(argc, argv, &i, &v) || !cli_int(a, v, 1, 0x7fffffff, &iv)) return 2;
       o->interrupt_at_step = iv;
+    } else if (!strcmp(a, "--best-with-optimizer")) {
+      o->best_with_optimizer = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       o->quiet = 1;
     } else if (a[0] == '-') {

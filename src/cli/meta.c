@@ -66,6 +66,8 @@ char *cli_meta_json(const cli_meta *m) {
   add_num(o, "flip", m->flip);
   add_num(o, "cutout", m->cutout);
   add_num(o, "val_split", m->val_split);
+  if (m->freeze) add_num(o, "freeze", m->freeze);
+  if (m->init) cJSON_AddStringToObject(o, "init", m->init);
   char rng[96];
   snprintf(rng, sizeof rng, "{\"seed\":%llu,\"epoch\":%d,\"step\":%lld}",
            (unsigned long long)m->seed, m->epoch, (long long)m->step);
@@ -251,7 +253,9 @@ static cnn_status parse(const char *path, const cnn_st_file *f, cli_meta *m) {
   NUM("flip", flip, int, 1, 0, 1)
   NUM("cutout", cutout, int, 1, 0, 1024)
   NUM("val_split", val_split, double, 0, 0, 0.9)
+  NUM("freeze", freeze, int, 1, 0, 1 << 20)
 #undef NUM
+  if ((v = cnn_st_meta(f, "init"))) m->init = strdup(v); /* a note, carried over on resume */
   CNN_TRY(parse_classes(path, cnn_st_meta(f, "classes"), m));
   int nm = (v = cnn_st_meta(f, "mean")) ? floats(v, m->mean, 4) : -1;
   int ns = (v = cnn_st_meta(f, "std")) ? floats(v, m->std, 4) : -1;
@@ -301,6 +305,7 @@ cnn_status cli_meta_read(const char *path, cli_meta *m) {
 void cli_meta_free(cli_meta *m) {
   free(m->cfg);
   free(m->data);
+  free(m->init);
   if (m->class_names)
     for (int i = 0; i < m->classes; i++) free(m->class_names[i]);
   free(m->class_names);

@@ -25,6 +25,8 @@ typedef struct cli_meta {
   double val_split;
   cnn_train_config tc;
   uint64_t seed;             /* RNG state: all randomness is f(seed, epoch, step) */
+  int freeze;                /* cfg sections frozen (cnn train --freeze) */
+  char *init;                /* --init: a JSON object (from, loaded, new, skipped, unused) */
 } cli_meta;
 
 /* read the metadata of a checkpoint; every field is checked against the range

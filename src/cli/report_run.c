@@ -58,6 +58,18 @@ static void add_line(hist *h, const char *line) {
   cJSON_Delete(o);
 }
 
+/* the metadata's "init" (cnn train --init) as "PATH (N tensors)", or "seed" */
+static void init_note(const char *init, char *buf, size_t len) {
+  cJSON *o = init ? cJSON_Parse(init) : NULL;
+  const cJSON *from = cJSON_GetObjectItemCaseSensitive(o, "from");
+  const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "loaded");
+  if (cJSON_IsString(from) && cJSON_IsNumber(n))
+    snprintf(buf, len, "%.40s (%d tensors)", from->valuestring, n->valueint);
+  else
+    snprintf(buf, len, "%s", init ? "?" : "the seed");
+  cJSON_Delete(o);
+}
+
 int cli_report_from_run(const char *dir, const char *title, const char *summary_file,
                         const cli_meta *m, const char *device, const int64_t *confusion,
                         int classes, const char *note) {
@@ -71,11 +83,11 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   static const char *const opt[] = {"sgd", "adam", "adamw"};
   static const char *const sch[] = {"constant", "step", "cosine", "onecycle", "poly"};
   const cnn_train_config *t = &m->tc;
-  char v[16][64];
-  const char *keys[16] = {"optimizer", "learning rate", "schedule", "warm-up steps", "momentum",
+  char v[18][64];
+  const char *keys[18] = {"optimizer", "learning rate", "schedule", "warm-up steps", "momentum",
                           "nesterov", "weight decay", "label smoothing", "batch", "epochs",
                           "seed", "augmentation", "normalisation mean", "normalisation std",
-                          "steps", "data"};
+                          "steps", "data", "initialised from", "frozen sections"};
   /* the metadata was validated when read; still, nothing here indexes past a table */
   if ((unsigned)t->optimizer < 3) snprintf(v[0], 64, "%s", opt[t->optimizer]);
   else snprintf(v[0], 64, "%d", (int)t->optimizer);
@@ -101,8 +113,10 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   }
   snprintf(v[14], 64, "%lld", (long long)m->total_steps);
   snprintf(v[15], 64, "%.63s", m->data ? m->data : "");
-  const char *vals[16];
-  for (int i = 0; i < 16; i++) vals[i] = v[i];
+  init_note(m->init, v[16], 64);
+  snprintf(v[17], 64, "%d", m->freeze);
+  const char *vals[18];
+  for (int i = 0; i < 18; i++) vals[i] = v[i];
   double total = 0;
   for (int i = 0; i < h.n_ep; i++)
     if (isfinite(h.ep[i].seconds)) total += h.ep[i].seconds;
@@ -113,7 +127,7 @@ int cli_report_from_run(const char *dir, const char *title, const char *summary_
   r.data_spec = m->data;
   r.device = device;
   r.precision = "fp32";
-  r.n_hyper = 16;
+  r.n_hyper = 18;
   r.hyper_keys = keys;
   r.hyper_values = vals;
   r.summary_text = summary;

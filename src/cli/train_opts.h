@@ -9,6 +9,9 @@ typedef struct train_opts {
   const char *device_data;     /* auto | on | off: the training set in device memory */
   const char *cuda_graph;      /* on | off */
   const char *weights;         /* --weights: Darknet .weights to start from */
+  const char *init;            /* --init: a checkpoint whose matching tensors to start from */
+  const char *freeze;          /* --freeze N|LAYER (train_init.h) */
+  int best_with_optimizer;     /* --best-with-optimizer: best.safetensors keeps it */
   int epochs, batch, quiet, threads, warmup, nesterov;
   double lr, momentum, wd, smoothing, val_split;
   int crop, flip, cutout;      /* -1: from the cfg */

@@ -18,6 +18,7 @@
 #include "cli/evaluate.h"
 #include "cli/meta.h"
 #include "cli/progress.h"
+#include "cli/train_init.h"
 #include "cli/train_opts.h"
 #include "cnn/cnn.h"
 #include "cnn/data.h"
@@ -248,7 +249,9 @@ static cnn_status save(run *r, const char *name) {
   r->meta.tc = r->tc;
   r->meta.seed = r->tc.seed;
   char *json = cli_meta_json(&r->meta);
-  cnn_status st = cnn_net_save(r->net, path, json);
+  /* best.safetensors is for eval, predict, export and --init: no optimizer state */
+  int light = !strcmp(name, "best.safetensors") && !r->o->best_with_optimizer;
+  cnn_status st = cnn_net_save_flags(r->net, path, json, light ? CNN_SAVE_NO_OPTIMIZER : 0);
   free(json);
   return st;
 }
@@ -333,6 +336,10 @@ static cnn_status setup(run *r) {
   if (o->resume && o->weights)
     return cnn_error(CNN_ERR_ARG, "--weights starts a run from Darknet weights; --resume "
                      "continues a run from its checkpoint: give one of them");
+  if (o->init && (o->resume || o->weights))
+    return cnn_error(CNN_ERR_ARG, "--init starts a new run from a checkpoint's matching tensors; "
+                     "%s: give one of them", o->resume ? "--resume continues a run" :
+                     "--weights starts from Darknet weights");
   if (o->resume) {
     CNN_TRY(cli_meta_read(o->resume, &r->meta));
     /* a cfg given with --resume must match the checkpoint: loading checks every tensor */
@@ -354,6 +361,8 @@ static cnn_status setup(run *r) {
   CNN_TRY(cnn_net_from_cfg_text(r->cfg_text, r->model_name, &r->net));
   CNN_TRY(cnn_net_info_get(r->net, &r->info));
   if (o->resume) CNN_TRY(cli_meta_check_model(o->resume, &r->meta, &r->info));
+  if (o->freeze) CNN_TRY(cli_freeze_sections(r->net, o->freeze, &r->meta.freeze));
+  CNN_TRY(cnn_net_set_frozen(r->net, r->meta.freeze)); /* --resume: the checkpoint's */
   if (o->resume) r->tc = r->meta.tc;
   else CNN_TRY(cnn_net_train_config(r->net, &r->tc));
   if (!o->resume) CNN_TRY(cfg_data_keys(r));
@@ -368,6 +377,7 @@ static cnn_status setup(run *r) {
     r->meta.channels = r->info.channels;
     for (int c = 0; c < 4; c++) r->meta.mean[c] = 0, r->meta.std[c] = 1;
   }
+  if (o->init && !r->meta.channels) cli_init_norm(o->init, r->info.channels, &r->meta, o->quiet ? NULL : stderr);
   if (!r->meta.channels) { /* normalisation from the training set */
     r->meta.channels = r->info.channels;
     CNN_TRY(cnn_dataset_mean_std(&r->train, r->meta.mean, r->meta.std));
@@ -387,6 +397,11 @@ static cnn_status setup(run *r) {
       fprintf(stderr, "cnn train: starting from %s (Darknet %d.%d.%d, %llu images seen)\n",
               o->weights, dn.major, dn.minor, dn.revision, (unsigned long long)dn.seen);
   }
+  if (o->init) {
+    free(r->meta.init);
+    CNN_TRY(cli_init_from(r->net, o->init, o->quiet ? NULL : stderr, &r->meta.init));
+  }
+  if (!o->quiet) cli_freeze_print(r->net, stderr);
   cnn_loader_config lc = {0};
   lc.data = &r->train;
   lc.batch = r->batch;

@@ -1,6 +1,6 @@
 /* Saving and loading a net's tensors as safetensors: every parameter and
  * running statistic under its name, optimizer state as "optimizer.<slot>.<name>"
- * when the net is built for training, and metadata (the cfg text, the step, a
+ * when the net is built for training (unless CNN_SAVE_NO_OPTIMIZER), and metadata (the cfg text, the step, a
  * checksum of the tensor data, and whatever string pairs the caller adds). */
 #include <errno.h>
 #include <math.h>
@@ -30,8 +30,8 @@ static void saver_free(saver *s) {
   free(s->names);
 }
 
-static cnn_status collect_items(const cnn_net *net, saver *s) {
-  int slots = cnn_net_opt_slots(net), nt = net->n_tensors, cap = nt * (1 + slots);
+static cnn_status collect_items(const cnn_net *net, int slots, saver *s) {
+  int nt = net->n_tensors, cap = nt * (1 + slots);
   s->items = calloc((size_t)cap + 1, sizeof *s->items);
   s->bufs = calloc((size_t)cap + 1, sizeof *s->bufs);
   s->shapes = calloc((size_t)cap + 1, sizeof *s->shapes);
@@ -73,7 +73,14 @@ static cnn_status collect_items(const cnn_net *net, saver *s) {
 static const char *const reserved_keys[] = {"format", "cfg", "step", CNN_ST_CHECKSUM_KEY};
 
 cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metadata_json) {
+  return cnn_net_save_flags(net, path, metadata_json, 0);
+}
+
+cnn_status cnn_net_save_flags(const cnn_net *net, const char *path, const char *metadata_json,
+                              unsigned flags) {
   if (!net || !path) return cnn_error(CNN_ERR_ARG, "cnn_net_save: NULL argument");
+  if (flags & ~CNN_SAVE_NO_OPTIMIZER)
+    return cnn_error(CNN_ERR_ARG, "cnn_net_save_flags: unknown flags 0x%x", flags);
   int64_t at_step = net->step;
   if (net->built) { /* the device's counter: steps may still be in flight, some refused */
     cnn_step_state s;
@@ -98,7 +105,8 @@ cnn_status cnn_net_save(const cnn_net *net, const char *path, const char *metada
   int k = 0;
   cnn_status st = keys && vals ? CNN_OK : cnn_error(CNN_ERR_NOMEM, "out of memory");
   saver s = {0};
-  if (st == CNN_OK) st = collect_items(net, &s);
+  if (st == CNN_OK)
+    st = collect_items(net, flags & CNN_SAVE_NO_OPTIMIZER ? 0 : cnn_net_opt_slots(net), &s);
   if (st == CNN_OK) {
     cnn_st_checksum(s.items, s.n, sum);
     keys[k] = "format", vals[k++] = "cnn-1";

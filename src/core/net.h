@@ -36,6 +36,7 @@ typedef struct cnn_tensor_entry {
   int trainable;  /* 1: lives in the params buffer (and has a gradient); 0: state */
   int decay;      /* weight decay applies (conv and dense weights only) */
   size_t offset;  /* element offset in the params or state flat buffer */
+  int frozen;     /* its layer is frozen (cnn_net_set_frozen): the optimizer skips it */
   cnn_init_kind init;
   int fan_in, fan_out;
 } cnn_tensor_entry;
@@ -96,6 +97,8 @@ struct cnn_layer {
   int param[CNN_MAX_PARAMS];        /* tensor indices: weight, bias / gamma, beta, mean, var */
   double flops;                     /* forward FLOPs per image */
   int last_consumer;                /* the last layer reading this one's output, -1: none */
+  int no_grad;                      /* backward skips it: frozen, or (with a frozen prefix)
+                                       nothing in or before it trains (freeze.c) */
 
   /* hyper-parameters (the kinds use what they need) */
   int filters, kh, kw, stride_h, stride_w, pad_h, pad_w, dil, groups, bias;
@@ -144,6 +147,7 @@ struct cnn_net {
   int n_tensors, cap_tensors;
   cnn_tensor_entry *tensors;
   size_t n_params, n_params_decay, n_state; /* decayed params come first in the buffer */
+  int frozen_sections;              /* the first this many cfg sections are frozen (freeze.c) */
 
   float *host_params, *host_state;  /* canonical copy while not built */
   int params_initialised;
@@ -205,6 +209,17 @@ static inline const float *cnn_layer_x(const cnn_net *net, const cnn_layer *l, i
 }
 static inline float *cnn_layer_dx(const cnn_net *net, const cnn_layer *l, int i) {
   return l->in[i] < 0 ? NULL : net->layers[l->in[i]].dy;
+}
+/* frozen (cnn_net_set_frozen): forward only, batch norm on its running statistics,
+ * no gradient, no update, no statistics commit */
+static inline int cnn_layer_frozen(const cnn_net *net, const cnn_layer *l) {
+  return l->section < net->frozen_sections;
+}
+/* the gradient of input i where backward must compute it: NULL for the net input
+ * and for a producer that backward skips (no_grad: nothing in or before it trains);
+ * layers whose input gradient costs a product use this */
+static inline float *cnn_layer_dx_needed(const cnn_net *net, const cnn_layer *l, int i) {
+  return l->in[i] < 0 || net->layers[l->in[i]].no_grad ? NULL : net->layers[l->in[i]].dy;
 }
 static inline float *cnn_param_ptr(const cnn_net *net, const cnn_layer *l, int j) {
   const cnn_tensor_entry *t = &net->tensors[l->param[j]];

@@ -1,6 +1,6 @@
 /* Learning-rate schedules and the optimizer nodes of a training program: one node
  * for the weight-decayed range of the flat buffers (conv/dense weights) and one
- * for the rest. The rate itself is computed by the step_begin node from the step
+ * for the rest (split where frozen tensors lie in them). The rate itself is computed by the step_begin node from the step
  * state (src/core/schedule.h), so it is never a frozen kernel argument. */
 #include <math.h>
 
@@ -35,29 +35,42 @@ float cnn_net_current_lr(const cnn_net *net) {
   return net ? cnn_schedule_lr(&net->tc, net->step, net->total_steps) : 0.0f;
 }
 
-cnn_status cnn_optim_emit(cnn_program *p, cnn_net *net) {
+static cnn_status emit_range(cnn_program *p, cnn_net *net, size_t off, size_t n, float wd) {
   const cnn_train_config *tc = &net->tc;
-  size_t nd = net->n_params_decay, rest = net->n_params - nd;
-  float *pp = net->params, *g = net->grads;
   int adam = tc->optimizer != CNN_OPT_SGD;
-  cnn_node_op op = adam ? CNN_NODE_ADAM : CNN_NODE_SGD;
+  cnn_node node = {.op = adam ? CNN_NODE_ADAM : CNN_NODE_SGD, .layer = -1};
+  node.u.opt.n = n;
+  node.u.opt.p = net->params + off;
+  node.u.opt.g = net->grads + off;
+  node.u.opt.m = adam ? net->opt[0] + off : NULL;
+  node.u.opt.v = adam ? net->opt[1] + off : net->opt[0] + off;
+  node.u.opt.momentum = tc->momentum;
+  node.u.opt.nesterov = tc->nesterov;
+  node.u.opt.wd = wd;
+  node.u.opt.b1 = tc->beta1;
+  node.u.opt.b2 = tc->beta2;
+  node.u.opt.eps = tc->eps;
+  node.u.opt.decoupled = tc->optimizer == CNN_OPT_ADAMW;
+  return cnn_program_emit(p, &node);
+}
+
+/* One node per contiguous run of trainable tensors that are not frozen, in each
+ * of the two ranges (decayed, not decayed): without frozen layers that is one node
+ * per range; frozen tensors are never touched (no update, no decay, no momentum). */
+cnn_status cnn_optim_emit(cnn_program *p, cnn_net *net) {
   for (int part = 0; part < 2; part++) {
-    size_t off = part ? nd : 0, n = part ? rest : nd;
-    if (!n) continue;
-    cnn_node node = {.op = op, .layer = -1};
-    node.u.opt.n = n;
-    node.u.opt.p = pp + off;
-    node.u.opt.g = g + off;
-    node.u.opt.m = adam ? net->opt[0] + off : NULL;
-    node.u.opt.v = adam ? net->opt[1] + off : net->opt[0] + off;
-    node.u.opt.momentum = tc->momentum;
-    node.u.opt.nesterov = tc->nesterov;
-    node.u.opt.wd = part ? 0.0f : tc->weight_decay;
-    node.u.opt.b1 = tc->beta1;
-    node.u.opt.b2 = tc->beta2;
-    node.u.opt.eps = tc->eps;
-    node.u.opt.decoupled = tc->optimizer == CNN_OPT_ADAMW;
-    CNN_TRY(cnn_program_emit(p, &node));
+    size_t begin = 0, end = 0; /* the open run [begin, end) */
+    for (int i = 0; i <= net->n_tensors; i++) {
+      const cnn_tensor_entry *t = i < net->n_tensors ? &net->tensors[i] : NULL;
+      if (t && (!t->trainable || t->decay != (part == 0))) continue;
+      if (t && !t->frozen && t->offset == end && end > begin) { /* extends the run */
+        end += t->count;
+        continue;
+      }
+      if (end > begin) CNN_TRY(emit_range(p, net, begin, end - begin, part ? 0.0f : net->tc.weight_decay));
+      begin = end = 0;
+      if (t && !t->frozen) begin = t->offset, end = t->offset + t->count;
+    }
   }
   return CNN_OK;
 }

@@ -304,7 +304,9 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kin
   if (kind == CNN_PK_TRAIN || kind == CNN_PK_GRAD) {
     for (int j = L - 1; j >= 0; j--) {
       cnn_layer *l = &net->layers[j];
-      if (l->absorbed_by >= 0) continue;
+      /* frozen layers, and those before the first that trains: no gradient is
+       * needed in or before them (freezing is a prefix of the sections) */
+      if (l->absorbed_by >= 0 || l->no_grad) continue;
       if (!(has_loss && j == L - 1)) CNN_TRY(emit_fills(p, net, j, n));
       int t = tail_of(net, j);
       if (l->dy && net->layers[t].last_consumer < 0 && t != L - 1) /* nothing reads it */
@@ -320,7 +322,8 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kin
     CNN_TRY(cnn_optim_emit(p, net));
     for (int i = 0; i < L; i++) {
       cnn_layer *l = &net->layers[i];
-      if (l->absorbed_by < 0 && l->kind->emit_commit) CNN_TRY(l->kind->emit_commit(p, net, l, n));
+      if (l->absorbed_by < 0 && l->kind->emit_commit && !cnn_layer_frozen(net, l))
+        CNN_TRY(l->kind->emit_commit(p, net, l, n));
     }
   }
   return emit_own(p, (cnn_node){.op = CNN_NODE_STEP_END, .u.step = {.train = kind == CNN_PK_TRAIN}});

@@ -21,6 +21,7 @@ cnn_status cnn_net_tensor_desc(const cnn_net *net, int i, cnn_param_desc *d) {
   for (int k = 0; k < 4; k++) d->shape[k] = k < t->ndim ? t->shape[k] : 0;
   d->count = t->count;
   d->trainable = t->trainable;
+  d->frozen = t->frozen;
   return CNN_OK;
 }
 

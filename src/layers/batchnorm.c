@@ -1,5 +1,6 @@
 /* Batch norm over channels: batch statistics in training (running statistics
- * committed after the optimizer), running statistics in inference. An activation
+ * committed after the optimizer), running statistics in inference and in frozen
+ * layers (cnn_net_set_frozen). An activation
  * right after it runs inside its nodes (fused_act). aux: save_mean[c],
  * save_invstd[c], a scratch dx when the layer reads the net input (which has no
  * gradient), save_var[c]. */
@@ -26,7 +27,9 @@ static void bn_aux(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]) {
 static cnn_status bn_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   const float *x = cnn_layer_x(net, l, 0);
-  if (train) /* running statistics are committed at the end of the step (bn_commit) */
+  /* training: running statistics are committed at the end of the step (bn_commit);
+   * a frozen layer runs on its running statistics, as in inference, and commits none */
+  if (train && !cnn_layer_frozen(net, l))
     return CNN_EMIT(p, net, l, CNN_NODE_BN_FWD_TRAIN, bn, .rows = rows, .c = l->out.c, .x = x,
                     .gamma = cnn_param_ptr(net, l, 0), .beta = cnn_param_ptr(net, l, 1),
                     .eps = net->tc.bn_eps, .act = l->fused_act, .alpha = l->fused_alpha,

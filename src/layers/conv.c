@@ -94,7 +94,7 @@ static cnn_status conv_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n
 
 static cnn_status conv_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   cnn_conv_desc d = cnn_layer_conv_desc(l, n);
-  float *dx = cnn_layer_dx(net, l, 0);
+  float *dx = cnn_layer_dx_needed(net, l, 0);
   if (dx)
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_CONV_BWD_DATA, conv, .d = d, .dy = l->dy,
                      .w = cnn_param_ptr(net, l, 0), .dx = dx));

@@ -41,7 +41,7 @@ static cnn_status dense_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int
   if (l->bias)
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_BIAS_GRAD, bias, .rows = (size_t)n, .cols = (size_t)o,
                      .in = l->dy, .out = cnn_grad_ptr(net, l, 1)));
-  float *dx = cnn_layer_dx(net, l, 0);
+  float *dx = cnn_layer_dx_needed(net, l, 0);
   /* dx[n, I] += dy[n, O] W[O, I] */
   if (dx)
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 0, .tb = 0, .m = n, .n = in, .k = o,
