@@ -590,6 +590,25 @@ static cnn_status op_global(ox_ctx *x, node_t *n, int is_max, int keep) {
   return def_out(x, n, si, keep ? 4 : 2, dims, &vo);
 }
 
+/* the optional axes of n: an attribute before opset `since`, input 1 from it (a
+ * constant of at most `max` values; the attribute up to 8); *na = 0 when absent */
+static cnn_status get_axes(ox_ctx *x, node_t *n, int64_t since, int max, int64_t *axes, int *na) {
+  *na = 0;
+  if (x->opset < since) {
+    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
+    return ox_get_ints(x, n, "axes", -1, axes, na);
+  }
+  if (ox_attr(n, "axes"))
+    return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset %lld", (long long)since);
+  if (ox_in_idx(x, n, 1) < 0) return CNN_OK;
+  int ai;
+  CNN_TRY(const_in(x, n, 1, 0, &ai));
+  if (x->v[ai].count > (size_t)max) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
+  *na = (int)x->v[ai].count;
+  for (int k = 0; k < *na; k++) axes[k] = x->v[ai].i[k];
+  return CNN_OK;
+}
+
 static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
   KNOWN("axes", "keepdims", "noop_with_empty_axes");
   CNN_TRY(ox_need_inputs(x, n, 1, 2));
@@ -597,19 +616,7 @@ static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
   int na = 0;
   CNN_TRY(ox_get_int(x, n, "keepdims", 1, &keep));
   CNN_TRY(ox_get_int(x, n, "noop_with_empty_axes", 0, &noop));
-  if (x->opset >= 18) {
-    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 18");
-    if (ox_in_idx(x, n, 1) >= 0) {
-      int ai;
-      CNN_TRY(const_in(x, n, 1, 0, &ai));
-      if (x->v[ai].count > 8) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
-      na = (int)x->v[ai].count;
-      for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
-    }
-  } else {
-    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
-  }
+  CNN_TRY(get_axes(x, n, 18, 8, axes, &na));
   unsigned mask = 0;
   for (int k = 0; k < na; k++) {
     int64_t a = axes[k] < 0 ? axes[k] + 4 : axes[k];
@@ -742,19 +749,7 @@ static cnn_status op_squeeze(ox_ctx *x, node_t *n, int un) {
   CNN_TRY(act_in(x, n, 0, &xi));
   int64_t axes[8];
   int na = 0;
-  if (x->opset >= 13) {
-    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 13");
-    if (ox_in_idx(x, n, 1) >= 0) {
-      int ai;
-      CNN_TRY(const_in(x, n, 1, 0, &ai));
-      if (x->v[ai].count > 4) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
-      na = (int)x->v[ai].count;
-      for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
-    }
-  } else {
-    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
-  }
+  CNN_TRY(get_axes(x, n, 13, 4, axes, &na));
   const ox_value *X = &x->v[xi];
   int orank = un ? X->rank + na : X->rank - na;
   if (un && !na) return ox_error(x, CNN_ERR_PARSE, "axes are required");
