@@ -368,23 +368,32 @@ static cnn_status op_conv(ox_ctx *x, node_t *n) {
   ox_sec *s = &x->s[si];
   s->filters = (int)K, s->kh = (int)R, s->kw = (int)S, s->sh = (int)st[0], s->sw = (int)st[1];
   s->dil = (int)dil[0], s->groups = (int)group;
-  if (pads[0] == pads[2] && pads[1] == pads[3]) {
+  /* zero padding adds nothing to a conv: pads [b, e] on an axis are cnn's symmetric b
+   * when that gives the same output size (the windows start at the same places; end
+   * padding beyond what the last window reads is never read, and what it reads is
+   * zeros either way) -- as cnn export writes Darknet's pad=1 with a stride */
+  int sym = 1;
+  for (int a = 0; a < 2; a++)
+    sym = sym && in[a] + 2 * pads[a] >= eff[a] && (in[a] + 2 * pads[a] - eff[a]) / st[a] + 1 == out[a];
+  int same = 1; /* cnn's 'same' padding (the extra row/column at the end) */
+  for (int a = 0; a < 2; a++) {
+    int64_t o = (in[a] + st[a] - 1) / st[a], total = (o - 1) * st[a] + eff[a] - in[a];
+    if (total < 0) total = 0;
+    same = same && o == out[a] && pads[a] == total / 2;
+  }
+  int alike = pads[0] == pads[1] || (pads[0] == R / 2 && pads[1] == S / 2);
+  if (sym && (alike || !same)) {
     s->ph = (int)pads[0], s->pw = (int)pads[1];
-    if (s->ph != s->pw && !(s->ph == R / 2 && s->pw == S / 2))
+    if (!alike)
       return ox_error(x, CNN_UNSUPPORTED, "pads %d (rows) and %d (columns): cnn pads both axes "
                       "alike or by half the kernel", s->ph, s->pw);
-  } else { /* asymmetric: only as cnn's 'same' padding (the extra row/column at the end) */
-    int same = 1;
-    for (int a = 0; a < 2; a++) {
-      int64_t o = (in[a] + st[a] - 1) / st[a], total = (o - 1) * st[a] + eff[a] - in[a];
-      if (total < 0) total = 0;
-      same = same && o == out[a] && pads[a] == total / 2;
-    }
-    if (!same)
-      return ox_error(x, CNN_UNSUPPORTED, "asymmetric pads %lld,%lld,%lld,%lld: cnn supports "
-                      "symmetric padding and SAME_UPPER-style padding only", (long long)pads[0],
-                      (long long)pads[1], (long long)pads[2], (long long)pads[3]);
+  } else if (same) {
     s->same = 1;
+  } else {
+    return ox_error(x, CNN_UNSUPPORTED, "asymmetric pads %lld,%lld,%lld,%lld: cnn supports "
+                    "symmetric padding, SAME_UPPER-style padding and end padding that changes "
+                    "no output size only", (long long)pads[0], (long long)pads[1],
+                    (long long)pads[2], (long long)pads[3]);
   }
   size_t cnt = (size_t)(K * Cg * R * S);
   if (!(s->wt = malloc(cnt * sizeof *s->wt))) return cnn_error(CNN_ERR_NOMEM, "out of memory");
