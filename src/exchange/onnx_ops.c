@@ -870,6 +870,36 @@ static cnn_status fold_norm(ox_ctx *x, node_t *n, int xi, int ci, char op) {
   return alias_out(x, n, xi, &vo);
 }
 
+/* n's output is read only by a Softmax or LogSoftmax that makes the graph output */
+static int feeds_final_softmax(ox_ctx *x, node_t *n) {
+  int vo = ox_find(x, n->output[0]);
+  if (vo < 0 || vo == x->output || x->v[vo].uses != 1) return 0;
+  for (size_t k = 0; k < x->g->n_node; k++) { /* that consumer: the output's producer (live) */
+    const Onnx__NodeProto *c = x->g->node[k];
+    if ((is_op(c, "Softmax") || is_op(c, "LogSoftmax")) && c->n_input >= 1 && c->n_output >= 1 &&
+        !strcmp(c->input[0], n->output[0]) && ox_find(x, c->output[0]) == x->output)
+      return 1;
+  }
+  return 0;
+}
+
+/* Mul by s > 0 (Div by t > 0) before the final softmax: its temperature 1 / s (t), as
+ * cnn export writes [softmax] temperature= */
+static cnn_status temper(ox_ctx *x, node_t *n, int xi, int ci, char op) {
+  const ox_value *k = &x->v[ci];
+  if (k->count != 1)
+    return ox_error(x, CNN_UNSUPPORTED, "%s before the final Softmax by %zu values: cnn's softmax "
+                    "temperature is one scalar", n->op_type, k->count);
+  double f = op == '*' ? (double)k->f[0] : 1.0 / k->f[0], t = 1.0 / f;
+  if (!(k->f[0] > 0) || !(t >= 1e-3 && t <= 1e3))
+    return ox_error(x, CNN_UNSUPPORTED, "%s by %g before the final Softmax: a softmax temperature "
+                    "must be in 0.001..1000", n->op_type, k->f[0]);
+  int vo;
+  CNN_TRY(alias_out(x, n, xi, &vo));
+  x->v[vo].tscale = f;
+  return CNN_OK;
+}
+
 static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
   KNOWN("");
   CNN_TRY(ox_need_inputs(x, n, 2, 2));
@@ -919,9 +949,11 @@ static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
     free(k);
     return st;
   }
+  if ((op == '*' || op == '/') && feeds_final_softmax(x, n)) return temper(x, n, xi, ci, op);
   return ox_error(x, CNN_UNSUPPORTED, "%s with a constant is supported only on the graph input "
                   "(pixel normalization)%s", n->op_type,
-                  op == '+' ? " or as the bias of a Conv, Gemm or MatMul" : "");
+                  op == '+' ? " or as the bias of a Conv, Gemm or MatMul"
+                            : " or as the temperature of the final Softmax");
 }
 
 static cnn_status op_concat(ox_ctx *x, node_t *n) {
@@ -971,6 +1003,7 @@ static cnn_status op_softmax(ox_ctx *x, node_t *n, int log) {
   int si;
   CNN_TRY(ox_new_sec(x, OS_SOFTMAX, &si));
   x->s[si].in[0] = xi, x->s[si].n_in = 1;
+  if (X->tscale) x->s[si].temperature = (float)(1.0 / X->tscale);
   x->out->output = log ? "log-probabilities" : "probabilities";
   int vo;
   return def_out(x, n, si, X->rank, X->dims, &vo);
