@@ -136,6 +136,7 @@ cnn_status ox_emit(ox_ctx *x) {
   for (int i = 0; i < x->ns && st == CNN_OK; i++) {
     ox_sec *s = &x->s[i];
     int p[OX_MAX_IN];
+    char f[32];
     for (int k = 0; k < s->n_in; k++) {
       int sec = x->v[s->in[k]].sec;
       p[k] = sec < 0 ? input_ref : emitted[sec];
@@ -209,6 +210,8 @@ cnn_status ox_emit(ox_ctx *x) {
       break;
     case OS_SOFTMAX:
       put(&t, "\n[softmax]\n");
+      if (s->temperature && s->temperature != 1.0f)
+        put(&t, "temperature=%s\n", cnn_onnx_float_str(s->temperature, f, sizeof f));
       break;
     }
     if (st == CNN_OK && s->bn && s->kind != OS_BN) {

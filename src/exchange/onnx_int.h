@@ -48,6 +48,8 @@ typedef struct ox_value {
   int is_shape;
   unsigned char dk[OX_SHAPE_MAX];
   int uses;          /* consumers among the nodes kept (+1 for the graph output) */
+  double tscale;     /* nonzero: this is the producing section's output times tscale > 0,
+                      * read only by the final Softmax (its temperature 1 / tscale) */
 } ox_value;
 
 typedef enum ox_kind {
@@ -70,6 +72,7 @@ typedef struct ox_sec {
   size_t wn;
   float *bnp[4];           /* gamma, beta, running mean, running var [c] */
   float bn_eps, bn_mom;    /* the node's epsilon and momentum (ONNX convention) */
+  float temperature;       /* softmax: the logits divided by it; 0 = 1 */
 } ox_sec;
 
 typedef struct ox_ctx {

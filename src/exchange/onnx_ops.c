@@ -368,23 +368,32 @@ static cnn_status op_conv(ox_ctx *x, node_t *n) {
   ox_sec *s = &x->s[si];
   s->filters = (int)K, s->kh = (int)R, s->kw = (int)S, s->sh = (int)st[0], s->sw = (int)st[1];
   s->dil = (int)dil[0], s->groups = (int)group;
-  if (pads[0] == pads[2] && pads[1] == pads[3]) {
+  /* zero padding adds nothing to a conv: pads [b, e] on an axis are cnn's symmetric b
+   * when that gives the same output size (the windows start at the same places; end
+   * padding beyond what the last window reads is never read, and what it reads is
+   * zeros either way) -- as cnn export writes Darknet's pad=1 with a stride */
+  int sym = 1;
+  for (int a = 0; a < 2; a++)
+    sym = sym && in[a] + 2 * pads[a] >= eff[a] && (in[a] + 2 * pads[a] - eff[a]) / st[a] + 1 == out[a];
+  int same = 1; /* cnn's 'same' padding (the extra row/column at the end) */
+  for (int a = 0; a < 2; a++) {
+    int64_t o = (in[a] + st[a] - 1) / st[a], total = (o - 1) * st[a] + eff[a] - in[a];
+    if (total < 0) total = 0;
+    same = same && o == out[a] && pads[a] == total / 2;
+  }
+  int alike = pads[0] == pads[1] || (pads[0] == R / 2 && pads[1] == S / 2);
+  if (sym && (alike || !same)) {
     s->ph = (int)pads[0], s->pw = (int)pads[1];
-    if (s->ph != s->pw && !(s->ph == R / 2 && s->pw == S / 2))
+    if (!alike)
       return ox_error(x, CNN_UNSUPPORTED, "pads %d (rows) and %d (columns): cnn pads both axes "
                       "alike or by half the kernel", s->ph, s->pw);
-  } else { /* asymmetric: only as cnn's 'same' padding (the extra row/column at the end) */
-    int same = 1;
-    for (int a = 0; a < 2; a++) {
-      int64_t o = (in[a] + st[a] - 1) / st[a], total = (o - 1) * st[a] + eff[a] - in[a];
-      if (total < 0) total = 0;
-      same = same && o == out[a] && pads[a] == total / 2;
-    }
-    if (!same)
-      return ox_error(x, CNN_UNSUPPORTED, "asymmetric pads %lld,%lld,%lld,%lld: cnn supports "
-                      "symmetric padding and SAME_UPPER-style padding only", (long long)pads[0],
-                      (long long)pads[1], (long long)pads[2], (long long)pads[3]);
+  } else if (same) {
     s->same = 1;
+  } else {
+    return ox_error(x, CNN_UNSUPPORTED, "asymmetric pads %lld,%lld,%lld,%lld: cnn supports "
+                    "symmetric padding, SAME_UPPER-style padding and end padding that changes "
+                    "no output size only", (long long)pads[0], (long long)pads[1],
+                    (long long)pads[2], (long long)pads[3]);
   }
   size_t cnt = (size_t)(K * Cg * R * S);
   if (!(s->wt = malloc(cnt * sizeof *s->wt))) return cnn_error(CNN_ERR_NOMEM, "out of memory");
@@ -590,6 +599,25 @@ static cnn_status op_global(ox_ctx *x, node_t *n, int is_max, int keep) {
   return def_out(x, n, si, keep ? 4 : 2, dims, &vo);
 }
 
+/* the optional axes of n: an attribute before opset `since`, input 1 from it (a
+ * constant of at most `max` values; the attribute up to 8); *na = 0 when absent */
+static cnn_status get_axes(ox_ctx *x, node_t *n, int64_t since, int max, int64_t *axes, int *na) {
+  *na = 0;
+  if (x->opset < since) {
+    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
+    return ox_get_ints(x, n, "axes", -1, axes, na);
+  }
+  if (ox_attr(n, "axes"))
+    return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset %lld", (long long)since);
+  if (ox_in_idx(x, n, 1) < 0) return CNN_OK;
+  int ai;
+  CNN_TRY(const_in(x, n, 1, 0, &ai));
+  if (x->v[ai].count > (size_t)max) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
+  *na = (int)x->v[ai].count;
+  for (int k = 0; k < *na; k++) axes[k] = x->v[ai].i[k];
+  return CNN_OK;
+}
+
 static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
   KNOWN("axes", "keepdims", "noop_with_empty_axes");
   CNN_TRY(ox_need_inputs(x, n, 1, 2));
@@ -597,19 +625,7 @@ static cnn_status op_reduce_mean(ox_ctx *x, node_t *n) {
   int na = 0;
   CNN_TRY(ox_get_int(x, n, "keepdims", 1, &keep));
   CNN_TRY(ox_get_int(x, n, "noop_with_empty_axes", 0, &noop));
-  if (x->opset >= 18) {
-    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 18");
-    if (ox_in_idx(x, n, 1) >= 0) {
-      int ai;
-      CNN_TRY(const_in(x, n, 1, 0, &ai));
-      if (x->v[ai].count > 8) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
-      na = (int)x->v[ai].count;
-      for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
-    }
-  } else {
-    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
-  }
+  CNN_TRY(get_axes(x, n, 18, 8, axes, &na));
   unsigned mask = 0;
   for (int k = 0; k < na; k++) {
     int64_t a = axes[k] < 0 ? axes[k] + 4 : axes[k];
@@ -742,19 +758,7 @@ static cnn_status op_squeeze(ox_ctx *x, node_t *n, int un) {
   CNN_TRY(act_in(x, n, 0, &xi));
   int64_t axes[8];
   int na = 0;
-  if (x->opset >= 13) {
-    if (ox_attr(n, "axes")) return ox_error(x, CNN_ERR_PARSE, "axes is an input since opset 13");
-    if (ox_in_idx(x, n, 1) >= 0) {
-      int ai;
-      CNN_TRY(const_in(x, n, 1, 0, &ai));
-      if (x->v[ai].count > 4) return ox_error(x, CNN_UNSUPPORTED, "too many axes");
-      na = (int)x->v[ai].count;
-      for (int k = 0; k < na; k++) axes[k] = x->v[ai].i[k];
-    }
-  } else {
-    if (ox_in_idx(x, n, 1) >= 0) return ox_error(x, CNN_ERR_PARSE, "has 2 inputs; expected 1");
-    CNN_TRY(ox_get_ints(x, n, "axes", -1, axes, &na));
-  }
+  CNN_TRY(get_axes(x, n, 13, 4, axes, &na));
   const ox_value *X = &x->v[xi];
   int orank = un ? X->rank + na : X->rank - na;
   if (un && !na) return ox_error(x, CNN_ERR_PARSE, "axes are required");
@@ -866,6 +870,36 @@ static cnn_status fold_norm(ox_ctx *x, node_t *n, int xi, int ci, char op) {
   return alias_out(x, n, xi, &vo);
 }
 
+/* n's output is read only by a Softmax or LogSoftmax that makes the graph output */
+static int feeds_final_softmax(ox_ctx *x, node_t *n) {
+  int vo = ox_find(x, n->output[0]);
+  if (vo < 0 || vo == x->output || x->v[vo].uses != 1) return 0;
+  for (size_t k = 0; k < x->g->n_node; k++) { /* that consumer: the output's producer (live) */
+    const Onnx__NodeProto *c = x->g->node[k];
+    if ((is_op(c, "Softmax") || is_op(c, "LogSoftmax")) && c->n_input >= 1 && c->n_output >= 1 &&
+        !strcmp(c->input[0], n->output[0]) && ox_find(x, c->output[0]) == x->output)
+      return 1;
+  }
+  return 0;
+}
+
+/* Mul by s > 0 (Div by t > 0) before the final softmax: its temperature 1 / s (t), as
+ * cnn export writes [softmax] temperature= */
+static cnn_status temper(ox_ctx *x, node_t *n, int xi, int ci, char op) {
+  const ox_value *k = &x->v[ci];
+  if (k->count != 1)
+    return ox_error(x, CNN_UNSUPPORTED, "%s before the final Softmax by %zu values: cnn's softmax "
+                    "temperature is one scalar", n->op_type, k->count);
+  double f = op == '*' ? (double)k->f[0] : 1.0 / k->f[0], t = 1.0 / f;
+  if (!(k->f[0] > 0) || !(t >= 1e-3 && t <= 1e3))
+    return ox_error(x, CNN_UNSUPPORTED, "%s by %g before the final Softmax: a softmax temperature "
+                    "must be in 0.001..1000", n->op_type, k->f[0]);
+  int vo;
+  CNN_TRY(alias_out(x, n, xi, &vo));
+  x->v[vo].tscale = f;
+  return CNN_OK;
+}
+
 static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
   KNOWN("");
   CNN_TRY(ox_need_inputs(x, n, 2, 2));
@@ -915,9 +949,11 @@ static cnn_status op_arith(ox_ctx *x, node_t *n, char op) {
     free(k);
     return st;
   }
+  if ((op == '*' || op == '/') && feeds_final_softmax(x, n)) return temper(x, n, xi, ci, op);
   return ox_error(x, CNN_UNSUPPORTED, "%s with a constant is supported only on the graph input "
                   "(pixel normalization)%s", n->op_type,
-                  op == '+' ? " or as the bias of a Conv, Gemm or MatMul" : "");
+                  op == '+' ? " or as the bias of a Conv, Gemm or MatMul"
+                            : " or as the temperature of the final Softmax");
 }
 
 static cnn_status op_concat(ox_ctx *x, node_t *n) {
@@ -967,6 +1003,7 @@ static cnn_status op_softmax(ox_ctx *x, node_t *n, int log) {
   int si;
   CNN_TRY(ox_new_sec(x, OS_SOFTMAX, &si));
   x->s[si].in[0] = xi, x->s[si].n_in = 1;
+  if (X->tscale) x->s[si].temperature = (float)(1.0 / X->tscale);
   x->out->output = log ? "log-probabilities" : "probabilities";
   int vo;
   return def_out(x, n, si, X->rank, X->dims, &vo);

@@ -314,8 +314,9 @@ extra=3
 """
 
 
-def model_case(name, cfg_text, tmp, mean=None, std=None, seed=1, flag_sets=None):
-    t0 = time.time()
+def setup_case(name, cfg_text, tmp, mean=None, std=None, seed=1):
+    """tmp/name/model.safetensors with random weights, and a random batch (also written
+    to tmp/name/in.f32): (dir, checkpoint, batch, its file)"""
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, "src.cfg")
@@ -325,13 +326,19 @@ def model_case(name, cfg_text, tmp, mean=None, std=None, seed=1, flag_sets=None)
     if mean:
         init += ["--mean", ",".join(map(str, mean)), "--std", ",".join(map(str, std))]
     run(*init)
-    ckpt = os.path.join(d, "model.safetensors")
     net = re.search(r"\[net\](.*?)\n\[", cfg_text, re.S).group(1)
     h, w, c = (int(re.search(r"(?m)^%s=(\d+)" % k, net).group(1)) for k in ("height", "width", "channels"))
     rng = np.random.default_rng(seed)
     x = rng.random((BATCH, c, h, w), dtype=np.float32)
     xin = os.path.join(d, "in.f32")
     x.tofile(xin)
+    return d, os.path.join(d, "model.safetensors"), x, xin
+
+
+def model_case(name, cfg_text, tmp, mean=None, std=None, seed=1, flag_sets=None):
+    t0 = time.time()
+    d, ckpt, x, xin = setup_case(name, cfg_text, tmp, mean, std, seed)
+    c, h, w = x.shape[1:]
     refs = {}
     for logits in (0, 1):
         o = os.path.join(d, "out%d.f32" % logits)
@@ -424,9 +431,14 @@ def main():
                    flag_sets=[["--fold-bn"], ["--logits"]])
         model_case("go", darknet("go"), tmp, seed=16, flag_sets=[["--fold-bn", "--logits"], []])
         refusals(tmp)
-    print("\n%-40s %-7s %-10s %s" % ("export", "output", "max diff", "relative"))
+    return report("export", t0)
+
+
+def report(what, t0):
+    """the table of measured differences, the failures; the exit status"""
+    print("\n%-40s %-11s %-10s %s" % (what, "output", "max diff", "relative"))
     for tag, kind, diff, rel in measured:
-        print("%-40s %-7s %-10.3g %.3g" % (tag, kind, diff, rel))
+        print("%-40s %-11s %-10.3g %.3g" % (tag, kind, diff, rel))
     print("\n%d comparisons, %d failures, %.1fs" % (len(measured), len(failures), time.time() - t0))
     for f in failures:
         print("FAIL:", f)

@@ -275,6 +275,22 @@ def m_input_skip():
     return g.model(g.node("Flatten", [g.conv(y, 8, 5, 1)]))
 
 
+def m_trimmed_pads(log=False):
+    """end padding trimmed to what the last window reads (as cnn export writes Darknet's
+    strided pad=1 convs): 7x7 stride 2 on 12 with pads 3,3,2,2 and 3x3 stride 2 on 6
+    with pads 1,1,0,0 are cnn's symmetric 3 and 1; a scalar Div (Mul) before the final
+    Softmax (LogSoftmax) is its temperature"""
+    g = G(3, 12, 12, opset=13)
+    y = g.node("Relu", [g.bn(g.conv("input", 3, 6, 7, bias=False, strides=[2, 2], pads=[3, 3, 2, 2]), 6)])
+    y = g.node("Relu", [g.conv(y, 6, 8, 3, strides=[2, 2], pads=[1, 1, 0, 0])])
+    y = g.gemm(g.node("Flatten", [g.node("GlobalAveragePool", [y])]), 8, 5)
+    if log:
+        y = g.node("Mul", [g.const(np.float32(2.5), "inv_t"), y])
+        return g.model(g.node("LogSoftmax", [y], axis=1))
+    y = g.node("Div", [y, g.const(np.float32(0.7), "t")])
+    return g.model(g.node("Softmax", [y], axis=1))
+
+
 # ---- dynamic batch: the shape arithmetic PyTorch's TorchScript exporter writes ---------
 # for x.view(x.size(0), -1) / x.reshape(x.shape[0], -1) with dynamic_axes={"input": {0:
 # "batch_size"}}: Shape -> Gather(0) -> Unsqueeze -> Concat(with [-1]) -> Reshape, the
@@ -389,6 +405,8 @@ MODELS = [
     ("pool_modes", m_pool_modes, "probs"),
     ("normalize_bn", m_normalize_bn, "probs"),
     ("input_skip", m_input_skip, "logits"),
+    ("trimmed_pads_temp", m_trimmed_pads, "probs"),
+    ("trimmed_pads_logtemp", lambda: m_trimmed_pads(log=True), "logprobs"),
     ("dyn_view_opset11", m_dyn_view(11, fold=False), "probs"),
     ("dyn_view_opset13", m_dyn_view(13, fold=True), "probs"),
     ("dyn_residual", m_dyn_residual, "logits"),
@@ -447,6 +465,18 @@ def refusals():
     refused("opset", small(opset=30), ["opset 30"])
     refused("mul_mid", small(lambda g, y: g.node("Mul", [y, g.const(np.float32(2.0))], name="scale")),
             ["scale", "Mul", "opset 13"])
+    # end padding that the windows read (the output size differs from symmetric padding)
+    refused("pads_end_read", small(lambda g, y: g.conv(y, 4, 4, 3, name="endpad", pads=[0, 0, 1, 1])),
+            ["endpad", "Conv", "asymmetric pads 0,0,1,1"])
+
+    def softmax_after(scale):  # Mul(scale) before the final Softmax
+        g = G(3, 8, 8)
+        y = g.node("Flatten", [g.node("GlobalAveragePool", [g.conv("input", 3, 4, 3)])])
+        y = g.node("Mul", [g.gemm(y, 4, 3), g.const(np.asarray(scale, np.float32))], name="scale_sm")
+        return g.model(g.node("Softmax", [y], axis=1))
+    refused("temp_vector", softmax_after([1, 2, 3]), ["scale_sm", "Mul", "one scalar"])
+    refused("temp_negative", softmax_after(-2), ["scale_sm", "Mul", "temperature"])
+    refused("temp_range", softmax_after(1e4), ["scale_sm", "Mul", "0.001..1000"])
     # dynamic batch: a target computed from the batch but not the batch (2 N), one
     # computed from the image's values, one putting the batch last
     def view_2n(g, y):
