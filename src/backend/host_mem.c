@@ -63,7 +63,7 @@ static int cgroup_path(const char *proc_cgroup, int v2, char *out, size_t n) {
     line[strcspn(line, "\n")] = 0;
     char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) continue;
-    *c2 = 0;
+    *c1 = *c2 = 0; /* line: the hierarchy's id; ctl: its controllers */
     const char *ctl = c1 + 1;
     int match = 0;
     if (v2) {
