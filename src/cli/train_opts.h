@@ -9,7 +9,8 @@ typedef struct train_opts {
   const char *device_data;     /* auto | on | off: the training set in device memory */
   const char *cuda_graph;      /* on | off */
   const char *weights;         /* --weights: Darknet .weights to start from */
-  int epochs, batch, quiet, threads, warmup, nesterov;
+  int epochs, batch, quiet, threads, warmup, nesterov; /* batch: CLI_BATCH_AUTO for auto */
+  int no_memory_check;         /* --no-memory-check: build a batch that seems not to fit */
   double lr, momentum, wd, smoothing, val_split;
   int crop, flip, cutout;      /* -1: from the cfg */
   int64_t seed;                /* -1: from the cfg */
