@@ -2,9 +2,9 @@
 #include "cli/mem_batch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "core/error.h"
 
 int cli_batch_arg(const char *cmd, const char *v, int *out) {
@@ -12,9 +12,15 @@ int cli_batch_arg(const char *cmd, const char *v, int *out) {
     *out = CLI_BATCH_AUTO;
     return 1;
   }
-  if (v && cli_int("--batch", v, 1, 65536, out)) return 1;
-  fprintf(stderr, "cnn %s: --batch takes auto or a number of images\n", cmd);
-  return 0;
+  char *end;
+  long x = v ? strtol(v, &end, 10) : 0;
+  if (!v || end == v || *end || x < 1 || x > 65536) {
+    fprintf(stderr, "cnn %s: --batch takes auto or an integer in [1, 65536], got '%s'\n", cmd,
+            v ? v : "(nothing)");
+    return 0;
+  }
+  *out = (int)x;
+  return 1;
 }
 
 cnn_status cli_batch_pick(const char *cmd, cnn_net *net, cnn_backend *b, cnn_mode mode,
