@@ -5,6 +5,11 @@
  *               [--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P]
  *               [--profile]   (time per op kind; every node waited for)
  *               [--bound]     (batches made on the backend from a bound u8 dataset)
+ *               [--no-memory-check]
+ * --batch auto: the largest multiple of 8 whose memory plan, with the benchmark's
+ * own buffers, fits the device's free memory with cnn_net_max_batch's margin; a
+ * batch given that does not fit is refused before building (cnn_net_batch_check)
+ * unless --no-memory-check. $CNN_MEMORY_LIMIT=BYTES replaces the free memory.
  * Training steps are launched without waiting (cnn_net_train_launch) and the
  * metrics are read once at the end of the timed steps; --sync waits for every
  * step's result instead (cnn_net_train_step, one host round trip per step). */
@@ -23,6 +28,35 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* --bound: batches of random u8 images in backend memory */
+enum { BOUND_BATCHES = 8, BATCH_AUTO = -1 };
+
+/* the batch to build: auto, or the one given, checked against the device's free
+ * memory; counted besides the plan: on a host backend the random batch (x, y) and
+ * the net's host outputs, with --bound the u8 data set on the host; with --bound,
+ * the copy bound in the backend (cnn_net_bind_data) */
+static cnn_status pick_batch(cnn_net *net, cnn_backend *b, cnn_mode mode, const cnn_net_info *info,
+                             int bound, int no_check, int *batch) {
+  size_t px = (size_t)info->height * info->width * info->channels, k = (size_t)info->classes;
+  cnn_batch_fit fit;
+  memset(&fit, 0, sizeof fit);
+  if (strcmp(cnn_backend_name(b), "cuda"))
+    fit.extra_per_image = px * 4 + 4 + k * 4 + 4 + (bound ? BOUND_BATCHES * (px + 4) : 0);
+  if (bound) {
+    fit.extra_per_image += BOUND_BATCHES * (px + 8);
+    fit.extra_fixed = 4 * 256 * sizeof(float);
+  }
+  if (*batch != BATCH_AUTO) return no_check ? CNN_OK : cnn_net_batch_check(net, b, *batch, mode, &fit);
+  cnn_status st = cnn_net_max_batch(net, b, mode, 0, &fit);
+  if (st != CNN_OK) return st;
+  *batch = fit.batch;
+  fprintf(stderr, "bench_train: --batch auto: %d, the largest multiple of 8 that fits: it needs "
+          "%zu bytes (memory plan %zu, other buffers %zu, margin %zu) of %zu available on %s "
+          "(%s)\n", fit.batch, fit.need_bytes, fit.plan_bytes, fit.extra_bytes, fit.margin_bytes,
+          fit.avail_bytes, cnn_backend_name(b), fit.source);
+  return CNN_OK;
+}
+
 static int fail(void) {
   fprintf(stderr, "bench_train: %s\n", cnn_last_error());
   return 1;
@@ -31,10 +65,11 @@ static int fail(void) {
 int main(int argc, char **argv) {
   const char *cfg = NULL, *dev = "cpu", *precision = "auto";
   int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1, profile = 0,
-      bound = 0;
+      bound = 0, no_check = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
-    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+      batch = !strcmp(argv[i + 1], "auto") ? (i++, BATCH_AUTO) : atoi(argv[++i]);
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warm = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
@@ -44,6 +79,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--no-fuse")) fuse = 0;
     else if (!strcmp(argv[i], "--profile")) profile = 1;
     else if (!strcmp(argv[i], "--bound")) bound = 1;
+    else if (!strcmp(argv[i], "--no-memory-check")) no_check = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
       return 2;
@@ -52,7 +88,7 @@ int main(int argc, char **argv) {
   if (!cfg || steps < 1 || warm < 0) {
     fprintf(stderr, "usage: bench_train MODEL.cfg [--device D] [--batch N] [--steps N] [--warmup N] "
                     "[--infer] [--sync] [--no-fuse] [--cuda-graph on|off] [--precision P] [--profile] "
-                    "[--bound]\n");
+                    "[--bound] [--no-memory-check]   (--batch N|auto)\n");
     return 2;
   }
   cnn_net *net;
@@ -65,6 +101,8 @@ int main(int argc, char **argv) {
   if (!batch) batch = info.batch;
   if (cnn_net_set_fusion(net, fuse) || cnn_net_set_graphs(net, graphs) ||
       cnn_net_set_profile(net, profile) ||
+      pick_batch(net, b, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN, &info, bound && !infer, no_check,
+                 &batch) ||
       cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN))
     return fail();
   size_t per = (size_t)info.height * info.width * info.channels;
@@ -73,7 +111,6 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < (size_t)batch * per; i++) x[i] = cnn_rng_uniform(7, i) - 0.5f;
   for (int i = 0; i < batch; i++) y[i] = (int32_t)(cnn_rng_u64(8, (uint64_t)i) % (uint64_t)info.classes);
   /* --bound: 8 batches of random u8 images in backend memory, with crop and flip */
-  enum { BOUND_BATCHES = 8 };
   cnn_dataset ds = {0};
   if (bound && !infer) {
     ds.n = BOUND_BATCHES * batch;

@@ -59,6 +59,17 @@ const char *cnn_backend_name(const cnn_backend *b);
  * NULL on failure. */
 void *cnn_host_alloc(void *b, size_t bytes);
 void cnn_host_free(void *b, void *p);
+/* Memory backend b can still allocate: *avail bytes free now, of *total (either
+ * pointer may be NULL); *source (may be NULL) names where *avail was read.
+ * cpu, ref: host memory, MemAvailable of /proc/meminfo lowered to what a cgroup
+ * memory limit leaves (limit - (usage - inactive file pages), for the process's
+ * cgroup and each one above it; v2 memory.max or v1 memory.limit_in_bytes).
+ * cuda: cudaMemGetInfo on the backend's device.
+ * $CNN_MEMORY_LIMIT replaces both figures on every backend without measuring:
+ * bytes, or a number with K, M, G or T (powers of 1024), e.g. 1500M. For tests,
+ * and to keep room for other programs; a malformed value is CNN_ERR_ARG. */
+cnn_status cnn_backend_mem_info(cnn_backend *b, size_t *avail, size_t *total,
+                                const char **source);
 /* 1 if this build of cnn includes the CUDA backend (libcnn_cuda.so was built with
  * this libcnn). It does not load the module, so it does not say that the module or
  * a GPU is usable here: cnn_cuda_device_count() does. */
@@ -178,6 +189,41 @@ cnn_status cnn_plan_print(const cnn_plan_info *plan, const char *backend, void *
  * is asked only for its conv workspace sizes). The net must not be built. */
 cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
                                  cnn_plan_info *info);
+
+/* ---- batch size from memory -----------------------------------------------
+ * Whether a batch fits backend b's free memory (cnn_backend_mem_info, so also
+ * $CNN_MEMORY_LIMIT), and the largest multiple of 8 that does. A batch needs its
+ * memory plan (cnn_net_plan_estimate's peak_bytes) plus what the caller allocates
+ * in the same memory besides the net (extra_fixed + extra_per_image x batch: a
+ * loader's batch buffers on the cpu, a bound training set on a GPU), plus a margin
+ * of CNN_BATCH_MARGIN_PERCENT percent of those two, (plan + extra) / 100 x 10, and
+ * CNN_BATCH_RESERVE bytes: for allocator rounding, the libraries' own buffers
+ * (OpenBLAS, cuBLAS, CUDA graphs) and the program's small allocations, which no
+ * plan counts. The free memory is read when called: memory the program already
+ * holds (a loaded data set) is not free and is not counted again. */
+#define CNN_BATCH_MARGIN_PERCENT 10
+#define CNN_BATCH_RESERVE ((size_t)64 << 20)
+typedef struct cnn_batch_fit {
+  size_t extra_fixed, extra_per_image; /* in: the caller's other allocations in b's memory */
+  int batch;                           /* the batch checked or found */
+  size_t plan_bytes;                   /* its plan's peak_bytes */
+  size_t extra_bytes;                  /* extra_fixed + extra_per_image x batch */
+  size_t margin_bytes;                 /* (plan + extra) / 100 x 10 + CNN_BATCH_RESERVE */
+  size_t need_bytes;                   /* plan + extra + margin */
+  size_t avail_bytes, total_bytes;     /* cnn_backend_mem_info's */
+  const char *source;                  /* where avail_bytes came from */
+} cnn_batch_fit;
+/* Does `batch` (0: the cfg's) fit? CNN_OK, or CNN_ERR_NOMEM with the bytes needed
+ * and available in cnn_last_error(); fit is filled either way (its extra_* fields
+ * are read). The net must not be built. */
+cnn_status cnn_net_batch_check(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
+                               cnn_batch_fit *fit);
+/* The largest multiple of 8 that fits, up to max_batch (<= 0 or over 65536: 65536;
+ * under 8: 8), in fit->batch with its figures. Bisection over the plan estimate:
+ * the batch found fits and the next multiple of 8 does not (or is over the cap).
+ * CNN_ERR_NOMEM when not even 8 fits, fit then holding batch 8's figures. */
+cnn_status cnn_net_max_batch(cnn_net *net, cnn_backend *b, cnn_mode mode, int max_batch,
+                             cnn_batch_fit *fit);
 
 /* Re-initialise parameters from `seed` (counter-based RNG: same seed, same values
  * on every backend). */

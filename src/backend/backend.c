@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* dladdr */
 #include "backend/backend.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,4 +232,46 @@ void cnn_host_free(void *vb, void *p) {
   if (!p) return;
   if (b && b->ops->host_free) b->ops->host_free(b->ctx, p);
   else free(p);
+}
+
+/* $CNN_MEMORY_LIMIT: bytes, or K, M, G, T (powers of 1024); 0: unset or empty */
+static cnn_status memory_limit_env(size_t *out) {
+  const char *e = getenv("CNN_MEMORY_LIMIT");
+  *out = 0;
+  if (!e || !*e) return CNN_OK;
+  char *end;
+  unsigned long long v = strtoull(e, &end, 10);
+  int shift = 0;
+  static const char units[] = "KMGT";
+  const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+  if (u) {
+    shift = 10 * (int)(u - units + 1);
+    end++;
+    if (*end == 'B' || *end == 'b') end++; /* 2G, 2GB */
+  }
+  if (end == e || *e == '-' || *end || v == 0 || (shift && v > (~0ull >> shift)))
+    return cnn_error(CNN_ERR_ARG, "CNN_MEMORY_LIMIT='%s': expected a positive number of bytes, "
+                     "e.g. 2000000000 or 2G (K, M, G, T: powers of 1024)", e);
+  *out = (size_t)(v << shift);
+  return CNN_OK;
+}
+
+cnn_status cnn_backend_mem_info(cnn_backend *b, size_t *avail, size_t *total, const char **source) {
+  if (!b) return cnn_error(CNN_ERR_ARG, "cnn_backend_mem_info: NULL backend");
+  size_t lim, a = 0, t = 0;
+  const char *src = NULL;
+  CNN_TRY(memory_limit_env(&lim));
+  if (lim) {
+    a = t = lim;
+    src = "CNN_MEMORY_LIMIT";
+  } else if (!b->ops->mem_info) {
+    return cnn_error(CNN_UNSUPPORTED, "the %s backend cannot say how much memory it has free "
+                     "(set CNN_MEMORY_LIMIT)", b->name);
+  } else {
+    CNN_TRY(b->ops->mem_info(b->ctx, &a, &t, &src));
+  }
+  if (avail) *avail = a;
+  if (total) *total = t;
+  if (source) *source = src;
+  return CNN_OK;
 }

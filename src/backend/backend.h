@@ -153,6 +153,10 @@ struct cnn_backend_ops {
   /* optional: host memory the backend copies from fastest (pinned for cuda) */
   cnn_status (*host_alloc)(void *ctx, size_t bytes, void **ptr);
   void (*host_free)(void *ctx, void *ptr);
+  /* optional: bytes this backend's memory has free now (*avail) and in all (*total);
+   * *source names where *avail was read (a static string). cpu and ref: host memory
+   * (cnn_host_mem_info); cuda: cudaMemGetInfo on the backend's device. */
+  cnn_status (*mem_info)(void *ctx, size_t *avail, size_t *total, const char **source);
 
   /* ---- elementwise ---- */
   cnn_status (*fill)(void *ctx, float *x, size_t n, float v);
@@ -411,6 +415,20 @@ struct cnn_backend_ops {
 cnn_status cnn_backend_ref_create(cnn_backend **out);
 cnn_status cnn_backend_cpu_create(cnn_backend **out);
 cnn_status cnn_backend_cuda_create(cnn_backend **out);
+
+/* Host memory free for this process (src/backend/host_mem.c): MemAvailable of
+ * /proc/meminfo, lowered to what a cgroup memory limit leaves: for the process's
+ * cgroup and each one above it, limit - (usage - inactive file pages), the page
+ * cache the kernel reclaims before it fails an allocation (cgroup v2 memory.max,
+ * memory.current, memory.stat; v1 memory.limit_in_bytes, memory.usage_in_bytes).
+ * total: MemTotal, or the smallest limit if lower. The op of cpu and ref. */
+cnn_status cnn_host_mem_info(void *ctx, size_t *avail, size_t *total, const char **source);
+/* The same from the given files (for tests): meminfo as /proc/meminfo, proc_cgroup
+ * as /proc/self/cgroup, cg2 the cgroup v2 mount (/sys/fs/cgroup), cg1 the v1 memory
+ * controller's (/sys/fs/cgroup/memory); any may be NULL or missing. */
+cnn_status cnn_host_mem_read(const char *meminfo, const char *proc_cgroup, const char *cg2,
+                             const char *cg1, size_t *avail, size_t *total,
+                             const char **source);
 
 #ifdef __cplusplus
 }

@@ -10,34 +10,42 @@
 #include "core/error.h"
 #include "exchange/darknet_weights.h"
 
-/* the net made: pick the device and precision (printed, naming `what`) and build */
-static cnn_status open_device(const char *what, const char *device, const char *precision,
-                              int batch, cli_model *m) {
+cnn_status cli_model_device(cli_model *m, const char *device, const char *precision) {
   m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
                                                  : device;
   CNN_TRY(cnn_backend_create(m->device, &m->b));
   cnn_precision p;
   CNN_TRY(cnn_precision_parse(precision ? precision : "auto", &p));
   CNN_TRY(cnn_net_set_precision(m->net, m->b, p));
-  fprintf(stderr, "cnn: %s on %s, precision %s%s\n", what, m->device,
+  fprintf(stderr, "cnn: %s on %s, precision %s%s\n", m->what, m->device,
           cnn_precision_name(cnn_net_precision(m->net)), p == CNN_PRECISION_AUTO ? " (auto)" : "");
-  return cnn_net_build(m->net, m->b, batch, CNN_MODE_INFER);
+  return CNN_OK;
+}
+
+cnn_status cli_model_build(cli_model *m, int batch) {
+  CNN_TRY(cnn_net_build(m->net, m->b, batch, CNN_MODE_INFER));
+  return m->ckpt ? cnn_net_load(m->net, m->ckpt) : CNN_OK;
+}
+
+cnn_status cli_model_prepare(const char *ckpt, cli_model *m) {
+  memset(m, 0, sizeof *m);
+  m->ckpt = ckpt;
+  snprintf(m->what, sizeof m->what, "%s", ckpt);
+  CNN_TRY(cli_meta_read(ckpt, &m->meta));
+  CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, ckpt, &m->net));
+  CNN_TRY(cnn_net_info_get(m->net, &m->info));
+  return cli_meta_check_model(ckpt, &m->meta, &m->info);
 }
 
 cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision, int batch,
                           cli_model *m) {
-  memset(m, 0, sizeof *m);
-  CNN_TRY(cli_meta_read(ckpt, &m->meta));
-  CNN_TRY(cnn_net_from_cfg_text(m->meta.cfg, ckpt, &m->net));
-  CNN_TRY(cnn_net_info_get(m->net, &m->info));
-  CNN_TRY(cli_meta_check_model(ckpt, &m->meta, &m->info));
-  CNN_TRY(open_device(ckpt, device, precision, batch, m));
-  return cnn_net_load(m->net, ckpt);
+  CNN_TRY(cli_model_prepare(ckpt, m));
+  CNN_TRY(cli_model_device(m, device, precision));
+  return cli_model_build(m, batch);
 }
 
-cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
-                                  const char *device, const char *precision, int batch,
-                                  cli_model *m) {
+cnn_status cli_model_prepare_darknet(const char *cfg, const char *weights, const char *classes,
+                                     cli_model *m) {
   memset(m, 0, sizeof *m);
   if (!(cfg = cli_model_cfg(cfg))) return CNN_ERR_IO;
   char *text = cli_read_text(cfg);
@@ -55,13 +63,20 @@ cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const ch
   /* what a checkpoint would say: Darknet's models take pixels in [0, 1] */
   m->meta.channels = m->info.channels;
   m->meta.classes = m->info.classes;
-  m->meta.batch = batch;
   for (int c = 0; c < 4; c++) m->meta.mean[c] = 0, m->meta.std[c] = 1;
   CNN_TRY(cli_class_names(classes, m->info.classes, &m->meta.class_names));
-  char what[1100];
-  snprintf(what, sizeof what, "%s with %s (Darknet %d.%d.%d, %llu images seen)", cfg, weights,
-           info.major, info.minor, info.revision, (unsigned long long)info.seen);
-  return open_device(what, device, precision, batch, m);
+  snprintf(m->what, sizeof m->what, "%s with %s (Darknet %d.%d.%d, %llu images seen)", cfg,
+           weights, info.major, info.minor, info.revision, (unsigned long long)info.seen);
+  return CNN_OK;
+}
+
+cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
+                                  const char *device, const char *precision, int batch,
+                                  cli_model *m) {
+  CNN_TRY(cli_model_prepare_darknet(cfg, weights, classes, m));
+  m->meta.batch = batch;
+  CNN_TRY(cli_model_device(m, device, precision));
+  return cli_model_build(m, batch);
 }
 
 void cli_model_close(cli_model *m) {

@@ -13,6 +13,8 @@ typedef struct cli_model {
   cnn_backend *b;
   cnn_net_info info;
   const char *device;
+  const char *ckpt;  /* the checkpoint whose tensors cli_model_build loads; NULL: Darknet's */
+  char what[1100];   /* the model as printed: the checkpoint, or cfg with weights */
 } cli_model;
 
 /* precision: "auto", "fp32", "tf32" or "bf16" (NULL: auto); the choice is printed on stderr */
@@ -24,6 +26,15 @@ cnn_status cli_model_open(const char *ckpt, const char *device, const char *prec
 cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
                                   const char *device, const char *precision, int batch,
                                   cli_model *m);
+/* The same in three steps, so that a caller can choose the batch on the device
+ * before building (--batch auto): the net from the checkpoint (or Darknet's cfg and
+ * weights, its tensors loaded into the host copy), not on any device yet; then the
+ * device and precision (printed); then the build and, for a checkpoint, its tensors. */
+cnn_status cli_model_prepare(const char *ckpt, cli_model *m);
+cnn_status cli_model_prepare_darknet(const char *cfg, const char *weights, const char *classes,
+                                     cli_model *m);
+cnn_status cli_model_device(cli_model *m, const char *device, const char *precision);
+cnn_status cli_model_build(cli_model *m, int batch);
 void cli_model_close(cli_model *m);
 
 #endif

@@ -10,11 +10,12 @@
 #include "cli/cli.h"
 #include "cli/data_open.h"
 #include "cli/evaluate.h"
+#include "cli/mem_batch.h"
 #include "cnn/data.h"
 
 static void help(FILE *f) {
-  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N] [--json]\n"
-             "                     [--max-pixels N]\n"
+  fprintf(f, "usage: cnn eval CKPT [--data D] [--device D] [--precision P] [--batch N|auto]\n"
+             "                     [--json] [--max-pixels N] [--no-memory-check]\n"
              "       cnn eval MODEL.cfg --weights FILE.weights --data D [--classes C] [options]\n\n"
              "Evaluates a checkpoint on the test split of D (default: the data it was trained\n"
              "on): accuracy, per-class accuracy and the confusion matrix (rows: true class).\n"
@@ -26,7 +27,12 @@ static void help(FILE *f) {
              "folder:DIR data is matched to the checkpoint's classes by name: class \"a/b\"\n"
              "  in folder DIR/a_b (as cnn dataset export writes it); a folder that is no\n"
              "  class, or a named class with no folder, is refused. Only when the classes\n"
-             "  are unnamed (0, 1, ...) are the folders taken in alphabetical order.\n");
+             "  are unnamed (0, 1, ...) are the folders taken in alphabetical order.\n"
+             "--batch: images a step (default 256); auto: the largest multiple of 8 whose\n"
+             "  memory plan fits the device's free memory with a margin (printed). A batch\n"
+             "  that does not fit is refused with the bytes needed and available\n"
+             "  ($CNN_MEMORY_LIMIT=BYTES replaces the free memory measured;\n"
+             "  --no-memory-check skips the check).\n");
 }
 
 static void print_text(const cli_model *m, const cli_eval *ev) {
@@ -80,7 +86,7 @@ static void print_json(const cli_model *m, const cli_eval *ev) {
 int cnn_cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = NULL, *device = "auto", *precision = "auto";
   const char *weights = NULL, *classes = NULL;
-  int json = 0, batch = 256, max_pixels = 0;
+  int json = 0, batch = 256, max_pixels = 0, no_check = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help(stdout);
@@ -101,7 +107,9 @@ int cnn_cmd_eval(int argc, char **argv) {
       if (!cli_int("--max-pixels", i + 1 < argc ? argv[++i] : NULL, 1, 0x7fffffff, &max_pixels))
         return 2;
     } else if (!strcmp(argv[i], "--batch")) {
-      if (!cli_int("--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
+      if (!cli_batch_arg("eval", i + 1 < argc ? argv[++i] : NULL, &batch)) return 2;
+    } else if (!strcmp(argv[i], "--no-memory-check")) {
+      no_check = 1;
     } else if (argv[i][0] == '-' || ckpt) {
       fprintf(stderr, "cnn eval: unexpected argument '%s'\n", argv[i]);
       help(stderr);
@@ -122,8 +130,9 @@ int cnn_cmd_eval(int argc, char **argv) {
   cnn_dataset test = {0};
   cli_eval ev = {0};
   int rc = 0;
-  cnn_status st = weights ? cli_model_open_darknet(ckpt, weights, classes, device, precision, batch, &m)
-                          : cli_model_open(ckpt, device, precision, batch, &m);
+  /* the data before the build: the batch is chosen against the memory left after it */
+  cnn_status st = weights ? cli_model_prepare_darknet(ckpt, weights, classes, &m)
+                          : cli_model_prepare(ckpt, &m);
   if (st != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (!data && !m.meta.data) {
@@ -132,6 +141,9 @@ int cnn_cmd_eval(int argc, char **argv) {
   } else if (cli_data_open(data ? data : m.meta.data, 0, m.info.height, m.info.width,
                            m.info.channels, max_pixels, m.meta.class_names, m.meta.classes, 0,
                            &test) != CNN_OK ||
+             cli_model_device(&m, device, precision) != CNN_OK ||
+             cli_batch_eval(m.net, m.b, &test, batch, no_check, &batch) != CNN_OK ||
+             cli_model_build(&m, batch) != CNN_OK ||
              cli_evaluate(m.net, &test, batch, m.meta.mean, m.meta.std, &ev) != CNN_OK) {
     rc = cli_fail(NULL);
   } else if (json) {

@@ -16,7 +16,9 @@ static void help(FILE *f) {
           "backend would run it. --program also prints the compiled step program: one\n"
           "line per node, with the layers fused into it. --precision: auto | fp32 |\n"
           "tf32 | bf16. --weights: check that Darknet's binary weights FILE fit MODEL.cfg\n"
-          "(sizes and values, as cnn import reads them) and say what its header holds.\n");
+          "(sizes and values, as cnn import reads them) and say what its header holds.\n"
+          "train, eval and bench_train --batch auto pick the largest batch whose plan fits\n"
+          "the device's free memory with a margin.\n");
 }
 
 int cnn_cmd_summary(int argc, char **argv) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/mem_batch.h"
 #include "cli/train_opts.h"
 #include "cnn/data.h"
 
@@ -17,7 +18,11 @@ static void help(FILE *f) {
       "                      the folder names are recorded as the class names, and --resume\n"
       "                      matches folders to them by name)\n"
       "  --epochs N          epochs to train (total, also when resuming)\n"
-      "  --batch N           batch size\n"
+      "  --batch N|auto      batch size; auto: the largest multiple of 8 whose memory plan\n"
+      "                      fits the device's free memory with a margin (printed); a batch\n"
+      "                      that does not fit is refused before training, with the bytes\n"
+      "                      needed and available ($CNN_MEMORY_LIMIT=BYTES replaces the\n"
+      "                      free memory measured; --no-memory-check skips the check)\n"
       "  --lr F              peak learning rate\n"
       "  --optimizer NAME    sgd | adam | adamw\n"
       "  --schedule NAME     constant | step | cosine | onecycle | poly\n"
@@ -120,7 +125,9 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
     STR("--optimizer", optimizer)
     STR("--schedule", schedule)
     INT("--epochs", epochs, 1, 1 << 20)
-    INT("--batch", batch, 1, 65536)
+    else if (!strcmp(a, "--batch")) {
+      if (!need(argc, argv, &i, &v) || !cli_batch_arg("train", v, &o->batch)) return 2;
+    }
     INT("--threads", threads, 1, 1024)
     INT("--warmup", warmup, 0, 1 << 30)
     INT("--nesterov", nesterov, 0, 1)
@@ -145,6 +152,8 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
       o->interrupt_at_step = iv;
     } else if (!strcmp(a, "--best-with-optimizer")) {
       o->best_with_optimizer = 1;
+    } else if (!strcmp(a, "--no-memory-check")) {
+      o->no_memory_check = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       o->quiet = 1;
     } else if (a[0] == '-') {

@@ -12,7 +12,8 @@ typedef struct train_opts {
   const char *init;            /* --init: a checkpoint whose matching tensors to start from */
   const char *freeze;          /* --freeze N|LAYER (train_init.h) */
   int best_with_optimizer;     /* --best-with-optimizer: best.safetensors keeps it */
-  int epochs, batch, quiet, threads, warmup, nesterov;
+  int epochs, batch, quiet, threads, warmup, nesterov; /* batch: CLI_BATCH_AUTO for auto */
+  int no_memory_check;         /* --no-memory-check: build a batch that seems not to fit */
   double lr, momentum, wd, smoothing, val_split;
   int crop, flip, cutout;      /* -1: from the cfg */
   int64_t seed;                /* -1: from the cfg */

@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/data_open.h"
 #include "cli/evaluate.h"
+#include "cli/mem_batch.h"
 #include "cli/meta.h"
 #include "cli/progress.h"
 #include "cli/train_init.h"
@@ -387,6 +388,8 @@ static cnn_status setup(run *r) {
   CNN_TRY(cnn_backend_create(r->device, &r->b));
   CNN_TRY(cnn_net_set_precision(r->net, r->b, prec));
   r->batch = o->batch ? o->batch : o->resume && r->meta.batch ? r->meta.batch : r->info.batch;
+  CNN_TRY(cli_batch_train(r->net, r->b, o->device_data, &r->train, &r->test, r->batch,
+                          o->no_memory_check, o->quiet, &r->batch));
   r->meta.batch = r->batch;
   CNN_TRY(cnn_net_build(r->net, r->b, r->batch, CNN_MODE_TRAIN));
   if (o->resume) CNN_TRY(cnn_net_load(r->net, o->resume));

@@ -188,6 +188,14 @@ static size_t fold_count(const cnn_net *net) {
   return c;
 }
 
+/* floats of one f32 scratch slot of the bf16 lowering: the largest activation */
+static size_t cast_slot_floats(const cnn_net *net, int batch) {
+  size_t most = (size_t)net->in_h * net->in_w * net->in_c;
+  for (int i = 0; i < net->n_layers; i++)
+    if (cnn_shape_count(net->layers[i].out) > most) most = cnn_shape_count(net->layers[i].out);
+  return align_up((size_t)batch * most * sizeof(float)) / sizeof(float);
+}
+
 static void fill_info(cnn_net *net, int batch, int train, size_t ws) {
   cnn_plan_info *p = &net->plan;
   size_t pb = net->n_params * sizeof(float);
@@ -202,6 +210,8 @@ static void fill_info(cnn_net *net, int batch, int train, size_t ws) {
   p->peak_bytes = p->param_bytes + p->grad_bytes + p->opt_state_bytes + p->state_bytes + ws +
                   p->activation_bytes + xb + (size_t)batch * sizeof(int32_t) +
                   fold_count(net) * sizeof(float) + 2 * sizeof(cnn_step_state);
+  if (net->act_dt == CNN_DT_BF16) /* the bf16 lowering's f32 scratch (build allocates it) */
+    p->peak_bytes += CNN_CAST_SLOTS * cast_slot_floats(net, batch) * sizeof(float);
 }
 
 cnn_status cnn_net_plan_estimate(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
@@ -292,10 +302,7 @@ static cnn_status build(cnn_net *net, int batch, int train) {
   net->params_dirty = 1;
   CNN_TRY(step_states(net));
   if (net->act_dt == CNN_DT_BF16) { /* f32 scratch where ops see bf16 buffers as f32 */
-    size_t most = (size_t)net->in_h * net->in_w * net->in_c;
-    for (int i = 0; i < net->n_layers; i++)
-      if (cnn_shape_count(net->layers[i].out) > most) most = cnn_shape_count(net->layers[i].out);
-    net->cast_slot = align_up((size_t)batch * most * sizeof(float)) / sizeof(float);
+    net->cast_slot = cast_slot_floats(net, batch);
     CNN_TRY(balloc(net, CNN_CAST_SLOTS * net->cast_slot * sizeof(float), (void **)&net->cast_ws));
   }
   size_t ws = max_workspace(net, batch);

@@ -447,6 +447,7 @@ static const cnn_backend_ops cpu_ops = {
     .download = cpu_download,
     .copy = cpu_copy,
     .sync = cpu_sync,
+    .mem_info = cnn_host_mem_info,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_free,
     .fill = cpu_fill,

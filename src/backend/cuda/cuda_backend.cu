@@ -303,6 +303,26 @@ static void cuda_destroy(cnn_backend *b) {
   free(b);
 }
 
+/* free and total memory of the backend's device (made current for the query, then
+ * the caller's device is restored) */
+static cnn_status cuda_mem_info(void *vctx, size_t *avail, size_t *total, const char **source) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  int prev = 0;
+  size_t fr = 0, tot = 0;
+  CUDA_CHECK(cudaGetDevice(&prev));
+  if (prev != ctx->device) CUDA_CHECK(cudaSetDevice(ctx->device));
+  cudaError_t e = cudaMemGetInfo(&fr, &tot);
+  if (e != cudaSuccess) (void)cudaGetLastError();
+  if (prev != ctx->device) CUDA_CHECK(cudaSetDevice(prev));
+  if (e != cudaSuccess)
+    return cnn_error(CNN_ERR_DEVICE, "%s:%d: cudaMemGetInfo on device %d: %s", __FILE__, __LINE__,
+                     ctx->device, cudaGetErrorString(e));
+  *avail = fr;
+  *total = tot;
+  *source = "cudaMemGetInfo";
+  return CNN_OK;
+}
+
 static void fill_ops(cnn_backend_ops *o) {
   memset(o, 0, sizeof *o);
   o->destroy = cuda_destroy;
@@ -314,6 +334,7 @@ static void fill_ops(cnn_backend_ops *o) {
   o->sync = cnn_cuda_sync;
   o->host_alloc = cuda_host_alloc;
   o->host_free = cuda_host_free;
+  o->mem_info = cuda_mem_info;
   o->fill = cnn_cuda_fill;
   o->axpby = cnn_cuda_axpby;
   o->add = cnn_cuda_add;

@@ -58,6 +58,7 @@ static const cnn_backend_ops ref_ops = {
     .download = ref_download,
     .copy = ref_copy,
     .sync = ref_sync,
+    .mem_info = cnn_host_mem_info,
     .fill = ref_fill,
     .axpby = ref_axpby,
     .add = ref_add,
