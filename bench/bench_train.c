@@ -93,18 +93,27 @@ int main(int argc, char **argv) {
   }
   cnn_net *net;
   cnn_backend *b;
-  if (cnn_net_from_cfg_file(cfg, &net) || cnn_backend_create(dev, &b)) return fail();
+  if (cnn_net_from_cfg_file(cfg, &net)) return fail();
+  if (cnn_backend_create(dev, &b)) {
+    int rc = fail();
+    cnn_net_destroy(net);
+    return rc;
+  }
   cnn_precision prec;
-  if (cnn_precision_parse(precision, &prec) || cnn_net_set_precision(net, b, prec)) return fail();
   cnn_net_info info;
   cnn_net_info_get(net, &info);
   if (!batch) batch = info.batch;
-  if (cnn_net_set_fusion(net, fuse) || cnn_net_set_graphs(net, graphs) ||
+  if (cnn_precision_parse(precision, &prec) || cnn_net_set_precision(net, b, prec) ||
+      cnn_net_set_fusion(net, fuse) || cnn_net_set_graphs(net, graphs) ||
       cnn_net_set_profile(net, profile) ||
       pick_batch(net, b, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN, &info, bound && !infer, no_check,
                  &batch) ||
-      cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN))
-    return fail();
+      cnn_net_build(net, b, batch, infer ? CNN_MODE_INFER : CNN_MODE_TRAIN)) {
+    int rc = fail(); /* a refused setup (e.g. a batch that does not fit) frees what it made */
+    cnn_net_destroy(net);
+    cnn_backend_destroy(b);
+    return rc;
+  }
   size_t per = (size_t)info.height * info.width * info.channels;
   float *x = malloc((size_t)batch * per * sizeof *x);
   int32_t *y = malloc((size_t)batch * sizeof *y);
