@@ -2,6 +2,8 @@
  *  - cnn_cpu_cores() follows the affinity mask (a child pinned to one CPU sees 1);
  *  - `cnn devices --json` run pinned to one CPU reports 1 OpenMP thread, and
  *    OMP_NUM_THREADS still overrides it;
+ *  - cgroup CPU quotas (v2 cpu.max, v1 cfs quota/period) in a made-up tree: the
+ *    least along the path from the process's cgroup up, rounded up; none is 0;
  *  - the command runs with OMP_WAIT_POLICY=passive when it was unset, and with the
  *    user's value when set.
  * No timings: the speed under load is measured by bench_train (README, Benchmarks). */
@@ -10,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "cnn/cnn.h"
 #include "testutil.h"
 
@@ -78,7 +82,61 @@ static const char *str(const char *json, const char *key, char *out, size_t n) {
   return out;
 }
 
+static char tmp[256];
+
+static void put(const char *rel, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", tmp, rel);
+  for (char *q = p + strlen(tmp) + 1; *q; q++) /* the folders on the way */
+    if (*q == '/') {
+      *q = 0;
+      mkdir(p, 0755);
+      *q = '/';
+    }
+  FILE *f = fopen(p, "w");
+  CHECK(f != NULL, "cannot write %s", p);
+  if (f) fputs(text, f), fclose(f);
+}
+
+static void quotas(void) {
+  snprintf(tmp, sizeof tmp, "/tmp/cnn_threads_XXXXXX");
+  CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+  char pc[512], cg2[512], cg1[512];
+  snprintf(pc, sizeof pc, "%s/cgroup", tmp);
+  snprintf(cg2, sizeof cg2, "%s/v2", tmp);
+  snprintf(cg1, sizeof cg1, "%s/v1", tmp);
+  const char *src = NULL;
+  CHECK(cnn_cpu_quota_read(NULL, NULL, NULL, &src) == 0, "no files: a quota");
+  put("cgroup", "0::/a/b\n");
+  put("v2/a/b/cpu.max", "max 100000\n");
+  CHECK(cnn_cpu_quota_read(pc, cg2, NULL, &src) == 0, "cpu.max 'max': a quota");
+  put("v2/a/cpu.max", "150000 100000\n");
+  CHECK(cnn_cpu_quota_read(pc, cg2, NULL, &src) == 2, "1.5 CPUs above: %d, want 2",
+        cnn_cpu_quota_read(pc, cg2, NULL, NULL));
+  CHECK(src && !strcmp(src, "cgroup cpu.max"), "source %s", src ? src : "NULL");
+  put("v2/a/b/cpu.max", "50000 100000\n");
+  CHECK(cnn_cpu_quota_read(pc, cg2, NULL, NULL) == 1, "0.5 CPU below 1.5: %d, want 1",
+        cnn_cpu_quota_read(pc, cg2, NULL, NULL));
+  put("cgroup", "0::/elsewhere\n"); /* another namespace: the mount's root is the cgroup */
+  put("v2/cpu.max", "400000 100000\n");
+  CHECK(cnn_cpu_quota_read(pc, cg2, NULL, NULL) == 4, "namespace root: %d, want 4",
+        cnn_cpu_quota_read(pc, cg2, NULL, NULL));
+  put("cgroup", "4:cpu,cpuacct:/x\n2:memory:/y\n");
+  put("v1/x/cpu.cfs_quota_us", "-1\n");
+  put("v1/x/cpu.cfs_period_us", "100000\n");
+  CHECK(cnn_cpu_quota_read(pc, NULL, cg1, NULL) == 0, "v1 quota -1: a quota");
+  put("v1/cpu.cfs_quota_us", "250000\n");
+  put("v1/cpu.cfs_period_us", "100000\n");
+  CHECK(cnn_cpu_quota_read(pc, NULL, cg1, &src) == 3, "v1 2.5 CPUs above: %d, want 3",
+        cnn_cpu_quota_read(pc, NULL, cg1, NULL));
+  CHECK(src && !strcmp(src, "cgroup cpu.cfs_quota_us"), "source %s", src ? src : "NULL");
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  CHECK(system(cmd) == 0, "rm %s", tmp);
+}
+
 int main(void) {
+  quotas();
   cpu_set_t s;
   CHECK(sched_getaffinity(0, sizeof s, &s) == 0, "sched_getaffinity");
   for (int i = 0; i < CPU_SETSIZE && one_cpu < 0; i++)

@@ -27,6 +27,7 @@
 #include <omp.h>
 #endif
 
+#include "backend/backend.h"
 #include "cnn/cnn.h"
 
 static int is_dir(const char *path) {
@@ -36,8 +37,8 @@ static int is_dir(const char *path) {
 
 /* the process's cgroup path in the v2 hierarchy ("0::/path") or in v1's cpu
  * controller ("N:...,cpu,...:/path") */
-static int cg_path(int v2, char *out, size_t n) {
-  FILE *f = fopen("/proc/self/cgroup", "r");
+static int cg_path(const char *proc_cgroup, int v2, char *out, size_t n) {
+  FILE *f = proc_cgroup ? fopen(proc_cgroup, "r") : NULL;
   if (!f) return 0;
   char line[4096];
   int found = 0;
@@ -90,10 +91,10 @@ static int cg_cpus(const char *dir, int v2) {
 }
 
 /* the least quota from the process's cgroup up to the mount's root; 0 if none */
-static int cg_quota(const char *root, int v2) {
-  if (!is_dir(root)) return 0;
+static int cg_quota(const char *proc_cgroup, const char *root, int v2) {
+  if (!root || !is_dir(root)) return 0;
   char rel[4096], dir[8192];
-  if (!cg_path(v2, rel, sizeof rel) || rel[0] != '/') snprintf(rel, sizeof rel, "/");
+  if (!cg_path(proc_cgroup, v2, rel, sizeof rel) || rel[0] != '/') snprintf(rel, sizeof rel, "/");
   snprintf(dir, sizeof dir, "%s%s", root, rel);
   if (!is_dir(dir)) snprintf(rel, sizeof rel, "/"); /* another cgroup namespace: its root */
   int least = 0;
@@ -112,6 +113,17 @@ static int cg_quota(const char *root, int v2) {
   return least;
 }
 
+int cnn_cpu_quota_read(const char *proc_cgroup, const char *cg2, const char *cg1,
+                       const char **source) {
+  int q2 = cg_quota(proc_cgroup, cg2, 1), q1 = cg_quota(proc_cgroup, cg1, 0);
+  if (q2 > 0 && (q1 <= 0 || q2 <= q1)) {
+    if (source) *source = "cgroup cpu.max";
+    return q2;
+  }
+  if (q1 > 0 && source) *source = "cgroup cpu.cfs_quota_us";
+  return q1 > 0 ? q1 : 0;
+}
+
 int cnn_cpu_cores(const char **source) {
   const char *src = "online cores";
   long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -121,11 +133,10 @@ int cnn_cpu_cores(const char **source) {
     n = CPU_COUNT(&set);
     src = "affinity mask";
   }
-  int q = cg_quota("/sys/fs/cgroup", 1);
-  if (q > 0 && q < n) n = q, src = "cgroup cpu.max";
-  q = cg_quota("/sys/fs/cgroup/cpu", 0);
-  if (q <= 0) q = cg_quota("/sys/fs/cgroup/cpu,cpuacct", 0);
-  if (q > 0 && q < n) n = q, src = "cgroup cpu.cfs_quota_us";
+  const char *qsrc;
+  int q = cnn_cpu_quota_read("/proc/self/cgroup", "/sys/fs/cgroup", "/sys/fs/cgroup/cpu", &qsrc);
+  if (q <= 0) q = cnn_cpu_quota_read("/proc/self/cgroup", NULL, "/sys/fs/cgroup/cpu,cpuacct", &qsrc);
+  if (q > 0 && q < n) n = q, src = qsrc;
   if (source) *source = src;
   return n;
 }
