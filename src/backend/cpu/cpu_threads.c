@@ -14,7 +14,9 @@
  * waiting (futex sleep) costs nothing measurable idle here and, under load, keeps
  * 2 threads at least as fast as 1, because a woken sleeper preempts the busy
  * process where a spinner does not. libgomp reads OMP_WAIT_POLICY once, when it is
- * loaded, before main, so cnn_cpu_env_defaults sets it and re-executes the program. */
+ * loaded, before main, so cnn_cpu_env_defaults sets it and re-executes the program (a
+ * .preinit_array setenv is too early: libc's initialisation resets environ to the
+ * original block afterwards; a constructor is too late: libgomp's runs first). */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <sched.h>
 #include <stdint.h>
@@ -172,6 +174,15 @@ const char *cnn_cpu_wait_policy(void) {
 void cnn_cpu_env_defaults(char **argv) {
   const char *p = getenv("OMP_WAIT_POLICY");
   if ((p && *p) || !argv || !argv[0]) return;
+  /* not when /proc/self/exe is not the program: started through ld.so, or under
+   * valgrind (its preload would be lost) */
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *pre = getenv("LD_PRELOAD");
+  if (n <= 0 || (pre && strstr(pre, "vgpreload"))) return;
+  exe[n] = 0;
+  const char *base = strrchr(exe, '/');
+  if (!strncmp(base ? base + 1 : exe, "ld-", 3)) return;
   if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
   execv("/proc/self/exe", argv);
   unsetenv("OMP_WAIT_POLICY"); /* no /proc, or the program is gone: libgomp's default */
