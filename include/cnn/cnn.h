@@ -70,6 +70,25 @@ void cnn_host_free(void *b, void *p);
  * and to keep room for other programs; a malformed value is CNN_ERR_ARG. */
 cnn_status cnn_backend_mem_info(cnn_backend *b, size_t *avail, size_t *total,
                                 const char **source);
+/* CPU threads (issue 11). cnn_cpu_cores: the cores this process may use, the
+ * fewer of its affinity mask (sched_getaffinity) and its cgroup's CPU quota rounded
+ * up (v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us, its cgroup and each one
+ * above). cnn_cpu_threads: the OpenMP team size the cpu backend runs on this thread;
+ * unless OMP_NUM_THREADS is set it first lowers the team to cnn_cpu_cores()
+ * (omp_set_num_threads; libgomp honours affinity but not quotas); cnn_backend_create
+ * ("cpu") calls it. *source (may be NULL) names where the count came from. */
+int cnn_cpu_cores(const char **source);
+int cnn_cpu_threads(const char **source);
+/* Call first thing in main, before any OpenMP: if OMP_WAIT_POLICY is unset it sets
+ * it to "passive" and re-executes the program (/proc/self/exe, same argv), since
+ * libgomp reads its environment once, when it is loaded. Spinning workers stall
+ * every parallel region when another process keeps a core busy (README,
+ * Benchmarks); sleeping ones do not. Returns when nothing is to do or the exec
+ * failed. The cnn command and bench_train call it; other programs may.
+ * cnn_cpu_wait_policy: OMP_WAIT_POLICY as this process runs with it. */
+void cnn_cpu_env_defaults(char **argv);
+const char *cnn_cpu_wait_policy(void);
+
 /* 1 if this build of cnn includes the CUDA backend (libcnn_cuda.so was built with
  * this libcnn). It does not load the module, so it does not say that the module or
  * a GPU is usable here: cnn_cuda_device_count() does. */

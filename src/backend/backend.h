@@ -429,6 +429,13 @@ cnn_status cnn_host_mem_info(void *ctx, size_t *avail, size_t *total, const char
 cnn_status cnn_host_mem_read(const char *meminfo, const char *proc_cgroup, const char *cg2,
                              const char *cg1, size_t *avail, size_t *total,
                              const char **source);
+/* The CPU quota of the process's cgroup and each one above it, as whole CPUs
+ * (quota / period rounded up, the least of them); 0 when none (src/backend/cpu/
+ * cpu_threads.c, for cnn_cpu_cores). proc_cgroup as /proc/self/cgroup, cg2 the
+ * cgroup v2 mount (cpu.max), cg1 the v1 cpu controller's (cpu.cfs_quota_us,
+ * cpu.cfs_period_us); any may be NULL or missing. *source (may be NULL): which. */
+int cnn_cpu_quota_read(const char *proc_cgroup, const char *cg2, const char *cg1,
+                       const char **source);
 
 #ifdef __cplusplus
 }

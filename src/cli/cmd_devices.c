@@ -31,6 +31,8 @@ typedef struct cli_cpu {
   long online, configured;
   int threads;
   const char *threads_from; /* where the thread count came from */
+  int cores;                /* usable: affinity mask and cgroup quota */
+  const char *cores_from, *wait_policy;
 } cli_cpu;
 
 /* SIMD extensions the kernels can use; names as in /proc/cpuinfo and -m flags */
@@ -98,17 +100,9 @@ static void cli_cpu_probe(cli_cpu *c) {
   cli_cpu_model(c->model, sizeof c->model);
   c->online = sysconf(_SC_NPROCESSORS_ONLN);
   c->configured = sysconf(_SC_NPROCESSORS_CONF);
-#ifdef _OPENMP
-  c->threads = omp_get_max_threads();
-  c->threads_from = "omp_get_max_threads";
-#else
-  /* this binary has no OpenMP runtime of its own: the library's will honour
-   * OMP_NUM_THREADS, else use one thread per online core */
-  const char *env = getenv("OMP_NUM_THREADS");
-  long t = env ? strtol(env, NULL, 10) : 0;
-  c->threads = t > 0 ? (int)t : (int)(c->online > 0 ? c->online : 1);
-  c->threads_from = t > 0 ? "OMP_NUM_THREADS" : "online cores";
-#endif
+  c->threads = cnn_cpu_threads(&c->threads_from); /* what the cpu backend will run */
+  c->cores = cnn_cpu_cores(&c->cores_from);
+  c->wait_policy = cnn_cpu_wait_policy();
 }
 
 static double cli_gib(size_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
@@ -118,8 +112,9 @@ static int cli_devices_text(const cli_cpu *c) {
   printf("CPU\n  model               %s\n", c->model);
   printf("  logical cores       %ld online", c->online);
   if (c->configured > c->online) printf(" (%ld configured)", c->configured);
-  printf("\n  OpenMP threads      %d", c->threads);
-  if (strcmp(c->threads_from, "omp_get_max_threads")) printf(" (from %s)", c->threads_from);
+  printf("\n  usable cores        %d (%s)", c->cores, c->cores_from);
+  printf("\n  OpenMP threads      %d (from %s)", c->threads, c->threads_from);
+  printf("\n  OpenMP wait policy  %s", c->wait_policy);
   printf("\n  SIMD               ");
   int any = 0;
   for (int i = 0; i < N_SIMD; i++)
@@ -164,6 +159,9 @@ static int cli_devices_json(const cli_cpu *c) {
   cJSON_AddNumberToObject(cpu, "configured_cores", (double)c->configured);
   cJSON_AddNumberToObject(cpu, "omp_max_threads", c->threads);
   cJSON_AddStringToObject(cpu, "omp_threads_from", c->threads_from);
+  cJSON_AddNumberToObject(cpu, "usable_cores", c->cores);
+  cJSON_AddStringToObject(cpu, "usable_cores_from", c->cores_from);
+  cJSON_AddStringToObject(cpu, "omp_wait_policy", c->wait_policy);
   simd = cJSON_AddObjectToObject(cpu, "simd");
   if (!simd) goto nomem;
   for (int i = 0; i < N_SIMD; i++) {

@@ -61,6 +61,7 @@ static int version(void) {
 }
 
 int main(int argc, char **argv) {
+  cnn_cpu_env_defaults(argv); /* passive OpenMP waiting unless OMP_WAIT_POLICY is set */
   if (argc < 2) {
     usage(stderr);
     return 2;

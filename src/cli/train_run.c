@@ -12,6 +12,9 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cli/cli.h"
 #include "cli/data_open.h"
@@ -697,7 +700,10 @@ int cli_train_run(const train_opts *o) {
   if (o->threads) {
     char buf[16];
     snprintf(buf, sizeof buf, "%d", o->threads);
-    setenv("OMP_NUM_THREADS", buf, 1); /* before the first parallel region */
+    setenv("OMP_NUM_THREADS", buf, 1); /* overrides the cpu backend's default */
+#ifdef _OPENMP
+    omp_set_num_threads(o->threads); /* libgomp read the environment when it loaded */
+#endif
   }
   run r;
   memset(&r, 0, sizeof r);

@@ -525,6 +525,7 @@ cnn_status cnn_backend_cpu_create(cnn_backend **out) {
   CPU_NEED(out, "create");
   *out = NULL;
   cpu_blas_single_thread();
+  (void)cnn_cpu_threads(NULL); /* affinity and cgroup quota, unless OMP_NUM_THREADS */
   cnn_backend *b = malloc(sizeof *b);
   if (!b) return cnn_error(CNN_ERR_NOMEM, "cpu create: out of host memory");
   b->name = "cpu";
