@@ -26,8 +26,15 @@ static void help(FILE *f) {
 static void notes(const cli_meta *m, cnn_net *net) {
   for (int c = 0; c < m->channels && c < 4; c++)
     if (m->mean[c] != 0 || m->std[c] != 1) {
-      fprintf(stderr, "cnn export: note: the model takes pixels normalised with mean %g and std "
-              "%g (channel %d); Darknet feeds it pixels in [0, 1]\n", m->mean[c], m->std[c], c);
+      /* the format has no place for it: say how to get it back */
+      char mean[128] = "", std[128] = "";
+      for (int k = 0; k < m->channels && k < 4; k++) {
+        snprintf(mean + strlen(mean), sizeof mean - strlen(mean), "%s%.9g", k ? "," : "", m->mean[k]);
+        snprintf(std + strlen(std), sizeof std - strlen(std), "%s%.9g", k ? "," : "", m->std[k]);
+      }
+      fprintf(stderr, "cnn export: note: the model takes pixels normalised with mean %s and std "
+              "%s; Darknet's weights cannot hold that and Darknet feeds pixels in [0, 1] (cnn "
+              "import MODEL.cfg WEIGHTS --mean %s --std %s restores it)\n", mean, std, mean, std);
       break;
     }
   cnn_net_info info;
