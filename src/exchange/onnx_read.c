@@ -3,6 +3,7 @@
  * (initializers and Constant nodes), and the nodes the output depends on in
  * topological order (cycles and undefined names refused). */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -629,13 +630,13 @@ cnn_status cnn_onnx_read_file(const char *path, cnn_onnx_model *out) {
   struct stat sb;
   if (!path || !out) return cnn_error(CNN_ERR_ARG, "cnn_onnx_read_file: NULL argument");
   memset(out, 0, sizeof *out);
-  if (stat(path, &sb) != 0) return cnn_error(CNN_ERR_IO, "%s: cannot open", path);
+  if (stat(path, &sb) != 0) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   if (!S_ISREG(sb.st_mode)) return cnn_error(CNN_ERR_IO, "%s: not a file", path);
   if ((unsigned long long)sb.st_size > CNN_ONNX_MAX_FILE_BYTES)
     return cnn_error(CNN_ERR_PARSE, "%s: %lld bytes: over protobuf's 2 GB limit (cnn does "
                      "not read external data)", path, (long long)sb.st_size);
   FILE *f = fopen(path, "rb");
-  if (!f) return cnn_error(CNN_ERR_IO, "%s: cannot open", path);
+  if (!f) return cnn_error(CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   size_t n = (size_t)sb.st_size;
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {
