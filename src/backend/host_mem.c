@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "backend/backend.h"
+#include "backend/cgroup.h"
 #include "core/error.h"
 
 /* a cgroup "limit" at or above this means none (v1 writes 2^63 - 4096) */
@@ -47,74 +47,41 @@ static int read_key(const char *path, const char *key, uint64_t *v) {
   return found;
 }
 
-static int is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* the process's cgroup of the v2 hierarchy ("0::/path") or of v1's memory
- * controller ("N:...,memory,...:/path") into out; 0 when /proc/self/cgroup has none */
-static int cgroup_path(const char *proc_cgroup, int v2, char *out, size_t n) {
-  FILE *f = proc_cgroup ? fopen(proc_cgroup, "r") : NULL;
-  if (!f) return 0;
-  char line[4096];
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\n")] = 0;
-    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (!c2) continue;
-    *c1 = *c2 = 0; /* line: the hierarchy's id; ctl: its controllers */
-    const char *ctl = c1 + 1;
-    int match = 0;
-    if (v2) {
-      match = !strcmp(line, "0") && !*ctl;
-    } else {
-      for (const char *p = ctl; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
-        if (!strncmp(p, "memory", 6) && (p[6] == ',' || !p[6])) match = 1;
-    }
-    if (match && (size_t)snprintf(out, n, "%s", c2 + 1) < n) found = 1;
-  }
-  fclose(f);
-  return found;
-}
-
 typedef struct cg_files {
   const char *limit, *usage, *inactive_key;
 } cg_files;
 
 /* From the process's cgroup up to the mount's root: at each level with a limit,
  * what it leaves, limit - (usage - inactive file pages); the least of them in
- * *left and that level's limit in *limit. 0 when no level has a limit. */
-static int cgroup_left(const char *root, const char *path, const cg_files *fl, uint64_t *left,
-                       uint64_t *limit) {
-  char rel[4096], dir[8192], file[8300];
-  snprintf(rel, sizeof rel, "%s", path && *path == '/' ? path : "/");
-  snprintf(dir, sizeof dir, "%s%s", root, rel);
-  if (!is_dir(dir)) snprintf(rel, sizeof rel, "/"); /* another cgroup namespace: its root */
-  int any = 0;
-  for (;;) {
-    snprintf(dir, sizeof dir, "%s%s", root, strcmp(rel, "/") ? rel : "");
-    uint64_t lim, use, inact = 0;
-    snprintf(file, sizeof file, "%s/%s", dir, fl->limit);
-    int has = read_u64(file, &lim) && lim < NO_LIMIT;
-    snprintf(file, sizeof file, "%s/%s", dir, fl->usage);
-    if (has && read_u64(file, &use)) {
-      snprintf(file, sizeof file, "%s/memory.stat", dir);
-      if (!read_key(file, fl->inactive_key, &inact) || inact > use) inact = 0;
-      use -= inact;
-      uint64_t l = use < lim ? lim - use : 0;
-      if (!any || l < *left) *left = l, *limit = lim;
-      any = 1;
-    }
-    char *slash = strrchr(rel, '/');
-    if (!slash || slash == rel) {
-      if (!strcmp(rel, "/")) break;
-      snprintf(rel, sizeof rel, "/");
-    } else {
-      *slash = 0;
-    }
-  }
-  return any;
+ * left and that level's limit in limit; any: some level has a limit. */
+typedef struct mem_walk {
+  const cg_files *fl;
+  int any;
+  uint64_t left, limit;
+} mem_walk;
+
+static void mem_visit(const char *dir, void *ctx) {
+  mem_walk *w = ctx;
+  char file[8300];
+  uint64_t lim, use, inact = 0;
+  snprintf(file, sizeof file, "%s/%s", dir, w->fl->limit);
+  int has = read_u64(file, &lim) && lim < NO_LIMIT;
+  snprintf(file, sizeof file, "%s/%s", dir, w->fl->usage);
+  if (!has || !read_u64(file, &use)) return;
+  snprintf(file, sizeof file, "%s/memory.stat", dir);
+  if (!read_key(file, w->fl->inactive_key, &inact) || inact > use) inact = 0;
+  use -= inact;
+  uint64_t l = use < lim ? lim - use : 0;
+  if (!w->any || l < w->left) w->left = l, w->limit = lim;
+  w->any = 1;
+}
+
+static int cgroup_left(const char *proc_cgroup, const char *root, const char *controller,
+                       const cg_files *fl, uint64_t *left, uint64_t *limit) {
+  mem_walk w = {fl, 0, 0, 0};
+  cnn_cgroup_walk(proc_cgroup, root, controller, mem_visit, &w);
+  *left = w.left, *limit = w.limit;
+  return w.any;
 }
 
 cnn_status cnn_host_mem_read(const char *meminfo, const char *proc_cgroup, const char *cg2,
@@ -130,17 +97,14 @@ cnn_status cnn_host_mem_read(const char *meminfo, const char *proc_cgroup, const
     src = "MemFree in /proc/meminfo";
   }
   av *= 1024, tot *= 1024; /* kB */
-  char path[4096];
   static const cg_files v2 = {"memory.max", "memory.current", "inactive_file"};
   static const cg_files v1 = {"memory.limit_in_bytes", "memory.usage_in_bytes",
                               "total_inactive_file"};
-  if (cg2 && is_dir(cg2) && cgroup_left(cg2, cgroup_path(proc_cgroup, 1, path, sizeof path) ? path : "/",
-                                         &v2, &left, &lim)) {
+  if (cgroup_left(proc_cgroup, cg2, NULL, &v2, &left, &lim)) {
     if (left < av) av = left, src = "the cgroup's memory.max less its memory.current";
     if (lim < tot) tot = lim;
   }
-  if (cg1 && is_dir(cg1) && cgroup_left(cg1, cgroup_path(proc_cgroup, 0, path, sizeof path) ? path : "/",
-                                         &v1, &left, &lim)) {
+  if (cgroup_left(proc_cgroup, cg1, "memory", &v1, &left, &lim)) {
     if (left < av) av = left, src = "the cgroup's memory.limit_in_bytes less its usage";
     if (lim < tot) tot = lim;
   }

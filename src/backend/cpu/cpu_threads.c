@@ -23,45 +23,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "backend/backend.h"
+#include "backend/cgroup.h"
 #include "cnn/cnn.h"
-
-static int is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* the process's cgroup path in the v2 hierarchy ("0::/path") or in v1's cpu
- * controller ("N:...,cpu,...:/path") */
-static int cg_path(const char *proc_cgroup, int v2, char *out, size_t n) {
-  FILE *f = proc_cgroup ? fopen(proc_cgroup, "r") : NULL;
-  if (!f) return 0;
-  char line[4096];
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\n")] = 0;
-    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (!c2) continue;
-    *c1 = *c2 = 0;
-    const char *ctl = c1 + 1;
-    int match = 0;
-    if (v2) {
-      match = !strcmp(line, "0") && !*ctl;
-    } else {
-      for (const char *p = ctl; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
-        if (!strncmp(p, "cpu", 3) && (p[3] == ',' || !p[3])) match = 1;
-    }
-    if (match && (size_t)snprintf(out, n, "%s", c2 + 1) < n) found = 1;
-  }
-  fclose(f);
-  return found;
-}
 
 /* quota/period of one cgroup folder as CPUs, rounded up; 0 when it has none */
 static int cg_cpus(const char *dir, int v2) {
@@ -93,26 +62,20 @@ static int cg_cpus(const char *dir, int v2) {
 }
 
 /* the least quota from the process's cgroup up to the mount's root; 0 if none */
+typedef struct quota_walk {
+  int v2, least;
+} quota_walk;
+
+static void quota_visit(const char *dir, void *ctx) {
+  quota_walk *w = ctx;
+  int c = cg_cpus(dir, w->v2);
+  if (c > 0 && (!w->least || c < w->least)) w->least = c;
+}
+
 static int cg_quota(const char *proc_cgroup, const char *root, int v2) {
-  if (!root || !is_dir(root)) return 0;
-  char rel[4096], dir[8192];
-  if (!cg_path(proc_cgroup, v2, rel, sizeof rel) || rel[0] != '/') snprintf(rel, sizeof rel, "/");
-  snprintf(dir, sizeof dir, "%s%s", root, rel);
-  if (!is_dir(dir)) snprintf(rel, sizeof rel, "/"); /* another cgroup namespace: its root */
-  int least = 0;
-  for (;;) {
-    snprintf(dir, sizeof dir, "%s%s", root, strcmp(rel, "/") ? rel : "");
-    int c = cg_cpus(dir, v2);
-    if (c > 0 && (!least || c < least)) least = c;
-    char *slash = strrchr(rel, '/');
-    if (!slash || slash == rel) {
-      if (!strcmp(rel, "/")) break;
-      snprintf(rel, sizeof rel, "/");
-    } else {
-      *slash = 0;
-    }
-  }
-  return least;
+  quota_walk w = {v2, 0};
+  cnn_cgroup_walk(proc_cgroup, root, v2 ? NULL : "cpu", quota_visit, &w);
+  return w.least;
 }
 
 int cnn_cpu_quota_read(const char *proc_cgroup, const char *cg2, const char *cg1,
