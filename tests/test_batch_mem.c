@@ -22,6 +22,7 @@
 #include "backend/backend.h"
 #include "cnn/cnn.h"
 #include "core/rng.h"
+#include "clitest.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -54,11 +55,11 @@ static void put(const char *rel, const char *text) {
   fclose(f);
 }
 
-static void put_be32(FILE *f, unsigned v) {
-  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                        (unsigned char)v};
-  fwrite(b, 1, 4, f);
-}
+static char *slurp(const char *rel) { return clitest_slurp(dir, rel); }
+static int exists(const char *rel) { return clitest_exists(dir, rel); }
+#define put_be32 clitest_put_be32
+#define exited_ok clitest_exited_ok
+#define failed_cleanly clitest_failed_cleanly
 
 static void write_idx(const char *img_name, const char *lab_name, int n, uint64_t seed) {
   char p[512];
@@ -78,27 +79,6 @@ static void write_idx(const char *img_name, const char *lab_name, int n, uint64_
   fclose(f);
 }
 
-static char *slurp(const char *name) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  FILE *f = fopen(p, "rb");
-  if (!f) return calloc(1, 1);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  s[fread(s, 1, (size_t)n, f)] = 0;
-  fclose(f);
-  return s;
-}
-
-static int exists(const char *rel) {
-  char p[512];
-  struct stat st;
-  snprintf(p, sizeof p, "%s/%s", dir, rel);
-  return stat(p, &st) == 0;
-}
-
 /* `prog args` in dir with CNN_MEMORY_LIMIT=limit (0: unset), output to out */
 static int run(const char *prog, size_t limit, const char *args, const char *out) {
   char cmd[2048], env[64] = "";
@@ -107,9 +87,6 @@ static int run(const char *prog, size_t limit, const char *args, const char *out
            dir, env, prog, args, dir, out);
   return system(cmd);
 }
-
-static int exited_ok(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0; }
-static int failed_cleanly(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0; }
 
 /* the number after `key` in s, -1 if absent */
 static long long after(const char *s, const char *key) {

@@ -25,53 +25,21 @@
 #include "cnn/data.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "clitest.h"
 #include "testutil.h"
 
 static char dir[256];
 static const char *bin;
 
-static void put_be32(FILE *f, unsigned v) {
-  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
-  fwrite(b, 1, 4, f);
+static void write_idx(const char *img, const char *lab, int n, uint64_t seed) {
+  char pi[64], pl[64];
+  snprintf(pi, sizeof pi, "data/%s", img);
+  snprintf(pl, sizeof pl, "data/%s", lab);
+  clitest_write_quadrants(dir, pi, pl, n, seed);
 }
-
-/* n images [12,12] and labels, seeded */
-static void make_images(int n, uint64_t seed, uint8_t *img, uint8_t *lab) {
-  for (int i = 0; i < n; i++) {
-    int q = (int)(cnn_rng_u64(seed, (uint64_t)i * 1000) % 4);
-    lab[i] = (uint8_t)q;
-    int cy = (q / 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 1) % 3);
-    int cx = (q % 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 2) % 3);
-    for (int y = 0; y < 12; y++)
-      for (int x = 0; x < 12; x++) {
-        int v = (int)(cnn_rng_uniform(seed, (uint64_t)i * 1000 + 10 + y * 12 + x) * 90);
-        if (y >= cy && y < cy + 3 && x >= cx && x < cx + 3) v += 150;
-        img[(size_t)i * 144 + y * 12 + x] = (uint8_t)(v > 255 ? 255 : v);
-      }
-  }
-}
-
-static void write_idx(const char *name_img, const char *name_lab, int n, uint64_t seed) {
-  uint8_t *img = malloc((size_t)n * 144), *lab = malloc((size_t)n);
-  make_images(n, seed, img, lab);
-  char p[512];
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_img);
-  FILE *f = fopen(p, "wb");
-  put_be32(f, 0x803);
-  put_be32(f, (unsigned)n);
-  put_be32(f, 12);
-  put_be32(f, 12);
-  fwrite(img, 1, (size_t)n * 144, f);
-  fclose(f);
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_lab);
-  f = fopen(p, "wb");
-  put_be32(f, 0x801);
-  put_be32(f, (unsigned)n);
-  fwrite(lab, 1, (size_t)n, f);
-  fclose(f);
-  free(img);
-  free(lab);
-}
+static char *slurp(const char *rel) { return clitest_slurp(dir, rel); }
+#define exited_ok clitest_exited_ok
+#define failed_cleanly clitest_failed_cleanly
 
 static const char *cfg_text =
     "[net]\nheight=12\nwidth=12\nchannels=1\nbatch=32\nlearning_rate=0.05\nmomentum=0.9\n"
@@ -88,23 +56,6 @@ static int run(const char *args, const char *out_name) {
            out_name);
   return system(cmd);
 }
-
-static char *slurp(const char *name) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  FILE *f = fopen(p, "rb");
-  if (!f) return calloc(1, 1);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  s[fread(s, 1, (size_t)n, f)] = 0;
-  fclose(f);
-  return s;
-}
-
-static int exited_ok(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0; }
-static int failed_cleanly(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0; }
 
 static double after(const char *s, const char *key) {
   const char *p = strstr(s, key);
@@ -167,7 +118,7 @@ static void test_eval_predict(void) {
         acc, best);
   /* PNG files cut from the test set, in a folder dataset: eval and predict agree */
   uint8_t img[24 * 144], lab[24];
-  make_images(24, 777, img, lab);
+  clitest_quadrant_images(24, 777, img, lab);
   char args[4096] = "predict full/best.safetensors --top 1";
   for (int i = 0; i < 24; i++) {
     char sub[512], path[600];
@@ -394,7 +345,7 @@ static void test_dataset_export(void) {
   CHECK(exited_ok(st) && strstr(o, "wrote 40 images"), "dataset export: %s", o);
   free(o);
   uint8_t img[256 * 144], lab[256];
-  make_images(256, 2, img, lab); /* the test split of idx:data */
+  clitest_quadrant_images(256, 2, img, lab); /* the test split of idx:data */
   char spec[600], p[600];
   snprintf(p, sizeof p, "%s/exp/%d/007.png", dir, lab[7]); /* 256 images: 3 digits */
   struct stat sb;
@@ -541,7 +492,7 @@ static char *top_of(const char *args, const char *out) {
  * give the model exactly the pixels expected (checked through its predictions) */
 static void test_predict_resize(void) {
   uint8_t img[256 * 144], lab[256], wide[12 * 24], lb[6 * 12], boxed[144];
-  make_images(256, 2, img, lab);
+  clitest_quadrant_images(256, 2, img, lab);
   for (int y = 0; y < 12; y++)
     for (int x = 0; x < 24; x++)
       wide[y * 24 + x] = x >= 6 && x < 18 ? img[y * 12 + x - 6] : (uint8_t)(x * 37 + y * 11);

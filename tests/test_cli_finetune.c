@@ -23,54 +23,21 @@
 #include "cnn/data.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "clitest.h"
 #include "testutil.h"
 
 static char dir[256];
 static const char *bin;
 
-static void put_be32(FILE *f, unsigned v) {
-  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                        (unsigned char)v};
-  fwrite(b, 1, 4, f);
+static void write_idx(const char *img, const char *lab, int n, uint64_t seed) {
+  char pi[64], pl[64];
+  snprintf(pi, sizeof pi, "data/%s", img);
+  snprintf(pl, sizeof pl, "data/%s", lab);
+  clitest_write_quadrants(dir, pi, pl, n, seed);
 }
-
-/* n images [12,12] and labels, seeded: which quadrant holds a bright blob */
-static void make_images(int n, uint64_t seed, uint8_t *img, uint8_t *lab) {
-  for (int i = 0; i < n; i++) {
-    int q = (int)(cnn_rng_u64(seed, (uint64_t)i * 1000) % 4);
-    lab[i] = (uint8_t)q;
-    int cy = (q / 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 1) % 3);
-    int cx = (q % 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 2) % 3);
-    for (int y = 0; y < 12; y++)
-      for (int x = 0; x < 12; x++) {
-        int v = (int)(cnn_rng_uniform(seed, (uint64_t)i * 1000 + 10 + y * 12 + x) * 90);
-        if (y >= cy && y < cy + 3 && x >= cx && x < cx + 3) v += 150;
-        img[(size_t)i * 144 + y * 12 + x] = (uint8_t)(v > 255 ? 255 : v);
-      }
-  }
-}
-
-static void write_idx(const char *name_img, const char *name_lab, int n, uint64_t seed) {
-  uint8_t *img = malloc((size_t)n * 144), *lab = malloc((size_t)n);
-  make_images(n, seed, img, lab);
-  char p[512];
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_img);
-  FILE *f = fopen(p, "wb");
-  put_be32(f, 0x803);
-  put_be32(f, (unsigned)n);
-  put_be32(f, 12);
-  put_be32(f, 12);
-  fwrite(img, 1, (size_t)n * 144, f);
-  fclose(f);
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_lab);
-  f = fopen(p, "wb");
-  put_be32(f, 0x801);
-  put_be32(f, (unsigned)n);
-  fwrite(lab, 1, (size_t)n, f);
-  fclose(f);
-  free(img);
-  free(lab);
-}
+static char *slurp(const char *rel) { return clitest_slurp(dir, rel); }
+#define exited_ok clitest_exited_ok
+#define failed_cleanly clitest_failed_cleanly
 
 /* the source (10 outputs) and the target (5 outputs, a wider hidden layer) */
 #define CFG_HEAD                                                                              \
@@ -90,23 +57,6 @@ static int run(const char *args, const char *out_name) {
            args, dir, out_name);
   return system(cmd);
 }
-
-static char *slurp(const char *name) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  FILE *f = fopen(p, "rb");
-  if (!f) return calloc(1, 1);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  s[fread(s, 1, (size_t)n, f)] = 0;
-  fclose(f);
-  return s;
-}
-
-static int exited_ok(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0; }
-static int failed_cleanly(int st) { return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0; }
 
 /* a checkpoint's tensors */
 typedef struct ckpt {
@@ -163,7 +113,7 @@ static void test_best_light(void) {
   CHECK(exited_ok(st) && strstr(o, "\"accuracy\":"), "eval reads best.safetensors: %s", o);
   free(o);
   uint8_t img[144], lab;
-  make_images(1, 9, img, &lab);
+  clitest_quadrant_images(1, 9, img, &lab);
   char p[512];
   snprintf(p, sizeof p, "%s/one.png", dir);
   CHECK_OK(cnn_image_write_png(p, 12, 12, 1, img));

@@ -33,41 +33,20 @@
 #include "cli/progress.h"
 #include "cnn/cnn.h"
 #include "core/rng.h"
+#include "clitest.h"
 #include "testutil.h"
 
 static char dir[256];
 static const char *bin;
 
-static void put_be32(FILE *f, unsigned v) {
-  unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                        (unsigned char)v};
-  fwrite(b, 1, 4, f);
+static void write_idx(const char *img, const char *lab, int n, uint64_t seed) {
+  char pi[64], pl[64];
+  snprintf(pi, sizeof pi, "data/%s", img);
+  snprintf(pl, sizeof pl, "data/%s", lab);
+  clitest_write_quadrants(dir, pi, pl, n, seed);
 }
-
-static void write_idx(const char *name_img, const char *name_lab, int n, uint64_t seed) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_img);
-  FILE *fi = fopen(p, "wb");
-  snprintf(p, sizeof p, "%s/data/%s", dir, name_lab);
-  FILE *fl = fopen(p, "wb");
-  if (!fi || !fl) exit(1);
-  put_be32(fi, 0x803), put_be32(fi, (unsigned)n), put_be32(fi, 12), put_be32(fi, 12);
-  put_be32(fl, 0x801), put_be32(fl, (unsigned)n);
-  for (int i = 0; i < n; i++) {
-    int q = (int)(cnn_rng_u64(seed, (uint64_t)i * 1000) % 4);
-    fputc(q, fl);
-    int cy = (q / 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 1) % 3);
-    int cx = (q % 2) * 6 + 1 + (int)(cnn_rng_u64(seed, (uint64_t)i * 1000 + 2) % 3);
-    for (int y = 0; y < 12; y++)
-      for (int x = 0; x < 12; x++) {
-        int v = (int)(cnn_rng_uniform(seed, (uint64_t)i * 1000 + 10 + y * 12 + x) * 90);
-        if (y >= cy && y < cy + 3 && x >= cx && x < cx + 3) v += 150;
-        fputc(v > 255 ? 255 : v, fi);
-      }
-  }
-  fclose(fi);
-  fclose(fl);
-}
+static char *slurp(const char *rel) { return clitest_slurp(dir, rel); }
+static int exists(const char *rel) { return clitest_exists(dir, rel); }
 
 static void write_text(const char *rel, const char *text) {
   char p[512];
@@ -76,26 +55,6 @@ static void write_text(const char *rel, const char *text) {
   if (!f) exit(1);
   fputs(text, f);
   fclose(f);
-}
-
-static char *slurp(const char *rel) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, rel);
-  FILE *f = fopen(p, "rb");
-  if (!f) return calloc(1, 1);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  s[fread(s, 1, (size_t)n, f)] = 0;
-  fclose(f);
-  return s;
-}
-
-static int exists(const char *rel) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, rel);
-  return access(p, F_OK) == 0;
 }
 
 /* cnn ARGS in the test folder, output (both streams) to OUT; the wait status */
