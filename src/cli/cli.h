@@ -16,6 +16,8 @@ int cnn_cmd_dataset(int argc, char **argv);
  * cnn_model_path). NULL when there is neither, cnn_last_error() saying where it
  * looked. The result stays valid until the next call. */
 const char *cli_model_cfg(const char *arg);
+/* s ends with suffix */
+int cli_ends_with(const char *s, const char *suffix);
 /* print "cnn: <message>" to stderr and return 1 */
 int cli_fail(const char *what);
 /* parse a positive int flag value; prints an error and returns 0 on failure */

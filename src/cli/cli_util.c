@@ -37,3 +37,8 @@ int cli_int(const char *flag, const char *v, int lo, int hi, int *out) {
   *out = (int)x;
   return 1;
 }
+
+int cli_ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}

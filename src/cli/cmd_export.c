@@ -5,11 +5,6 @@
 #include "cli/cli.h"
 #include "cli/exchange.h"
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static void help(FILE *f) {
   fprintf(f,
           "usage: cnn export CKPT.safetensors OUT.onnx    [--logits] [--fold-bn] [--opset N]\n"
@@ -36,8 +31,8 @@ int cnn_cmd_export(int argc, char **argv) {
     help(asked ? stdout : stderr);
     return asked ? 0 : 2;
   }
-  if (ends_with(out, ".onnx")) return cli_export_onnx(argc, argv);
-  if (ends_with(out, ".weights")) return cli_export_darknet(argc, argv);
+  if (cli_ends_with(out, ".onnx")) return cli_export_onnx(argc, argv);
+  if (cli_ends_with(out, ".weights")) return cli_export_darknet(argc, argv);
   fprintf(stderr, "cnn export: %s: unknown format (the name must end in .onnx or .weights)\n", out);
   return 2;
 }

@@ -5,11 +5,6 @@
 #include "cli/cli.h"
 #include "cli/exchange.h"
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static void help(FILE *f) {
   fprintf(f,
           "usage: cnn import MODEL.onnx --out DIR [options]\n"
@@ -36,8 +31,8 @@ int cnn_cmd_import(int argc, char **argv) {
     help(asked ? stdout : stderr);
     return asked ? 0 : 2;
   }
-  if (ends_with(in, ".onnx")) return cli_import_onnx(argc, argv);
-  if (ends_with(in, ".cfg")) return cli_import_darknet(argc, argv);
+  if (cli_ends_with(in, ".onnx")) return cli_import_onnx(argc, argv);
+  if (cli_ends_with(in, ".cfg")) return cli_import_darknet(argc, argv);
   fprintf(stderr, "cnn import: %s: unknown format (expected MODEL.onnx, or MODEL.cfg "
                   "MODEL.weights)\n", in);
   return 2;
