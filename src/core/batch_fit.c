@@ -7,16 +7,6 @@
 #define BATCH_STEP 8
 #define BATCH_MAX 65536
 
-static void human(char *buf, size_t len, double bytes) {
-  const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (bytes >= 1024 && i < 4) {
-    bytes /= 1024;
-    i++;
-  }
-  snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", bytes, u[i]);
-}
-
 /* fit's figures for `batch` against fit->avail_bytes; 1 if it fits */
 static cnn_status measure(cnn_net *net, cnn_backend *b, int batch, cnn_mode mode,
                           cnn_batch_fit *fit, int *fits) {
@@ -41,11 +31,11 @@ static cnn_status start(cnn_net *net, cnn_backend *b, cnn_batch_fit *fit) {
 /* CNN_ERR_NOMEM naming fit's figures */
 static cnn_status refuse(const cnn_backend *b, const cnn_batch_fit *f) {
   char need[32], plan[32], extra[32], margin[32], avail[32];
-  human(need, sizeof need, (double)f->need_bytes);
-  human(plan, sizeof plan, (double)f->plan_bytes);
-  human(extra, sizeof extra, (double)f->extra_bytes);
-  human(margin, sizeof margin, (double)f->margin_bytes);
-  human(avail, sizeof avail, (double)f->avail_bytes);
+  cnn_human_bytes(need, sizeof need, (double)f->need_bytes);
+  cnn_human_bytes(plan, sizeof plan, (double)f->plan_bytes);
+  cnn_human_bytes(extra, sizeof extra, (double)f->extra_bytes);
+  cnn_human_bytes(margin, sizeof margin, (double)f->margin_bytes);
+  cnn_human_bytes(avail, sizeof avail, (double)f->avail_bytes);
   return cnn_error(CNN_ERR_NOMEM,
                    "batch %d does not fit: it needs %zu bytes (%s: memory plan %s, other "
                    "buffers %s, margin %s) but %s has %zu bytes (%s) available (%s)",

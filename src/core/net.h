@@ -274,6 +274,8 @@ void cnn_net_fuse(cnn_net *net, int train);
 cnn_status cnn_net_program_for(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out);
 /* free the bound dataset's buffers (plan.c releases it with the build) */
 void cnn_net_unbind_data(cnn_net *net);
+/* "12.3 MiB": bytes in binary units for messages and summaries (summary.c) */
+void cnn_human_bytes(char *buf, size_t len, double bytes);
 /* the schedule of this net's training run */
 cnn_sched_desc cnn_net_sched(const cnn_net *net);
 /* drop compiled programs (the config, step count or parameters' home changed) */

@@ -15,7 +15,7 @@ static void commas(char *buf, size_t len, unsigned long long v) {
   buf[o] = 0;
 }
 
-static void human(char *buf, size_t len, double bytes) {
+void cnn_human_bytes(char *buf, size_t len, double bytes) {
   const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int i = 0;
   while (bytes >= 1024 && i < 4) {
@@ -80,13 +80,13 @@ cnn_status cnn_plan_print(const cnn_plan_info *p, const char *backend, void *fp)
       {"optimizer state", p->opt_state_bytes}, {"batch-norm statistics", p->state_bytes},
       {"workspace", p->workspace_bytes}};
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-    human(v, sizeof v, (double)rows[i].bytes);
+    cnn_human_bytes(v, sizeof v, (double)rows[i].bytes);
     fprintf(f, "  %-24s %12s\n", rows[i].what, v);
   }
-  human(v, sizeof v, (double)p->activation_bytes);
-  human(w, sizeof w, (double)p->activation_bytes_naive);
+  cnn_human_bytes(v, sizeof v, (double)p->activation_bytes);
+  cnn_human_bytes(w, sizeof w, (double)p->activation_bytes_naive);
   fprintf(f, "  %-24s %12s  (placed by liveness; %s without reuse)\n", "activations", v, w);
-  human(v, sizeof v, (double)p->peak_bytes);
+  cnn_human_bytes(v, sizeof v, (double)p->peak_bytes);
   fprintf(f, "  %-24s %12s  (%zu bytes)\n", "peak", v, p->peak_bytes);
   return CNN_OK;
 }
