@@ -24,6 +24,16 @@
 extern "C" {
 #endif
 
+/* Arithmetic a matrix product (conv, gemm) may use. F32: exact f32 products.
+ * TF32 / BF16: the operands of each product may be rounded to tf32 / bf16 (tensor
+ * cores), sums always accumulate in f32. f32 arithmetic is a valid implementation
+ * of all three (ref and cpu ignore the field). Tolerances against ref per math:
+ * f32 1e-5, tf32 ~1e-3, bf16 ~1e-2 (relative, scaled by sqrt of the terms summed). */
+typedef enum cnn_math { CNN_MATH_F32 = 0, CNN_MATH_TF32, CNN_MATH_BF16 } cnn_math;
+
+/* the three convolution passes (engine choice and tuning are per pass) */
+typedef enum cnn_conv_dir { CNN_CONV_FWD = 0, CNN_CONV_BWD_DATA, CNN_CONV_BWD_FILTER } cnn_conv_dir;
+
 typedef struct cnn_conv_desc {
   int n, h, w, c;              /* input  [n, h, w, c] */
   int k, r, s;                 /* weight [k, r, s, c/groups] */
@@ -32,7 +42,22 @@ typedef struct cnn_conv_desc {
   int pad_h, pad_w;            /* top / left padding; bottom/right is implied by oh/ow */
   int dil_h, dil_w;
   int groups;                  /* c % groups == 0 and k % groups == 0 */
+  cnn_math math;               /* 0 (F32) unless the build's precision permits rounding */
 } cnn_conv_desc;
+
+/* A dense product with an epilogue (gemm_ex): row-major
+ *   C[m, n] = act(alpha * op(A) op(B) + beta * C + bias[n])
+ * op(A) [m, k], op(B) [k, n]; lda/ldb/ldc are row strides as stored; bias may be
+ * NULL; act LINEAR when there is no epilogue; beta == 0: C is not read. */
+typedef struct cnn_gemm_desc {
+  int trans_a, trans_b, m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  const float *a, *b, *bias;
+  float *c;
+  int act;                     /* a cnn_act */
+  float act_alpha;
+  cnn_math math;
+} cnn_gemm_desc;
 
 typedef struct cnn_pool_desc {
   int n, h, w, c;              /* input  [n, h, w, c] */
@@ -408,6 +433,30 @@ struct cnn_backend_ops {
   cnn_status (*capture_end)(void *ctx, void **graph);
   cnn_status (*graph_launch)(void *ctx, void *graph);
   void (*graph_free)(void *ctx, void *graph);
+
+  /* ---- matrix units and engines (optional; NULL where a backend has one engine) ----
+   * matrix_math: bit (1 << CNN_MATH_*) set for each math the backend runs on matrix
+   * units (cuda at cc >= 8.0: TF32 and BF16); --precision auto asks it. */
+  unsigned (*matrix_math)(void *ctx);
+  /* gemm with math and an epilogue (cnn_gemm_desc); where NULL, callers use gemm
+   * followed by bias_add / act_fwd */
+  cnn_status (*gemm_ex)(void *ctx, const cnn_gemm_desc *g);
+  /* The engines that can run pass `dir` of d: writes up to max names (static strings,
+   * stable: the tune cache stores them) and returns how many there are. */
+  int (*conv_engines)(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, const char **names,
+                      int max);
+  /* Choose the engine of (d, dir) now, within ws_bytes of workspace: from the tune
+   * cache, else by timing the candidates (validated against the fp32 engine) and
+   * caching the winner. Called when a program is compiled (never under capture);
+   * a pass that was never tuned is tuned on first use outside a capture. */
+  cnn_status (*conv_tune)(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes);
+  /* the engine (d, dir) runs with now (a static string) */
+  const char *(*conv_engine)(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
+  /* key=value settings, CNN_ERR_ARG naming the choices when either is unknown:
+   *   conv-engine  auto (default) | own | cudnn | <an engine name from conv_engines>
+   *   workspace    MB of conv workspace the tuner may use (default: from free memory)
+   *   tune-cache   a file path | off (default ~/.cache/cnn/tune-<device>.txt) */
+  cnn_status (*set_option)(void *ctx, const char *key, const char *value);
 };
 
 /* constructors, one per backend (cuda's returns CNN_UNSUPPORTED when not compiled

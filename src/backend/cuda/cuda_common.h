@@ -71,6 +71,12 @@ typedef struct cnn_cuda_ctx {
   /* read_async: the one outstanding device-to-host read */
   cudaEvent_t read_ev;
   int read_pending, read_in_capture;
+  /* conv engines: the tuner's choices and options (cuda_tune.cu), cuDNN's handle
+   * and descriptors (cuda_cudnn.cu, NULL when cuDNN is not compiled in or not
+   * loadable), cuBLASLt's handle (cuda_gemm_lt.cu); each owned by its file */
+  struct cnn_cuda_tuner *tuner;
+  struct cnn_cuda_cudnn *cudnn;
+  struct cnn_cuda_lt *lt;
   /* the op table lives in the context: no global mutable state */
   cnn_backend_ops ops;
 } cnn_cuda_ctx;
