@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_engines.h"
 
 /* ---- device queries (public API) ------------------------------------------ */
 
@@ -290,6 +291,9 @@ static void release_ctx(cnn_cuda_ctx *ctx) {
       (void)cudaGetLastError();
   }
   if (ctx->read_ev && cudaEventDestroy(ctx->read_ev) != cudaSuccess) (void)cudaGetLastError();
+  cnn_cuda_tuner_release(ctx);
+  cnn_cuda_cudnn_release(ctx);
+  cnn_cuda_lt_release(ctx);
   if (ctx->cublas) (void)cublasDestroy(ctx->cublas);
   /* after cuBLAS, which may use its workspace until destroyed */
   if (ctx->cublas_ws && cudaFree(ctx->cublas_ws) != cudaSuccess) (void)cudaGetLastError();
@@ -321,6 +325,13 @@ static cnn_status cuda_mem_info(void *vctx, size_t *avail, size_t *total, const 
   *total = tot;
   *source = "cudaMemGetInfo";
   return CNN_OK;
+}
+
+/* tensor cores: TF32 and BF16 products from compute capability 8.0 (init_ctx
+ * refuses older devices) */
+static unsigned cuda_matrix_math(void *vctx) {
+  const cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  return ctx->cc_major >= 8 ? (1u << CNN_MATH_TF32) | (1u << CNN_MATH_BF16) : 0u;
 }
 
 static void fill_ops(cnn_backend_ops *o) {
@@ -394,6 +405,13 @@ static void fill_ops(cnn_backend_ops *o) {
   o->capture_end = cnn_cuda_capture_end;
   o->graph_launch = cnn_cuda_graph_launch;
   o->graph_free = cnn_cuda_graph_free;
+  /* matrix units and engines */
+  o->matrix_math = cuda_matrix_math;
+  o->gemm_ex = cnn_cuda_gemm_ex;
+  o->conv_engines = cnn_cuda_conv_engines;
+  o->conv_tune = cnn_cuda_conv_tune;
+  o->conv_engine = cnn_cuda_conv_engine;
+  o->set_option = cnn_cuda_set_option;
 }
 
 /* everything that can fail after ctx is allocated; release_ctx undoes it */
@@ -449,6 +467,11 @@ static cnn_status init_ctx(cnn_cuda_ctx *ctx) {
       CUDA_CHECK(cudaEventCreateWithFlags(&ctx->stage[i].done, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&ctx->read_ev, cudaEventDisableTiming));
   }
+  /* engines: cuDNN is optional (a library that does not load leaves ctx->cudnn NULL
+   * and its family empty); cuBLASLt and the tuner are always there */
+  CNN_TRY(cnn_cuda_cudnn_init(ctx));
+  CNN_TRY(cnn_cuda_lt_init(ctx));
+  CNN_TRY(cnn_cuda_tuner_init(ctx));
   fill_ops(&ctx->ops);
   return CNN_OK;
 }

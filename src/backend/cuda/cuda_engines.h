@@ -45,24 +45,24 @@ typedef struct cnn_cuda_conv_call {
   size_t ws_bytes;
 } cnn_cuda_conv_call;
 
-typedef struct cnn_cuda_conv_engine cnn_cuda_conv_engine;
-struct cnn_cuda_conv_engine {
+typedef struct cnn_cuda_engine cnn_cuda_engine;
+struct cnn_cuda_engine {
   const char *name;          /* unique and stable, e.g. "simt", "tc-bf16-128x128", "cudnn-fwd-1" */
   cnn_cuda_family family;
   int cfg;                   /* the family's own variant index */
   /* nonzero when it can run pass dir of d on this device (math, cc, shape limits) */
-  int (*supports)(cnn_cuda_ctx *ctx, const cnn_cuda_conv_engine *e, const cnn_conv_desc *d,
+  int (*supports)(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_conv_desc *d,
                   cnn_conv_dir dir);
   /* workspace bytes it needs for (d, dir); (size_t)-1: cannot say (treated as unsupported) */
-  size_t (*workspace)(cnn_cuda_ctx *ctx, const cnn_cuda_conv_engine *e, const cnn_conv_desc *d,
+  size_t (*workspace)(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_conv_desc *d,
                       cnn_conv_dir dir);
-  cnn_status (*run)(cnn_cuda_ctx *ctx, const cnn_cuda_conv_engine *e, const cnn_cuda_conv_call *c);
+  cnn_status (*run)(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_cuda_conv_call *c);
 };
 
 /* Each family's engines: sets *list to a static array and returns its length. */
-int cnn_cuda_simt_engines(const cnn_cuda_conv_engine **list);   /* cuda_conv.cu */
-int cnn_cuda_own_engines(const cnn_cuda_conv_engine **list);    /* cuda_conv_tc.cu */
-int cnn_cuda_cudnn_engines(const cnn_cuda_conv_engine **list);  /* cuda_cudnn.cu (0 without cuDNN) */
+int cnn_cuda_simt_engines(const cnn_cuda_engine **list);   /* cuda_conv.cu */
+int cnn_cuda_own_engines(const cnn_cuda_engine **list);    /* cuda_conv_tc.cu */
+int cnn_cuda_cudnn_engines(const cnn_cuda_engine **list);  /* cuda_cudnn.cu (0 without cuDNN) */
 
 /* cuDNN state: created at backend create when cuDNN is compiled in and its library
  * loads (ctx->cudnn stays NULL otherwise, with the reason kept for `cnn devices`);
