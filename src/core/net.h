@@ -249,7 +249,9 @@ cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha);
 const char *cnn_act_name(cnn_act a);
 
 /* conv / pooling descriptors for a batch of n */
-cnn_conv_desc cnn_layer_conv_desc(const cnn_layer *l, int n);
+cnn_conv_desc cnn_layer_conv_desc(const cnn_net *net, const cnn_layer *l, int n);
+/* the arithmetic the build's precision lets matrix products use (precision.c) */
+cnn_math cnn_net_math(const cnn_net *net);
 cnn_pool_desc cnn_layer_pool_desc(const cnn_layer *l, int n);
 
 /* cnn_net_from_cfg_text; init = 0 leaves the parameters unallocated and

@@ -1,7 +1,8 @@
 /* --precision: parsing, and what each backend runs. bf16 builds store activations
  * and their gradients as bf16 and run f32 ops between explicit cast nodes
- * (lower_bf16.c). tf32 only permits rounding inside matrix products, so f32
- * arithmetic is a valid tf32 implementation. */
+ * (lower_bf16.c); their conv and dense products may round operands to bf16
+ * (cnn_math, tensor cores on cuda). tf32 only permits rounding inside matrix
+ * products, so f32 arithmetic is a valid tf32 implementation (ref, cpu). */
 #include <string.h>
 
 #include "core/net.h"
@@ -25,17 +26,31 @@ const char *cnn_precision_name(cnn_precision p) {
 /* bf16 storage needs the cast op (lower_bf16.c runs the f32 ops between casts) */
 static int runs_bf16(const cnn_backend *b) { return b->ops->cast != NULL; }
 
-/* bf16 that pays: native bf16 ops (tensor cores, AMX). No backend has them yet, so
- * auto stays fp32: bf16 through casts saves activation memory but costs time. */
-static int bf16_native(const cnn_backend *b) {
-  (void)b;
-  return 0;
+/* the maths backend b runs on matrix units (tensor cores): bits 1 << CNN_MATH_* */
+static unsigned matrix_math(const cnn_backend *b) {
+  return b->ops->matrix_math ? b->ops->matrix_math(b->ctx) : 0u;
+}
+
+/* auto: tf32 where the backend has tensor cores for it, else fp32. Not bf16: bf16
+ * activations are still stored between f32 ops through cast nodes (lower_bf16.c), so
+ * bf16 saves memory but costs a cast pass per node, while tf32 gets the tensor cores
+ * with no casts; PyTorch's cuDNN convolutions default to tf32 likewise. */
+static cnn_precision auto_precision(const cnn_backend *b) {
+  return matrix_math(b) & (1u << CNN_MATH_TF32) ? CNN_PRECISION_TF32 : CNN_PRECISION_FP32;
+}
+
+cnn_math cnn_net_math(const cnn_net *net) {
+  switch (cnn_net_precision(net)) {
+  case CNN_PRECISION_TF32: return CNN_MATH_TF32;
+  case CNN_PRECISION_BF16: return CNN_MATH_BF16;
+  default: return CNN_MATH_F32;
+  }
 }
 
 cnn_status cnn_net_set_precision(cnn_net *net, const cnn_backend *b, cnn_precision p) {
   if (!net || !b) return cnn_error(CNN_ERR_ARG, "cnn_net_set_precision: NULL argument");
   if ((unsigned)p > CNN_PRECISION_BF16) return cnn_error(CNN_ERR_ARG, "precision %d is unknown", (int)p);
-  if (p == CNN_PRECISION_AUTO) p = bf16_native(b) ? CNN_PRECISION_BF16 : CNN_PRECISION_FP32;
+  if (p == CNN_PRECISION_AUTO) p = auto_precision(b);
   if (p == CNN_PRECISION_BF16 && !runs_bf16(b))
     return cnn_error(CNN_UNSUPPORTED, "precision bf16 needs the cast op, which the %s backend "
                      "lacks; use fp32 or auto", b->name);

@@ -343,6 +343,30 @@ static cnn_status check_support(const cnn_net *net, const cnn_program *p) {
   return CNN_OK;
 }
 
+/* Backends with several conv engines choose one per pass now, while nothing is being
+ * captured: by the tune cache, or by timing them within the planned workspace. */
+static cnn_status tune_convs(cnn_net *net, const cnn_program *p) {
+  const cnn_backend_ops *o = net->b->ops;
+  if (!o->conv_tune) return CNN_OK;
+  for (int i = 0; i < p->n_nodes; i++) {
+    const cnn_node *nd = &p->nodes[i];
+    cnn_conv_dir dir;
+    switch (nd->op) {
+    case CNN_NODE_CONV_FWD:
+    case CNN_NODE_CONV_FWD_ACT: dir = CNN_CONV_FWD; break;
+    case CNN_NODE_CONV_BWD_DATA: dir = CNN_CONV_BWD_DATA; break;
+    case CNN_NODE_CONV_BWD_FILTER: dir = CNN_CONV_BWD_FILTER; break;
+    default: continue;
+    }
+    cnn_status st = o->conv_tune(net->b->ctx, &nd->u.conv.d, dir, net->ws ? net->ws_bytes : 0);
+    if (st != CNN_OK) {
+      const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "-";
+      return cnn_error_prefix(st, "layer %s", layer);
+    }
+  }
+  return CNN_OK;
+}
+
 cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_program **out) {
   *out = NULL;
   if (!net->built) return cnn_error(CNN_ERR_ARG, "the net is not built (call cnn_net_build)");
@@ -362,6 +386,7 @@ cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_prog
   cnn_status st = compile(net, p, n, kind);
   if (st == CNN_OK && net->act_dt == CNN_DT_BF16) st = cnn_program_lower_bf16(net, p);
   if (st == CNN_OK) st = check_support(net, p);
+  if (st == CNN_OK) st = tune_convs(net, p);
   if (st != CNN_OK) {
     cnn_program_free(net, p);
     return st;

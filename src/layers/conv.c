@@ -7,8 +7,9 @@
 
 #include "core/net.h"
 
-cnn_conv_desc cnn_layer_conv_desc(const cnn_layer *l, int n) {
+cnn_conv_desc cnn_layer_conv_desc(const cnn_net *net, const cnn_layer *l, int n) {
   cnn_conv_desc d = {0};
+  d.math = cnn_net_math(net);
   d.n = n;
   d.h = l->in_shape[0].h;
   d.w = l->in_shape[0].w;
@@ -74,12 +75,12 @@ static cnn_status conv_infer(cnn_net *net, cnn_layer *l) {
 
 static size_t conv_workspace(cnn_net *net, const cnn_layer *l, int n) {
   if (!net->b->ops->conv_workspace) return 0;
-  cnn_conv_desc d = cnn_layer_conv_desc(l, n);
+  cnn_conv_desc d = cnn_layer_conv_desc(net, l, n);
   return net->b->ops->conv_workspace(net->b->ctx, &d);
 }
 
 static cnn_status conv_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
-  cnn_conv_desc d = cnn_layer_conv_desc(l, n);
+  cnn_conv_desc d = cnn_layer_conv_desc(net, l, n);
   const float *w = cnn_param_ptr(net, l, 0), *bias = l->bias ? cnn_param_ptr(net, l, 1) : NULL;
   if (l->fold_bn >= 0) { /* inference: batch norm folded into weights and bias */
     w = l->fold_w;
@@ -93,7 +94,7 @@ static cnn_status conv_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n
 }
 
 static cnn_status conv_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
-  cnn_conv_desc d = cnn_layer_conv_desc(l, n);
+  cnn_conv_desc d = cnn_layer_conv_desc(net, l, n);
   float *dx = cnn_layer_dx_needed(net, l, 0);
   if (dx)
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_CONV_BWD_DATA, conv, .d = d, .dy = l->dy,

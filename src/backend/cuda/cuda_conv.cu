@@ -19,6 +19,7 @@
  *                (deterministic, no float atomics); db is a column sum of dy. */
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_device.cuh"
+#include "backend/cuda/cuda_engines.h"
 
 #define TB_M 64
 #define TB_N 64
@@ -486,8 +487,7 @@ static void bwd_filter_plan(const cnn_cuda_ctx *ctx, const cnn_conv_desc *d, int
   if (*splits < 1) *splits = 1;
 }
 
-extern "C" size_t cnn_cuda_conv_workspace(void *vctx, const cnn_conv_desc *d) {
-  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+static size_t simt_workspace_bytes(cnn_cuda_ctx *ctx, const cnn_conv_desc *d) {
   int splits = 1, chunk = 0;
   if (check_desc(d, "conv_workspace") != CNN_OK) {
     cnn_error_clear();
@@ -526,28 +526,8 @@ static cnn_status conv_fwd_impl(cnn_cuda_ctx *ctx, const char *op, const cnn_con
   return CNN_OK;
 }
 
-extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, const float *x,
-                                        const float *w, const float *bias, float *y, void *ws,
-                                        size_t ws_bytes) {
-  (void)ws;
-  (void)ws_bytes;
-  return conv_fwd_impl(CNN_CUDA_CTX(vctx), "conv_fwd", d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
-}
-
-extern "C" cnn_status cnn_cuda_conv_fwd_act(void *vctx, const cnn_conv_desc *d, const float *x,
-                                            const float *w, const float *bias, cnn_act act,
-                                            float alpha, float *y, void *ws, size_t ws_bytes) {
-  (void)ws;
-  (void)ws_bytes;
-  return conv_fwd_impl(CNN_CUDA_CTX(vctx), "conv_fwd_act", d, x, w, bias, act, alpha, y);
-}
-
-extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d, const float *dy,
-                                             const float *w, float *dx, void *ws,
-                                             size_t ws_bytes) {
-  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
-  (void)ws;
-  (void)ws_bytes;
+static cnn_status simt_bwd_data(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, const float *dy,
+                                const float *w, float *dx) {
   CNN_TRY(check_desc(d, "conv_bwd_data"));
   const long long M = (long long)d->n * d->h * d->w;
   const int cg = d->c / d->groups;
@@ -565,10 +545,9 @@ extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d,
   return CNN_OK;
 }
 
-extern "C" cnn_status cnn_cuda_conv_bwd_filter(void *vctx, const cnn_conv_desc *d, const float *x,
-                                               const float *dy, float *dw, float *db, void *ws,
-                                               size_t ws_bytes) {
-  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+static cnn_status simt_bwd_filter(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, const float *x,
+                                  const float *dy, float *dw, float *db, void *ws,
+                                  size_t ws_bytes) {
   CNN_TRY(check_desc(d, "conv_bwd_filter"));
   const long long P = (long long)d->n * d->oh * d->ow;
   const int cg = d->c / d->groups, kg = d->k / d->groups;
@@ -635,4 +614,128 @@ extern "C" cnn_status cnn_cuda_conv_bwd_filter(void *vctx, const cnn_conv_desc *
     LAUNCH_CHECK("k_sums_to_float");
   }
   return CNN_OK;
+}
+
+/* ---- the simt engine and the backend's conv ops -------------------------------------- */
+
+/* simt runs every shape in every math (f32 is valid for tf32 and bf16) */
+static int simt_supports(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_conv_desc *d,
+                         cnn_conv_dir dir) {
+  (void)ctx;
+  (void)e;
+  (void)dir;
+  if (check_desc(d, "conv") != CNN_OK) {
+    cnn_error_clear();
+    return 0;
+  }
+  return 1;
+}
+
+static size_t simt_workspace(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_conv_desc *d,
+                             cnn_conv_dir dir) {
+  (void)e;
+  return dir == CNN_CONV_BWD_FILTER ? simt_workspace_bytes(ctx, d) : 0;
+}
+
+static cnn_status simt_run(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_cuda_conv_call *c) {
+  (void)e;
+  switch (c->dir) {
+  case CNN_CONV_FWD:
+    return conv_fwd_impl(ctx, c->act == CNN_ACT_LINEAR ? "conv_fwd" : "conv_fwd_act", &c->d, c->x,
+                         c->w, c->bias, c->act, c->alpha, c->y);
+  case CNN_CONV_BWD_DATA:
+    return simt_bwd_data(ctx, &c->d, c->dy, c->w, c->dx);
+  case CNN_CONV_BWD_FILTER:
+    return simt_bwd_filter(ctx, &c->d, c->x, c->dy, c->dw, c->db, c->ws, c->ws_bytes);
+  }
+  return cnn_error(CNN_ERR_ARG, "cuda conv: unknown pass %d", (int)c->dir);
+}
+
+static const cnn_cuda_engine simt_engine[] = {
+    {"simt", CNN_CUDA_FAM_SIMT, 0, simt_supports, simt_workspace, simt_run},
+};
+
+extern "C" int cnn_cuda_simt_engines(const cnn_cuda_engine **list) {
+  *list = simt_engine;
+  return 1;
+}
+
+/* what the three passes of d need: simt's own, or the tuner's reservation for the
+ * faster engines (at most the workspace budget), whichever is larger */
+extern "C" size_t cnn_cuda_conv_workspace(void *vctx, const cnn_conv_desc *d) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (check_desc(d, "conv_workspace") != CNN_OK) {
+    cnn_error_clear();
+    return 0;
+  }
+  size_t own = simt_workspace_bytes(ctx, d), res = cnn_cuda_conv_ws_reserve(ctx, d);
+  return own > res ? own : res;
+}
+
+extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, const float *x,
+                                        const float *w, const float *bias, float *y, void *ws,
+                                        size_t ws_bytes) {
+  cnn_cuda_conv_call c = {};
+  CNN_TRY(check_desc(d, "conv_fwd"));
+  c.d = *d;
+  c.dir = CNN_CONV_FWD;
+  c.x = x;
+  c.w = w;
+  c.bias = bias;
+  c.y = y;
+  c.act = CNN_ACT_LINEAR;
+  c.ws = ws;
+  c.ws_bytes = ws ? ws_bytes : 0;
+  return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
+}
+
+extern "C" cnn_status cnn_cuda_conv_fwd_act(void *vctx, const cnn_conv_desc *d, const float *x,
+                                            const float *w, const float *bias, cnn_act act,
+                                            float alpha, float *y, void *ws, size_t ws_bytes) {
+  cnn_cuda_conv_call c = {};
+  CNN_TRY(check_desc(d, "conv_fwd_act"));
+  if ((int)act < 0 || (int)act >= CNN_ACT_COUNT)
+    return cnn_error(CNN_ERR_ARG, "cuda conv_fwd_act: unknown activation %d", (int)act);
+  c.d = *d;
+  c.dir = CNN_CONV_FWD;
+  c.x = x;
+  c.w = w;
+  c.bias = bias;
+  c.y = y;
+  c.act = act;
+  c.alpha = alpha;
+  c.ws = ws;
+  c.ws_bytes = ws ? ws_bytes : 0;
+  return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
+}
+
+extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d, const float *dy,
+                                             const float *w, float *dx, void *ws,
+                                             size_t ws_bytes) {
+  cnn_cuda_conv_call c = {};
+  CNN_TRY(check_desc(d, "conv_bwd_data"));
+  c.d = *d;
+  c.dir = CNN_CONV_BWD_DATA;
+  c.dy = dy;
+  c.w = w;
+  c.dx = dx;
+  c.ws = ws;
+  c.ws_bytes = ws ? ws_bytes : 0;
+  return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
+}
+
+extern "C" cnn_status cnn_cuda_conv_bwd_filter(void *vctx, const cnn_conv_desc *d, const float *x,
+                                               const float *dy, float *dw, float *db, void *ws,
+                                               size_t ws_bytes) {
+  cnn_cuda_conv_call c = {};
+  CNN_TRY(check_desc(d, "conv_bwd_filter"));
+  c.d = *d;
+  c.dir = CNN_CONV_BWD_FILTER;
+  c.x = x;
+  c.dy = dy;
+  c.dw = dw;
+  c.db = db;
+  c.ws = ws;
+  c.ws_bytes = ws ? ws_bytes : 0;
+  return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
 }

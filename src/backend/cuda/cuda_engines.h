@@ -87,6 +87,10 @@ int cnn_cuda_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, c
 cnn_status cnn_cuda_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes);
 const char *cnn_cuda_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
 cnn_status cnn_cuda_set_option(void *ctx, const char *key, const char *value);
+/* workspace the faster engines of d's three passes may use: the most any engine
+ * that supports a pass asks for, capped by the workspace budget (0 when the
+ * engine is forced to simt) */
+size_t cnn_cuda_conv_ws_reserve(cnn_cuda_ctx *ctx, const cnn_conv_desc *d);
 /* run c with the engine chosen for (c->d, c->dir) (tuning first if needed and allowed) */
 cnn_status cnn_cuda_conv_dispatch(cnn_cuda_ctx *ctx, const cnn_cuda_conv_call *c);
 
