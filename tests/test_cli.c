@@ -179,6 +179,17 @@ static void test_bad_input(void) {
   expect_fail("eval corrupt.safetensors", "corrupt.safetensors", "truncated checkpoint");
   expect_fail("predict full/best.safetensors model.cfg", "model.cfg", "a file that is not an image");
   expect_fail("train other.cfg --resume full/last.safetensors --quiet", "conv", "a checkpoint of another model");
+  /* engine settings are the cuda backend's: the cpu refuses them by name, auto passes */
+  expect_fail("train model.cfg --data idx:data --device cpu --conv-engine cudnn --out eng --quiet",
+              "conv-engine cudnn", "--conv-engine on the cpu");
+  expect_fail("eval full/best.safetensors --device cpu --workspace 64", "workspace",
+              "--workspace on the cpu");
+  {
+    int st0 = run("eval full/best.safetensors --device cpu --conv-engine auto", "eng_auto.txt");
+    char *o0 = slurp("eng_auto.txt");
+    CHECK(exited_ok(st0) && strstr(o0, "accuracy: "), "--conv-engine auto runs on the cpu: %s", o0);
+    free(o0);
+  }
   /* a NaN loss (the step schedule multiplies the lr by 1000 each epoch; no batch norm)
    * stops the run with a clear message; the checkpoint of the last good epoch stays */
   expect_fail("train nan.cfg --data idx:data --out nanrun --quiet", "NaN", "a NaN loss");

@@ -53,6 +53,16 @@ typedef struct cnn_backend cnn_backend;
  * says why (e.g. the loader's "libcudart.so.13: cannot open shared object file"). */
 cnn_status cnn_backend_create(const char *name, cnn_backend **out);
 void cnn_backend_destroy(cnn_backend *b);
+/* Engine settings of backend b (docs/gpu-engines.md), before building nets on it:
+ *   "conv-engine"  auto (default) | own | cudnn | an engine name: which conv
+ *                  implementations the tuner may choose from (cuda)
+ *   "workspace"    megabytes of conv workspace the tuner may plan (cuda; default
+ *                  an eighth of the free device memory, at most 1 GiB)
+ *   "tune-cache"   the tuner's cache file, or "off" (cuda; default
+ *                  ~/.cache/cnn/tune-<device>.txt)
+ * A backend with one implementation per op (cpu, ref) accepts conv-engine auto and
+ * refuses every other setting with CNN_UNSUPPORTED naming it. */
+cnn_status cnn_backend_set_option(cnn_backend *b, const char *key, const char *value);
 const char *cnn_backend_name(const cnn_backend *b);
 /* Host memory that backend b (a cnn_backend *, void * so these fit callbacks)
  * uploads from fastest: pinned for cuda, 64-byte aligned malloc elsewhere.

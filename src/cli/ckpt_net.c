@@ -10,10 +10,12 @@
 #include "core/error.h"
 #include "exchange/darknet_weights.h"
 
-cnn_status cli_model_device(cli_model *m, const char *device, const char *precision) {
+cnn_status cli_model_device(cli_model *m, const char *device, const char *precision,
+                            const cli_engine *eng) {
   m->device = !device || !strcmp(device, "auto") ? (cnn_cuda_device_count() > 0 ? "cuda" : "cpu")
                                                  : device;
   CNN_TRY(cnn_backend_create(m->device, &m->b));
+  CNN_TRY(cli_engine_apply(m->b, eng));
   cnn_precision p;
   CNN_TRY(cnn_precision_parse(precision ? precision : "auto", &p));
   CNN_TRY(cnn_net_set_precision(m->net, m->b, p));
@@ -37,10 +39,10 @@ cnn_status cli_model_prepare(const char *ckpt, cli_model *m) {
   return cli_meta_check_model(ckpt, &m->meta, &m->info);
 }
 
-cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision, int batch,
-                          cli_model *m) {
+cnn_status cli_model_open(const char *ckpt, const char *device, const char *precision,
+                          const cli_engine *eng, int batch, cli_model *m) {
   CNN_TRY(cli_model_prepare(ckpt, m));
-  CNN_TRY(cli_model_device(m, device, precision));
+  CNN_TRY(cli_model_device(m, device, precision, eng));
   return cli_model_build(m, batch);
 }
 
@@ -71,11 +73,11 @@ cnn_status cli_model_prepare_darknet(const char *cfg, const char *weights, const
 }
 
 cnn_status cli_model_open_darknet(const char *cfg, const char *weights, const char *classes,
-                                  const char *device, const char *precision, int batch,
-                                  cli_model *m) {
+                                  const char *device, const char *precision,
+                                  const cli_engine *eng, int batch, cli_model *m) {
   CNN_TRY(cli_model_prepare_darknet(cfg, weights, classes, m));
   m->meta.batch = batch;
-  CNN_TRY(cli_model_device(m, device, precision));
+  CNN_TRY(cli_model_device(m, device, precision, eng));
   return cli_model_build(m, batch);
 }
 

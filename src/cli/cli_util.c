@@ -42,3 +42,22 @@ int cli_ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   return n >= k && !strcmp(s + n - k, suffix);
 }
+
+int cli_engine_arg(int argc, char **argv, int *i, cli_engine *e) {
+  const char *a = argv[*i];
+  const char **slot = !strcmp(a, "--conv-engine") ? &e->conv_engine
+                      : !strcmp(a, "--workspace") ? &e->workspace
+                      : !strcmp(a, "--tune-cache") ? &e->tune_cache
+                                                   : NULL;
+  if (!slot || *i + 1 >= argc) return 0;
+  *slot = argv[++*i];
+  return 1;
+}
+
+cnn_status cli_engine_apply(cnn_backend *b, const cli_engine *e) {
+  if (!e) return CNN_OK;
+  if (e->conv_engine) CNN_TRY(cnn_backend_set_option(b, "conv-engine", e->conv_engine));
+  if (e->workspace) CNN_TRY(cnn_backend_set_option(b, "workspace", e->workspace));
+  if (e->tune_cache) CNN_TRY(cnn_backend_set_option(b, "tune-cache", e->tune_cache));
+  return CNN_OK;
+}

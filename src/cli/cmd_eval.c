@@ -22,7 +22,9 @@ static void help(FILE *f) {
              "--weights FILE.weights: evaluate MODEL.cfg with Darknet's binary weights instead\n"
              "  of a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
              "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
-             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it;\n"
+             "  auto: tf32 on GPUs with tensor cores, else fp32).\n"
+             CLI_ENGINE_HELP
              "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n"
              "folder:DIR data is matched to the checkpoint's classes by name: class \"a/b\"\n"
              "  in folder DIR/a_b (as cnn dataset export writes it); a folder that is no\n"
@@ -87,10 +89,13 @@ int cnn_cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data = NULL, *device = "auto", *precision = "auto";
   const char *weights = NULL, *classes = NULL;
   int json = 0, batch = 256, max_pixels = 0, no_check = 0;
+  cli_engine eng = {0};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help(stdout);
       return 0;
+    } else if (cli_engine_arg(argc, argv, &i, &eng)) {
+      continue;
     } else if (!strcmp(argv[i], "--json")) {
       json = 1;
     } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
@@ -141,7 +146,7 @@ int cnn_cmd_eval(int argc, char **argv) {
   } else if (cli_data_open(data ? data : m.meta.data, 0, m.info.height, m.info.width,
                            m.info.channels, max_pixels, m.meta.class_names, m.meta.classes, 0,
                            &test) != CNN_OK ||
-             cli_model_device(&m, device, precision) != CNN_OK ||
+             cli_model_device(&m, device, precision, &eng) != CNN_OK ||
              cli_batch_eval(m.net, m.b, &test, batch, no_check, &batch) != CNN_OK ||
              cli_model_build(&m, batch) != CNN_OK ||
              cli_evaluate(m.net, &test, batch, m.meta.mean, m.meta.std, &ev) != CNN_OK) {

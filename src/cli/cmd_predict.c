@@ -18,7 +18,9 @@ static void help(FILE *f) {
              "--weights FILE.weights: run MODEL.cfg with Darknet's binary weights instead of\n"
              "  a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
              "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
-             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it).\n"
+             "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it;\n"
+             "  auto: tf32 on GPUs with tensor cores, else fp32).\n"
+             CLI_ENGINE_HELP
              "--max-pixels N: refuse image files larger than N pixels (width x height, from\n"
              "  the header, before decoding); default %lld (64 megapixels).\n"
              "--resize: how an image whose aspect ratio differs from the model's input is\n"
@@ -126,12 +128,15 @@ int cnn_cmd_predict(int argc, char **argv) {
   const char *ckpt = NULL, *device = "auto", *precision = "auto", *weights = NULL, *classes = NULL;
   int top = 3, json = 0, n = 0, max_pixels = 0;
   fit_opts fo = {CNN_FIT_STRETCH, 0};
+  cli_engine eng = {0};
   char **files = calloc((size_t)argc, sizeof *files);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       help(stdout);
       free(files);
       return 0;
+    } else if (cli_engine_arg(argc, argv, &i, &eng)) {
+      continue;
     } else if (!strcmp(argv[i], "--top")) {
       if (!cli_int("--top", i + 1 < argc ? argv[++i] : NULL, 1, 1000, &top)) return 2;
     } else if (!strcmp(argv[i], "--max-pixels")) {
@@ -182,8 +187,8 @@ int cnn_cmd_predict(int argc, char **argv) {
   }
   int chunk = n < 64 ? n : 64, bad = 0, first = 1;
   cli_model m;
-  cnn_status st = weights ? cli_model_open_darknet(ckpt, weights, classes, device, precision, chunk, &m)
-                          : cli_model_open(ckpt, device, precision, chunk, &m);
+  cnn_status st = weights ? cli_model_open_darknet(ckpt, weights, classes, device, precision, &eng, chunk, &m)
+                          : cli_model_open(ckpt, device, precision, &eng, chunk, &m);
   if (st != CNN_OK) {
     free(files);
     cli_model_close(&m);

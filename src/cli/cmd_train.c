@@ -35,7 +35,9 @@ static void help(FILE *f) {
       "                      from the header before decoding (default %lld: 64 megapixels)\n"
       "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
       "  --precision P       auto (default) | fp32 | tf32 | bf16: bf16 activations with f32\n"
-      "                      masters where the device runs it (auto picks it there)\n"
+      "                      masters where the device runs it; auto: tf32 on GPUs with\n"
+      "                      tensor cores, else fp32\n"
+      CLI_ENGINE_HELP
       "  --device-data M     auto (default) | on | off: keep the training set in the device's\n"
       "                      memory and make batches there (auto: on a GPU, when it fits)\n"
       "  --cuda-graph on|off replay each training step as a CUDA graph (default on)\n"
@@ -109,6 +111,7 @@ int cli_train_parse(int argc, char **argv, train_opts *o) {
       help(stdout);
       return 0;
     }
+    if (cli_engine_arg(argc, argv, &i, &o->eng)) continue;
 #define STR(flag, field) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v)) return 2; o->field = v; }
 #define INT(flag, field, lo, hi) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v) || !cli_int(flag, v, lo, hi, &iv)) return 2; o->field = iv; }
 #define DBL(flag, field, lo, hi) else if (!strcmp(a, flag)) { if (!need(argc, argv, &i, &v) || !dbl(flag, v, lo, hi, &o->field)) return 2; }

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "cli/cli.h"
+
 typedef struct train_opts {
   const char *model, *data, *device, *precision, *out, *resume, *optimizer, *schedule;
   const char *device_data;     /* auto | on | off: the training set in device memory */
@@ -22,6 +24,7 @@ typedef struct train_opts {
   int patience;                /* --patience: stop after this many epochs without a better
                                   accuracy; 0: never */
   int64_t max_pixels;          /* --max-pixels: image files' limit; 0: CNN_IMAGE_MAX_PIXELS */
+  cli_engine eng;              /* --conv-engine, --workspace, --tune-cache */
 } train_opts;
 
 int cli_train_parse(int argc, char **argv, train_opts *o);

@@ -389,6 +389,7 @@ static cnn_status setup(run *r) {
   r->device = o->device;
   if (!strcmp(r->device, "auto")) r->device = cnn_cuda_device_count() > 0 ? "cuda" : "cpu";
   CNN_TRY(cnn_backend_create(r->device, &r->b));
+  CNN_TRY(cli_engine_apply(r->b, &o->eng));
   CNN_TRY(cnn_net_set_precision(r->net, r->b, prec));
   r->batch = o->batch ? o->batch : o->resume && r->meta.batch ? r->meta.batch : r->info.batch;
   CNN_TRY(cli_batch_train(r->net, r->b, o->device_data, &r->train, &r->test, r->batch,

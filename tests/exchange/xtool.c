@@ -73,7 +73,7 @@ static int cmd_forward(int argc, char **argv) {
     else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
   }
   cli_model m;
-  if (n < 1 || cli_model_open(argv[1], device, "fp32", n, &m) != CNN_OK) return fail(argv[1]);
+  if (n < 1 || cli_model_open(argv[1], device, "fp32", NULL, n, &m) != CNN_OK) return fail(argv[1]);
   int h = m.info.height, w = m.info.width, c = m.info.channels, k = m.info.classes;
   size_t per = (size_t)h * w * c;
   float *in = malloc((size_t)n * per * sizeof *in), *x = malloc((size_t)n * per * sizeof *x);

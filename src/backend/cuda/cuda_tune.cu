@@ -101,7 +101,7 @@ static cnn_status max_diff(cnn_cuda_ctx *ctx, const float *a, const float *b, si
  * grows like sqrt(K); these are ~6x the expected worst case, far below the size of
  * a wrong tap or index (~0.3 per term), which is what this check is for. */
 static double tolerance(cnn_math m, double K) {
-  double per = m == CNN_MATH_BF16 ? 1e-2 : m == CNN_MATH_TF32 ? 2e-3 : 2e-5;
+  double per = m == CNN_MATH_BF16 ? 1e-2 : m == CNN_MATH_TF32 ? 2e-3 : 1e-5;
   return per * sqrt(K > 1 ? K : 1) + 1e-6;
 }
 
