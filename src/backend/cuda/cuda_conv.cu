@@ -27,6 +27,9 @@
 #define TB_THREADS 256
 /* below this many channels per group the direct kernels are used */
 #define TILED_MIN_CH 8
+/* the direct forward stages the weights in shared memory up to this size (the
+ * default per-block limit, so no opt-in attribute is needed) */
+#define DIRECT_SMEM_MAX ((size_t)48 << 10)
 
 /* acc[i][j] += sum_kk As[kk][ty + 16 i] * Bs[kk][tx + 16 j] */
 static __device__ __forceinline__ void tile_mma(const float (*As)[TB_M + 1],
@@ -137,6 +140,47 @@ static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restric
     const int nb = (int)(t / d.oh);
     const int g = ko / kg;
     const float *wk = w + (size_t)ko * K;
+    float sum = 0.0f;
+    for (int ri = 0; ri < d.r; ri++) {
+      const int ih = oy * d.stride_h - d.pad_h + ri * d.dil_h;
+      if (ih < 0 || ih >= d.h) continue;
+      for (int si = 0; si < d.s; si++) {
+        const int iw = ox * d.stride_w - d.pad_w + si * d.dil_w;
+        if (iw < 0 || iw >= d.w) continue;
+        const float *xp = x + ((size_t)(nb * d.h + ih) * d.w + iw) * d.c + (size_t)g * cg;
+        const float *wp = wk + (ri * d.s + si) * cg;
+        for (int ci = 0; ci < cg; ci++) sum = fmaf(xp[ci], wp[ci], sum);
+      }
+    }
+    y[i] = act_f(act, alpha, sum + (bias ? bias[ko] : 0.0f));
+  }
+}
+
+/* The same with the whole weight tensor staged in shared memory (when it fits): in
+ * the kernel above consecutive threads read weights K floats apart (one transaction
+ * per thread); here the block copies w once with consecutive threads on consecutive
+ * floats, and rows are padded to an odd stride so that threads of a warp, which read
+ * row ko, ko+1, ... at the same column, fall in different banks. */
+static __global__ void k_conv_fwd_direct_smem(cnn_conv_desc d, const float *__restrict__ x,
+                                              const float *__restrict__ w,
+                                              const float *__restrict__ bias, int act,
+                                              float alpha, float *__restrict__ y) {
+  extern __shared__ float ws_[]; /* [k][Kp] */
+  const int cg = d.c / d.groups, kg = d.k / d.groups;
+  const int K = d.r * d.s * cg, Kp = K | 1;
+  for (int j = threadIdx.x; j < d.k * K; j += blockDim.x) ws_[(j / K) * Kp + j % K] = w[j];
+  __syncthreads();
+  const size_t total = (size_t)d.n * d.oh * d.ow * d.k;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const int ko = (int)(i % d.k);
+    const size_t m = i / d.k;
+    const int ox = (int)(m % d.ow);
+    const size_t t = m / d.ow;
+    const int oy = (int)(t % d.oh);
+    const int nb = (int)(t / d.oh);
+    const int g = ko / kg;
+    const float *wk = ws_ + (size_t)ko * Kp;
     float sum = 0.0f;
     for (int ri = 0; ri < d.r; ri++) {
       const int ih = oy * d.stride_h - d.pad_h + ri * d.dil_h;
@@ -519,9 +563,17 @@ static cnn_status conv_fwd_impl(cnn_cuda_ctx *ctx, const char *op, const cnn_con
     LAUNCH_CHECK("k_conv_fwd_tiled");
   } else {
     size_t total = (size_t)M * d->k;
-    k_conv_fwd_direct<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(
-        *d, x, w, bias, (int)act, alpha, y);
-    LAUNCH_CHECK("k_conv_fwd_direct");
+    const size_t K = (size_t)d->r * d->s * (d->c / d->groups);
+    const size_t smem = (size_t)d->k * (K | 1) * sizeof(float);
+    if (smem <= DIRECT_SMEM_MAX) {
+      k_conv_fwd_direct_smem<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, smem, ctx->stream>>>(
+          *d, x, w, bias, (int)act, alpha, y);
+      LAUNCH_CHECK("k_conv_fwd_direct_smem");
+    } else {
+      k_conv_fwd_direct<<<cnn_cuda_blocks(ctx, total), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+          *d, x, w, bias, (int)act, alpha, y);
+      LAUNCH_CHECK("k_conv_fwd_direct");
+    }
   }
   return CNN_OK;
 }
