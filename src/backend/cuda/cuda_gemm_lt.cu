@@ -38,7 +38,7 @@
 #include "backend/cuda/cuda_device.cuh"
 #include "backend/cuda/cuda_engines.h"
 
-#define LT_CACHE 32
+#define LT_CACHE 128 /* a training step of ~40 dense layers has ~120 distinct gemms */
 
 typedef struct lt_key {
   int m, n, k, ta, tb, lda, ldb, ldc;
