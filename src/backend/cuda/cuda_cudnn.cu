@@ -47,6 +47,7 @@
 /* every cuDNN function used, dlsym()ed into cnn_cuda_cudnn::p_<name> */
 #define CNN_DNN_FUNCS(X)                                                                   \
   X(cudnnGetVersion)                                                                       \
+  X(cudnnGetCudartVersion)                                                                 \
   X(cudnnGetErrorString)                                                                   \
   X(cudnnCreate)                                                                           \
   X(cudnnDestroy)                                                                          \
@@ -182,6 +183,16 @@ extern "C" cnn_status cnn_cuda_cudnn_init(cnn_cuda_ctx *ctx) {
     }
     snprintf(h->version, sizeof h->version, "cuDNN %zu.%zu.%zu", v / 10000, v / 100 % 100,
              v % 100);
+    /* a cuDNN built for another CUDA major version than this module's runtime */
+    size_t rt = h->p_cudnnGetCudartVersion();
+    if (rt / 1000 != (size_t)CUDART_VERSION / 1000) {
+      char want[32], got[32];
+      snprintf(got, sizeof got, "%zu", rt / 1000);
+      snprintf(want, sizeof want, "%d", CUDART_VERSION / 1000);
+      set_reason("cuDNN is built for CUDA %s, this backend for CUDA %s", got, want);
+      dnn_destroy(h);
+      return CNN_OK;
+    }
   }
   {
     cudnnStatus_t s = h->p_cudnnCreate(&h->handle);
