@@ -382,8 +382,8 @@ static cnn_status dnn_run(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn
                      (int)dir, (int)c->dir);
   const size_t P = (size_t)(d->n > 0 ? d->n : 0) * (size_t)(d->oh > 0 ? d->oh : 0) *
                    (size_t)(d->ow > 0 ? d->ow : 0);
-  if (P == 0 || d->h <= 0 || d->w <= 0) { /* empty: nothing to compute (cuDNN refuses it) */
-    if (dir == CNN_CONV_BWD_FILTER) {     /* gradients of nothing are zero (overwrite) */
+  if (P == 0) {                       /* no output pixels: nothing to compute (cuDNN refuses) */
+    if (dir == CNN_CONV_BWD_FILTER) { /* gradients of nothing are zero (overwrite) */
       const size_t wcount = (size_t)d->k * d->r * d->s * (d->c / (d->groups > 0 ? d->groups : 1));
       CUDA_CHECK(cudaMemsetAsync(c->dw, 0, wcount * sizeof(float), ctx->stream));
       if (c->db) CUDA_CHECK(cudaMemsetAsync(c->db, 0, (size_t)d->k * sizeof(float), ctx->stream));
