@@ -4,7 +4,8 @@
  * activations cuBLASLt fuses (RELU) and those it does not (GELU, LEAKY), each math,
  * and pointers that are only 4-byte aligned (cuBLASLt's heuristic is told the real
  * alignment). The padding between rows of C must stay untouched, and with beta 0
- * C is not read (it starts as NaN).
+ * C is not read (it starts as NaN). Under graph capture, a cached plan runs and a
+ * missing one takes the fallback.
  *
  * Tolerance, relative to max(1, |ref|), scaled by sqrt(k) (the terms summed),
  * values in [-1, 1]:
@@ -138,6 +139,77 @@ done:
   free(bias);
 }
 
+/* Under CUDA graph capture: a shape whose plan exists (made by an eager call) and
+ * one first seen inside the capture (it must take the fallback, allocating nothing);
+ * both replayed twice and compared with ref. */
+static void test_capture(void) {
+  const cnn_backend_ops *o = gpu->ops;
+  void *c = gpu->ctx;
+  if (!o->capture_begin || !o->capture_end || !o->graph_launch) return;
+  enum { M = 64, N = 96, K = 80 };
+  const int n2 = N - 1; /* another plan key, same buffers (ldc = N) */
+  float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * N * K);
+  float *bias = malloc(sizeof(float) * N), *want = malloc(sizeof(float) * M * N * 2);
+  float *got = malloc(sizeof(float) * M * N * 2);
+  void *da = NULL, *db = NULL, *dbias = NULL, *dc = NULL, *graph = NULL;
+  tu_fill_uniform(a, (size_t)M * K, -1, 1, 501);
+  tu_fill_uniform(b, (size_t)N * K, -1, 1, 502);
+  tu_fill_uniform(bias, N, -1, 1, 503);
+  for (int h = 0; h < 2; h++) { /* ref: C_h = relu(A B^T + bias), columns < (h ? n2 : N) */
+    float *w = want + (size_t)h * M * N;
+    const int nn = h ? n2 : N;
+    for (size_t i = 0; i < (size_t)M * N; i++) w[i] = 0.0f;
+    CHECK_OK(ref->ops->gemm(ref->ctx, 0, 1, M, nn, K, 1.0f, a, K, b, K, 0.0f, w, N));
+    for (int r = 0; r < M; r++) {
+      CHECK_OK(ref->ops->bias_add(ref->ctx, 1, (size_t)nn, bias, w + (size_t)r * N));
+      CHECK_OK(ref->ops->act_fwd(ref->ctx, CNN_ACT_RELU, 0, (size_t)nn, w + (size_t)r * N,
+                                 w + (size_t)r * N));
+    }
+  }
+  CHECK_OK(o->alloc(c, sizeof(float) * M * K, &da));
+  CHECK_OK(o->alloc(c, sizeof(float) * N * K, &db));
+  CHECK_OK(o->alloc(c, sizeof(float) * N, &dbias));
+  CHECK_OK(o->alloc(c, sizeof(float) * M * N * 2, &dc));
+  if (!da || !db || !dbias || !dc) goto done;
+  CHECK_OK(o->upload(c, da, a, sizeof(float) * M * K));
+  CHECK_OK(o->upload(c, db, b, sizeof(float) * N * K));
+  CHECK_OK(o->upload(c, dbias, bias, sizeof(float) * N));
+  CHECK_OK(o->fill(c, (float *)dc, (size_t)M * N * 2, 0.0f));
+  cnn_gemm_desc g1 = {.trans_a = 0, .trans_b = 1, .m = M, .n = N, .k = K, .lda = K, .ldb = K,
+                      .ldc = N, .alpha = 1.0f, .beta = 0.0f, .a = da, .b = db, .bias = dbias,
+                      .c = dc, .act = CNN_ACT_RELU, .math = CNN_MATH_TF32};
+  cnn_gemm_desc g2 = g1;
+  g2.n = n2;
+  g2.c = (float *)dc + (size_t)M * N;
+  CHECK_OK(o->gemm_ex(c, &g1)); /* makes g1's plan */
+  CHECK_OK(o->sync(c));
+  CHECK_OK(o->fill(c, (float *)dc, (size_t)M * N * 2, 0.0f));
+  CHECK_OK(o->capture_begin(c));
+  cnn_status s1 = o->gemm_ex(c, &g1), s2 = o->gemm_ex(c, &g2);
+  cnn_status se = o->capture_end(c, &graph);
+  CHECK(s1 == CNN_OK && s2 == CNN_OK && se == CNN_OK, "gemm_ex under capture: %s",
+        cnn_last_error());
+  if (graph) {
+    for (int rep = 0; rep < 2; rep++) CHECK_OK(o->graph_launch(c, graph));
+    CHECK_OK(o->download(c, got, dc, sizeof(float) * M * N * 2));
+    const double tol = TOL[CNN_MATH_TF32] * sqrt((double)K);
+    tu_check_close("gemm_ex captured, cached plan", got, want, (size_t)M * N, tol);
+    tu_check_close("gemm_ex captured, plan missing (fallback)", got + (size_t)M * N,
+                   want + (size_t)M * N, (size_t)M * N, tol);
+    if (o->graph_free) o->graph_free(c, graph);
+  }
+done:
+  o->free(c, da);
+  o->free(c, db);
+  o->free(c, dbias);
+  o->free(c, dc);
+  free(a);
+  free(b);
+  free(bias);
+  free(want);
+  free(got);
+}
+
 int main(void) {
   tu_need_cuda();
   CHECK_OK(cnn_backend_ref_create(&ref));
@@ -179,6 +251,7 @@ int main(void) {
                .act = CNN_ACT_RELU, .math = CNN_MATH_TF32};
     run_case(&t, 99);
   }
+  test_capture();
   gpu->ops->destroy(gpu);
   ref->ops->destroy(ref);
   return tu_finish("test_gpu_gemm_ex");
