@@ -9,6 +9,8 @@
  *   conv -> batch norm [-> act]       inference: BN folded into the conv's weights,
  *                                     the activation as the conv epilogue
  *   conv -> act                       inference: the activation as the conv epilogue
+ *   dense -> act                      inference, backends with gemm_ex: the activation as
+ *                                     the gemm's epilogue (dense.c; its bias always is)
  *   shortcut (same shapes) -> act     add_act forward and backward (training needs an
  *                                     activation whose derivative follows from y)
  * Softmax cross-entropy is always one node (see softmax.c). */
@@ -58,6 +60,13 @@ void cnn_net_fuse(cnn_net *net, int train) {
         tail = i + 1;
       }
       int a = sole_act_after(net, readers, tail);
+      if (a >= 0) {
+        l->fused_act = net->layers[a].act;
+        l->fused_alpha = net->layers[a].alpha;
+        absorb(net, i, a);
+      }
+    } else if (!train && l->kind == &cnn_kind_dense && o->gemm_ex) {
+      int a = sole_act_after(net, readers, i);
       if (a >= 0) {
         l->fused_act = net->layers[a].act;
         l->fused_alpha = net->layers[a].alpha;

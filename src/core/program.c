@@ -106,8 +106,23 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
     }
     case CNN_NODE_GEMM: {
       const __typeof__(nd->u.gemm) *g = &nd->u.gemm;
-      return o->gemm(c, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb,
-                     g->beta, g->c, g->ldc);
+      if (o->gemm_ex && (g->math != CNN_MATH_F32 || g->bias || g->act != CNN_ACT_LINEAR)) {
+        const cnn_gemm_desc d = {.trans_a = g->ta, .trans_b = g->tb, .m = g->m, .n = g->n,
+                                 .k = g->k, .lda = g->lda, .ldb = g->ldb, .ldc = g->ldc,
+                                 .alpha = g->alpha, .beta = g->beta, .a = g->a, .b = g->b,
+                                 .bias = g->bias, .c = g->c, .act = g->act,
+                                 .act_alpha = g->act_alpha, .math = g->math};
+        return o->gemm_ex(c, &d);
+      }
+      CNN_TRY(o->gemm(c, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb,
+                      g->beta, g->c, g->ldc));
+      if ((g->bias || g->act != CNN_ACT_LINEAR) && g->ldc != g->n)
+        return cnn_error(CNN_UNSUPPORTED, "gemm node with an epilogue and ldc %d != n %d needs "
+                         "gemm_ex", g->ldc, g->n);
+      if (g->bias) CNN_TRY(o->bias_add(c, (size_t)g->m, (size_t)g->n, g->bias, g->c));
+      if (g->act != CNN_ACT_LINEAR)
+        return o->act_fwd(c, g->act, g->act_alpha, (size_t)g->m * g->n, g->c, g->c);
+      return CNN_OK;
     }
     case CNN_NODE_BIAS_ADD:
       return o->bias_add(c, nd->u.bias.rows, nd->u.bias.cols, nd->u.bias.in, nd->u.bias.out);
@@ -487,6 +502,20 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
     const cnn_node *nd = &p->nodes[i];
     const cnn_layer *l = nd->layer >= 0 ? &net->layers[nd->layer] : NULL;
     const char *fused = "";
+    if (nd->op == CNN_NODE_GEMM) { /* its own epilogue and math (gemm_ex) */
+      const __typeof__(nd->u.gemm) *g = &nd->u.gemm;
+      static const char *const maths[] = {"f32", "tf32", "bf16"};
+      fprintf(f, "  %3d  %-18s %-4s %-24s", i, cnn_node_op_name(nd->op), cnn_dtype_name(nd->dtype),
+              l ? l->name : "");
+      if (g->bias || g->act != CNN_ACT_LINEAR)
+        fprintf(f, "  [+%s%s%s]", g->bias ? "bias" : "",
+                g->bias && g->act != CNN_ACT_LINEAR ? ", " : "",
+                g->act != CNN_ACT_LINEAR ? cnn_act_name(g->act) : "");
+      if (g->math != CNN_MATH_F32)
+        fprintf(f, "  math %s", (unsigned)g->math < 3 ? maths[g->math] : "?");
+      fputc('\n', f);
+      continue;
+    }
     if (l && (l->fused_act != CNN_ACT_LINEAR || l->fold_bn >= 0) &&
         nd->op != CNN_NODE_FILL && nd->op != CNN_NODE_BN_FOLD)
       fused = l->fold_bn >= 0 ? "  [+bn folded" : "  [+";

@@ -50,7 +50,11 @@ typedef struct cnn_node {
     /* src/dst + element offsets (offsets, not pointer arithmetic: the buffers may be bf16) */
     struct { size_t rows, cols, ss, ds, src_off, dst_off; const float *src; float *dst; int acc; } copy2d;
     struct { cnn_act act; float alpha; size_t n; const float *x, *y, *dy; float *dx; float *out; } act;
-    struct { int ta, tb, m, n, k, lda, ldb, ldc; float alpha, beta; const float *a, *b; float *c; } gemm;
+    /* C = act(alpha op(A) op(B) + beta C + bias[n]) (cnn_gemm_desc); math, bias and act
+     * zero (F32, NULL, LINEAR) for a plain gemm. Emitted with a bias or act only for
+     * a backend with gemm_ex (the run falls back to gemm + bias_add + act_fwd). */
+    struct { int ta, tb, m, n, k, lda, ldb, ldc; float alpha, beta; const float *a, *b; float *c;
+             cnn_math math; const float *bias; cnn_act act; float act_alpha; } gemm;
     struct { size_t rows, cols; const float *in; float *out; } bias; /* bias_add: in = bias, out = y */
     struct { cnn_conv_desc d; const float *x, *w, *bias, *dy; float *y, *dx, *dw, *db;
              cnn_act act; float alpha; } conv;
