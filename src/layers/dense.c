@@ -21,15 +21,6 @@ static cnn_status dense_infer(cnn_net *net, cnn_layer *l) {
   return CNN_OK;
 }
 
-/* the arithmetic the net's precision permits its products (ref and cpu ignore it) */
-static cnn_math dense_math(const cnn_net *net) {
-  switch (net->precision) {
-    case CNN_PRECISION_TF32: return CNN_MATH_TF32;
-    case CNN_PRECISION_BF16: return CNN_MATH_BF16;
-    default: return CNN_MATH_F32;
-  }
-}
-
 /* With gemm_ex (cuda) the bias, and in inference the activation after the layer
  * (fuse.c sets fused_act), run as the gemm's epilogue; elsewhere a bias_add node
  * follows the gemm, exactly as before. */
@@ -40,7 +31,7 @@ static cnn_status dense_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int 
   CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 0, .tb = 1, .m = n, .n = o, .k = in,
                    .alpha = 1.0f, .a = cnn_layer_x(net, l, 0), .lda = in,
                    .b = cnn_param_ptr(net, l, 0), .ldb = in, .beta = 0.0f, .c = l->y, .ldc = o,
-                   .math = dense_math(net), .bias = ex ? bias : NULL, .act = l->fused_act,
+                   .math = cnn_net_math(net), .bias = ex ? bias : NULL, .act = l->fused_act,
                    .act_alpha = l->fused_alpha));
   if (bias && !ex)
     CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_BIAS_ADD, bias, .rows = (size_t)n, .cols = (size_t)o,
@@ -50,7 +41,7 @@ static cnn_status dense_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int 
 
 static cnn_status dense_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n) {
   int in = (int)cnn_shape_count(l->in_shape[0]), o = l->outputs;
-  const cnn_math math = dense_math(net);
+  const cnn_math math = cnn_net_math(net);
   /* dW[O, I] = dy^T[O, n] x[n, I] */
   CNN_TRY(CNN_EMIT(p, net, l, CNN_NODE_GEMM, gemm, .ta = 1, .tb = 0, .m = o, .n = in, .k = n,
                    .alpha = 1.0f, .a = l->dy, .lda = o, .b = cnn_layer_x(net, l, 0), .ldb = in,
