@@ -150,8 +150,8 @@ void cli_bench_print(const cli_bench *r) {
   commas(a, sizeof a, r->params);
   printf("model      %s: %s parameters, %.4f GFLOP per image forward, %d layers\n", r->model, a,
          r->gflop_per_image, r->n_layers);
-  printf("precision  %s, batch %d, median of %d timed steps after %d warm-up (random data, "
-         "already on the device)\n", r->precision, r->batch, r->steps, r->warmup);
+  printf("precision  %s, batch %d, median of %d timed step%s after %d warm-up (random data, "
+         "already on the device)\n", r->precision, r->batch, r->steps, r->steps == 1 ? "" : "s", r->warmup);
   double peak = cli_bench_peak_for(r);
   if (r->train_ips >= 0) {
     printf("training   %10.1f images/s  %9.3f ms/step   %8.3f TFLOP/s (3x forward FLOPs)",

@@ -2,9 +2,11 @@
  * latency and a per-layer profile of a model; cnn bench --peak: the device's
  * matrix peaks. Measuring is in bench_model.c and bench_peak.c, the report in
  * bench_out.c; see docs/bench.md. */
+#define _POSIX_C_SOURCE 200809L /* access */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cli/bench.h"
@@ -50,6 +52,27 @@ static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n(cnn bench --help describes the options)\n");
   return 2;
+}
+
+/* --json FILE: refuse a folder that is not there or not writable before measuring */
+static int json_dir_unwritable(const char *path) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  if (!*path || (slash && !slash[1])) {
+    fprintf(stderr, "cnn bench: --json needs a file name, got '%s'\n", path);
+    return 1;
+  }
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  if (access(dir, W_OK) == 0) return 0;
+  fprintf(stderr, "cnn bench: cannot write --json %s: folder %s is %s\n", path, dir,
+          access(dir, F_OK) ? "not there" : "not writable");
+  return 1;
+}
+
+static int fail(void) {
+  fprintf(stderr, "cnn bench: %s\n", cnn_last_error());
+  return 1;
 }
 
 /* parse argv into r; 0 to go on, else the exit code (help: -1 meaning 0) */
@@ -114,6 +137,10 @@ static int parse(int argc, char **argv, cli_bench *r) {
   if (strcmp(r->device, "auto") && strcmp(r->device, "cuda") && strcmp(r->device, "cpu") &&
       strcmp(r->device, "ref"))
     return usage_error("--device takes cuda, cpu, ref or auto, got '%s'", r->device);
+  cnn_precision prec;
+  if (cnn_precision_parse(r->precision_arg, &prec) != CNN_OK)
+    return usage_error("%s", cnn_last_error());
+  if (r->json && json_dir_unwritable(r->json)) return 2;
   if (!strcmp(r->device, "auto")) r->device = cnn_cuda_device_count() > 0 ? "cuda" : "cpu";
   int cuda = !strcmp(r->device, "cuda"), ref = !strcmp(r->device, "ref");
   r->steps = steps > 0 ? steps : cuda ? 50 : ref ? 2 : 10;
@@ -144,17 +171,17 @@ static int run(cli_bench *r, cnn_net *net, cnn_backend *b) {
   int rc = set_options(r, b);
   if (rc) return rc;
   cli_bench_device(r, b);
-  if (r->peak && cli_bench_peak_run(r, b) != CNN_OK) return cli_fail("bench");
+  if (r->peak && cli_bench_peak_run(r, b) != CNN_OK) return fail();
   if (net) {
     cnn_precision prec;
     if (cnn_precision_parse(r->precision_arg, &prec) != CNN_OK ||
         cnn_net_set_precision(net, b, prec) != CNN_OK)
-      return cli_fail("bench");
+      return fail();
     r->precision = cnn_precision_name(cnn_net_precision(net));
-    if (cli_bench_model(r, net, b) != CNN_OK) return cli_fail("bench");
+    if (cli_bench_model(r, net, b) != CNN_OK) return fail();
   }
   cli_bench_print(r);
-  if (cli_bench_write_json(r) != CNN_OK) return cli_fail("bench");
+  if (cli_bench_write_json(r) != CNN_OK) return fail();
   if (r->json) printf("\nwrote %s\n", r->json);
   return 0;
 }
@@ -170,9 +197,9 @@ int cnn_cmd_bench(int argc, char **argv) {
   cnn_net *net = NULL;
   cnn_backend *b = NULL;
   const char *cfg = r.model ? cli_model_cfg(r.model) : NULL;
-  if (r.model && (!cfg || cnn_net_from_cfg_file(cfg, &net) != CNN_OK)) return cli_fail("bench");
+  if (r.model && (!cfg || cnn_net_from_cfg_file(cfg, &net) != CNN_OK)) return fail();
   if (cnn_backend_create(r.device, &b) != CNN_OK) {
-    rc = cli_fail("bench");
+    rc = fail();
   } else {
     rc = run(&r, net, b);
   }
