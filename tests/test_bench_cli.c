@@ -4,7 +4,7 @@
  *    layer of the net, per-layer GFLOP summing to gflop_per_image, times and conv
  *    engines per layer);
  *  - --infer leaves training out (null figures, no backward times);
- *  - --no-layers leaves the per-layer times out;
+ *  - --no-layers leaves the per-layer times out; --batch auto fits a memory limit;
  *  - --peak --device cpu measures a positive fp32 GEMM peak;
  *  - a small residual net with batch norm on ref: fused layers and the ref engine;
  *  - bad input (missing cfg, --batch 0, --device nonsense, --conv-engine on the cpu,
@@ -162,6 +162,22 @@ static void test_infer(const char *lenet) {
   cJSON_Delete(j);
 }
 
+/* --batch auto under a memory limit: a multiple of 8 that fits, said on stderr */
+static void test_batch_auto(const char *lenet) {
+  char args[1200];
+  snprintf(args, sizeof args, "%s --device cpu --batch auto --steps 1 --infer --no-layers "
+           "--json auto.json", lenet);
+  int st = run_env("CNN_MEMORY_LIMIT=200M", args, "auto.txt");
+  char *o = clitest_slurp(dir, "auto.txt");
+  CHECK(clitest_exited_ok(st) && strstr(o, "--batch auto: "), "--batch auto: %s", o);
+  free(o);
+  cJSON *j = load_json("auto.json");
+  if (!j) return;
+  double b = num(j, "batch");
+  CHECK(b >= 8 && fmod(b, 8) == 0, "--batch auto picked %g, a multiple of 8", b);
+  cJSON_Delete(j);
+}
+
 static void test_peak(void) {
   int st = run("--peak --device cpu --json peak.json", "peak.txt");
   char *o = clitest_slurp(dir, "peak.txt");
@@ -241,6 +257,7 @@ int main(void) {
   tu_source_path("models/lenet.cfg", lenet, sizeof lenet);
   test_model_json(lenet);
   test_infer(lenet);
+  test_batch_auto(lenet);
   test_peak();
   test_ref_fused();
   test_errors(lenet);
