@@ -145,7 +145,9 @@ static void test_infer(const char *lenet) {
         "--infer: inference figures");
   const cJSON *l;
   int all_null = 1;
-  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(j, "layers")) all_null &= is_null(l, "bwd_ms");
+  cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(j, "layers")) {
+    all_null &= is_null(l, "bwd_ms");
+  }
   CHECK(all_null, "--infer: no backward times");
   cJSON_Delete(j);
   /* --no-layers: no table, no times */

@@ -151,12 +151,14 @@ void cli_bench_print(const cli_bench *r) {
   printf("model      %s: %s parameters, %.4f GFLOP per image forward, %d layers\n", r->model, a,
          r->gflop_per_image, r->n_layers);
   printf("precision  %s, batch %d, median of %d timed step%s after %d warm-up (random data, "
-         "already on the device)\n", r->precision, r->batch, r->steps, r->steps == 1 ? "" : "s", r->warmup);
+         "already on the device)\n", r->precision, r->batch, r->steps, r->steps == 1 ? "" : "s",
+         r->warmup);
   double peak = cli_bench_peak_for(r);
   if (r->train_ips >= 0) {
     printf("training   %10.1f images/s  %9.3f ms/step   %8.3f TFLOP/s (3x forward FLOPs)",
            r->train_ips, r->train_step_ms, r->train_tflops);
-    if (peak > 0) printf("  %.1f%% of %.2f", 100 * r->train_tflops / peak, peak);
+    if (peak > 0)
+      printf("  %.1f%% of the %.3g TFLOP/s peak", 100 * r->train_tflops / peak, peak);
     printf("\n");
     if (r->refused)
       printf("           (%ld steps refused for a non-finite loss: they skip the update)\n",
@@ -164,7 +166,7 @@ void cli_bench_print(const cli_bench *r) {
   }
   printf("inference  %10.1f images/s  %9.3f ms/batch  %8.3f TFLOP/s", r->infer_ips,
          r->infer_step_ms, r->infer_tflops);
-  if (peak > 0) printf("  %.1f%% of %.2f", 100 * r->infer_tflops / peak, peak);
+  if (peak > 0) printf("  %.1f%% of the %.3g TFLOP/s peak", 100 * r->infer_tflops / peak, peak);
   printf("\nlatency    %10.3f ms (batch 1, median: upload, forward, probabilities back)\n",
          r->latency_ms);
   if (r->profile_runs) print_layers(r);
@@ -200,8 +202,10 @@ static void json_model(cJSON *root, const cli_bench *r) {
   add_str(root, "conv_engine", r->conv_engine);
   double peak = cli_bench_peak_for(r);
   add_num(root, "peak_tflops_used", peak > 0 ? peak : -1);
-  add_num(root, "train_peak_share", peak > 0 && r->train_tflops >= 0 ? r->train_tflops / peak : -1);
-  add_num(root, "infer_peak_share", peak > 0 && r->infer_tflops >= 0 ? r->infer_tflops / peak : -1);
+  add_num(root, "train_peak_share",
+          peak > 0 && r->train_tflops >= 0 ? r->train_tflops / peak : -1);
+  add_num(root, "infer_peak_share",
+          peak > 0 && r->infer_tflops >= 0 ? r->infer_tflops / peak : -1);
   cJSON_AddNumberToObject(root, "profile_runs", r->profile_runs);
   add_num(root, "other_ms", r->profile_runs ? r->other_ms : -1);
   cJSON *layers = cJSON_AddArrayToObject(root, "layers");
