@@ -105,10 +105,11 @@ static double layer_tflops(const cli_bench *r, const cli_bench_layer *l) {
 
 static void print_layers(const cli_bench *r) {
   int train = r->train_ips >= 0;
-  printf("\nper layer (%s, batch %d; times per step from a separate profile run that waits for "
-         "every node, mean of %d run%s)\n", train ? "training step" : "inference", r->batch,
-         r->profile_runs, r->profile_runs == 1 ? "" : "s");
-  printf("%4s  %-10s %-28s %-13s %9s %9s %9s %8s  %s\n", "#", "type", "config", "output",
+  printf("\nper layer (%s, batch %d): ms per step from a separate profile run (mean of %d "
+         "run%s)\nthat waits for every node: where the time goes; the lines above: how fast a "
+         "step is\n", train ? "training step" : "inference", r->batch, r->profile_runs,
+         r->profile_runs == 1 ? "" : "s");
+  printf("%4s  %-10s %-30s %-13s %9s %9s %9s %8s  %s\n", "#", "type", "config", "output",
          "GFLOP/img", "fwd ms", "bwd ms", "TFLOP/s", train ? "engine fwd / bwd-data / bwd-filter"
                                                             : "engine fwd");
   double sum = 0;
@@ -132,14 +133,17 @@ static void print_layers(const cli_bench *r) {
       else
         snprintf(eng, sizeof eng, "%s", l->engine[0] ? l->engine[0] : "-");
     }
-    printf("%4d  %-10s %-28.28s %-13s %9.4f %9s %9s %8s  %s\n", l->index, l->type, l->desc, shape,
-           l->gflop, fwd, bwd, tf, eng);
+    char line[512];
+    int n = snprintf(line, sizeof line, "%4d  %-10s %-30.30s %-13s %9.4f %9s %9s %8s  %s",
+                     l->index, l->type, l->desc, shape, l->gflop, fwd, bwd, tf, eng);
+    while (n > 0 && (size_t)n < sizeof line && line[n - 1] == ' ') line[--n] = 0;
+    printf("%s\n", line);
   }
   printf("      other nodes (step state, input check%s): %.3f ms; all nodes %.3f ms per step\n",
          train ? ", optimizer" : "", r->other_ms, sum + r->other_ms);
   if (train)
-    printf("      (backward counts the gradient nodes and the batch-norm commits; the loss "
-           "node, with its gradient, counts as forward; TFLOP/s counts 3x forward FLOPs)\n");
+    printf("      backward: the gradient nodes and batch-norm commits; the loss node (with its\n"
+           "      gradient) counts as forward; TFLOP/s: 3x forward FLOPs / (fwd + bwd time)\n");
 }
 
 void cli_bench_print(const cli_bench *r) {
