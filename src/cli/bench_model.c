@@ -149,7 +149,7 @@ static cnn_status profile(cli_bench *r, cnn_net *net, cnn_prog_kind kind, int ru
   cnn_net_drop_programs(net);
   cnn_status st = cnn_net_program_for(net, r->batch, kind, &p);
   for (int i = 0; i < runs + 1 && st == CNN_OK; i++) {
-    if (i == 1) memset(p->node_s, 0, (size_t)p->n_nodes * sizeof *p->node_s);
+    if (i == 1 && p->node_s) memset(p->node_s, 0, (size_t)p->n_nodes * sizeof *p->node_s);
     st = cnn_program_run(net, p, 0);
     if (st == CNN_OK) st = dev_sync(net->b);
   }
