@@ -64,6 +64,7 @@ static int fail(void) {
 
 int main(int argc, char **argv) {
   cnn_cpu_env_defaults(argv); /* as the cnn command: passive waiting unless set */
+  fprintf(stderr, "bench_train: note: `cnn bench` supersedes this program (docs/bench.md)\n");
   const char *cfg = NULL, *dev = "cpu", *precision = "auto";
   int batch = 0, steps = 20, warm = 3, infer = 0, sync = 0, fuse = 1, graphs = 1, profile = 0,
       bound = 0, no_check = 0;

@@ -12,6 +12,7 @@ int cnn_cmd_devices(int argc, char **argv);
 int cnn_cmd_export(int argc, char **argv);
 int cnn_cmd_import(int argc, char **argv);
 int cnn_cmd_dataset(int argc, char **argv);
+int cnn_cmd_bench(int argc, char **argv);
 
 /* A MODEL.cfg argument: as given when that file exists or it is a path (has a '/');
  * else the model of that name installed with cnn ("resnet9.cfg" or "resnet9", see

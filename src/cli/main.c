@@ -23,6 +23,8 @@ static const struct {
      cnn_cmd_import},
     {"dataset", "write a dataset's images as PNG files (dataset export)", cnn_cmd_dataset},
     {"devices", "the CPU and the CUDA GPUs this build can use", cnn_cmd_devices},
+    {"bench", "training / inference throughput, latency and per-layer times of a model",
+     cnn_cmd_bench},
 };
 
 static void usage(FILE *f) {
