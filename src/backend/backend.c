@@ -224,8 +224,8 @@ cnn_status cnn_backend_set_option(cnn_backend *b, const char *key, const char *v
   if (!b || !key || !value) return cnn_error(CNN_ERR_ARG, "cnn_backend_set_option: NULL argument");
   if (b->ops->set_option) return b->ops->set_option(b->ctx, key, value);
   if (!strcmp(key, "conv-engine") && !strcmp(value, "auto")) return CNN_OK;
-  return cnn_error(CNN_UNSUPPORTED, "--%s %s: the %s backend has one engine per op (engine "
-                   "settings apply to cuda)", key, value, b->name);
+  return cnn_error(CNN_UNSUPPORTED, "--%s applies to the cuda backend; the %s backend has one "
+                   "engine per op (got --%s %s)", key, b->name, key, value);
 }
 
 void *cnn_host_alloc(void *vb, size_t bytes) {

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "cli/cli.h"
 #include "cnn/cnn.h"
 
 /* one internal layer of the net, in the per-layer table */
@@ -32,6 +33,7 @@ typedef struct cli_bench_peak {
 typedef struct cli_bench {
   /* options */
   const char *model, *device, *precision_arg, *conv_engine, *workspace, *json;
+  cli_engine eng;  /* --conv-engine, --workspace, --tune-cache */
   int batch_req;               /* CLI_BATCH_AUTO, 0 (the cfg's), or a batch */
   int infer, steps, warmup, layers, peak, no_check;
   double peak_tflops;          /* --peak-tflops; 0: none */

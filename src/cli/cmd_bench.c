@@ -29,7 +29,8 @@ static void help(FILE *f) {
           "backward time, the engine of each conv pass and its TFLOP/s (from a separate\n"
           "profile run that waits for every node).\n\n"
           "  --device       cuda, cpu or ref (default: cuda when a GPU is usable, else cpu)\n"
-          "  --precision    auto (default: bf16 where the device runs it) | fp32 | tf32 | bf16\n"
+          "  --precision    auto (default: tf32 on GPUs with tensor cores, else fp32) | fp32 |\n"
+          "                 tf32 | bf16\n"
           "  --batch        images a step (default: the cfg's); auto: the largest multiple\n"
           "                 of 8 whose memory plan fits; a batch that does not fit is refused\n"
           "  --infer        inference only (no training build)\n"
@@ -38,6 +39,7 @@ static void help(FILE *f) {
           "  --conv-engine  the cuda backend's conv engine: auto (tuned per shape), own, cudnn\n"
           "                 or an engine's name\n"
           "  --workspace MB conv workspace the cuda tuner may use\n"
+          "  --tune-cache F the cuda tuner's cache file, or off (default ~/.cache/cnn/)\n"
           "  --no-layers    skip the per-layer profile (--layers: on, the default)\n"
           "  --peak         measure the device's GEMM peaks (fp32, and tf32 / bf16 where the\n"
           "                 backend has gemm_ex and matrix units) and copy bandwidth; alone\n"
@@ -102,10 +104,9 @@ static int parse(int argc, char **argv, cli_bench *r) {
     } else if (!strcmp(a, "--warmup")) {
       if (!cli_int("--warmup", v, 0, 1000000, &warmup)) return 2;
       i++;
-    } else if (!strcmp(a, "--workspace")) {
-      int mb;
-      if (!cli_int("--workspace", v, 0, 1 << 30, &mb)) return 2;
-      r->workspace = argv[++i];
+    } else if (cli_engine_arg(argc, argv, &i, &r->eng)) {
+      r->conv_engine = r->eng.conv_engine;
+      r->workspace = r->eng.workspace;
     } else if (!strcmp(a, "--peak-tflops")) {
       char *end;
       r->peak_tflops = v ? strtod(v, &end) : 0;
@@ -113,13 +114,11 @@ static int parse(int argc, char **argv, cli_bench *r) {
         return usage_error("--peak-tflops takes a positive number of TFLOP/s, got '%s'",
                            v ? v : "(nothing)");
       i++;
-    } else if (!strcmp(a, "--device") || !strcmp(a, "--precision") ||
-               !strcmp(a, "--conv-engine") || !strcmp(a, "--json")) {
+    } else if (!strcmp(a, "--device") || !strcmp(a, "--precision") || !strcmp(a, "--json")) {
       if (!v || !*v) return usage_error("%s needs a value", a);
       const char **dst = !strcmp(a, "--device")      ? &r->device
                          : !strcmp(a, "--precision") ? &r->precision_arg
-                         : !strcmp(a, "--json")      ? &r->json
-                                                     : &r->conv_engine;
+                                                     : &r->json;
       *dst = v;
       i++;
     } else if (a[0] == '-') {
@@ -150,17 +149,9 @@ static int parse(int argc, char **argv, cli_bench *r) {
   return 0;
 }
 
-/* --conv-engine and --workspace: the backend's set_option */
+/* --conv-engine, --workspace, --tune-cache: the backend's engine settings */
 static int set_options(cli_bench *r, cnn_backend *b) {
-  if (!r->conv_engine && !r->workspace) return 0;
-  const char *flag = r->conv_engine ? "--conv-engine" : "--workspace";
-  if (!b->ops->set_option) {
-    fprintf(stderr, "cnn bench: %s applies to the cuda backend (the %s backend has no conv "
-            "engine choice)\n", flag, cnn_backend_name(b));
-    return 2;
-  }
-  if ((r->conv_engine && b->ops->set_option(b->ctx, "conv-engine", r->conv_engine) != CNN_OK) ||
-      (r->workspace && b->ops->set_option(b->ctx, "workspace", r->workspace) != CNN_OK)) {
+  if (cli_engine_apply(b, &r->eng) != CNN_OK) {
     fprintf(stderr, "cnn bench: %s\n", cnn_last_error());
     return 2;
   }
