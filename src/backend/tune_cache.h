@@ -27,6 +27,7 @@ typedef struct cnn_tune_entry {
   char key[CNN_TUNE_KEY_MAX];
   char engine[CNN_TUNE_NAME_MAX];
   double ms;
+  size_t ws;   /* workspace bytes the engine needs (kept in memory only, not in the file) */
 } cnn_tune_entry;
 
 typedef struct cnn_tune_cache {

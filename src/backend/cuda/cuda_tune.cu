@@ -486,6 +486,7 @@ static cnn_status tune(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn_conv_dir d
                      t->force == FORCE_ENGINE ? " (or needs more workspace than given)" : "");
   }
   const cnn_cuda_engine *best = cand[0];
+  size_t best_ws = cand_ws[0];
   double ms = 0;
   if (n > 1) {
     load_file(t);
@@ -509,7 +510,12 @@ static cnn_status tune(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn_conv_dir d
     }
   }
 chosen:
-  return cnn_tune_cache_put(&t->chosen, key, best->name, ms < 0 ? 0 : ms);
+  for (int i = 0; i < n; i++)
+    if (cand[i] == best) best_ws = cand_ws[i];
+  CNN_TRY(cnn_tune_cache_put(&t->chosen, key, best->name, ms < 0 ? 0 : ms));
+  /* remembered so that dispatch need not ask the engine (cuDNN's query is not free) */
+  ((cnn_tune_entry *)cnn_tune_cache_get(&t->chosen, key))->ws = best_ws;
+  return CNN_OK;
 }
 
 extern "C" cnn_status cnn_cuda_conv_tune(void *vctx, const cnn_conv_desc *d, cnn_conv_dir dir,
@@ -565,11 +571,7 @@ extern "C" cnn_status cnn_cuda_conv_dispatch(cnn_cuda_ctx *ctx, const cnn_cuda_c
     ch = cnn_tune_cache_get(&t->chosen, key);
   }
   e = ch ? by_name(t, ch->engine) : NULL;
-  if (e) {
-    size_t w = engine_ws(ctx, e, &c->d, c->dir);
-    cnn_error_clear();
-    if (w != (size_t)-1 && w <= c->ws_bytes) return e->run(ctx, e, c);
-  }
+  if (e && ch->ws <= c->ws_bytes) return e->run(ctx, e, c);
   /* untuned inside a capture, or a caller with less workspace than at tuning */
   const cnn_cuda_engine *simt = NULL;
   (void)cnn_cuda_simt_engines(&simt);
