@@ -40,6 +40,13 @@
 
 #define TC_BK 32     /* K elements per tile (4 TF32 / 2 BF16 MMA steps) */
 #define TC_LDS 20    /* per-warp epilogue staging stride (floats, multiple of 4) */
+/* index arithmetic is host + device so that a host harness can replay it */
+#define TC_HD __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define TC_UNROLL _Pragma("unroll")
+#else
+#define TC_UNROLL /* the host compiler does not know the pragma */
+#endif
 
 /* what every block of a launch needs besides the descriptor */
 typedef struct tc_args {
@@ -118,11 +125,11 @@ struct tc_ld_fwd_a {
   int a_r, a_s, a_ci;                            /* TC_BK in radix (s, cg) */
   int dr;                                        /* current tile: pixel offset of (r, s) */
   const float *base;                             /* x + g * cg */
-  __device__ void init(const cnn_conv_desc &d, const tc_block &b, const float *x, int tid) {
+  TC_HD void init(const cnn_conv_desc &d, const tc_block &b, const float *x, int tid) {
     base = x + (size_t)b.g * b.cg;
     const int M = d.n * d.oh * d.ow;
     valid = 0;
-#pragma unroll
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int m = b.m0 + tid / S::VPL + i * S::LSTEP;
       xoff[i] = ih0[i] = iw0[i] = 0;
@@ -142,16 +149,16 @@ struct tc_ld_fwd_a {
     a_s = (TC_BK / b.cg) % d.s;
     a_r = (TC_BK / b.cg) / d.s;
   }
-  __device__ void tile(const cnn_conv_desc &d, const tc_block &) {
+  TC_HD void tile(const cnn_conv_desc &d, const tc_block &) {
     dr = r * d.dil_h * d.w + s * d.dil_w;
   }
-  __device__ const float *src(const cnn_conv_desc &d, const tc_block &, int i) const {
+  TC_HD const float *src(const cnn_conv_desc &d, const tc_block &, int i) const {
     if (!((valid >> i) & 1u) || r >= d.r) return NULL;
     const int ih = ih0[i] + r * d.dil_h, iw = iw0[i] + s * d.dil_w;
     if ((unsigned)ih >= (unsigned)d.h || (unsigned)iw >= (unsigned)d.w) return NULL;
     return base + (size_t)(xoff[i] + dr) * d.c + ci;
   }
-  __device__ void advance(const cnn_conv_desc &d, const tc_block &b) {
+  TC_HD void advance(const cnn_conv_desc &d, const tc_block &b) {
     ci += a_ci;
     const int carry = ci >= b.cg;
     if (carry) ci -= b.cg;
@@ -170,20 +177,20 @@ struct tc_ld_fwd_b {
   typedef tc_split<TC_BK, BN, T, VEC> S;
   int K, k, n, kg;
   const float *wg; /* w + g * kg * K */
-  __device__ void init(const cnn_conv_desc &d, const tc_block &b, const float *w, int tid) {
+  TC_HD void init(const cnn_conv_desc &d, const tc_block &b, const float *w, int tid) {
     K = d.r * d.s * b.cg;
     wg = w + (size_t)b.g * b.kg * K;
     n = b.n0 + tid / S::VPL;
     k = (tid % S::VPL) * VEC;
     kg = b.kg;
   }
-  __device__ void tile(const cnn_conv_desc &, const tc_block &) {}
-  __device__ const float *src(const cnn_conv_desc &, const tc_block &, int i) const {
+  TC_HD void tile(const cnn_conv_desc &, const tc_block &) {}
+  TC_HD const float *src(const cnn_conv_desc &, const tc_block &, int i) const {
     const int nn = n + i * S::LSTEP;
     if (nn >= kg || k >= K) return NULL; /* VEC = 4: K % 4 == 0, so k < K covers all 4 */
     return wg + (size_t)nn * K + k;
   }
-  __device__ void advance(const cnn_conv_desc &, const tc_block &) { k += TC_BK; }
+  TC_HD void advance(const cnn_conv_desc &, const tc_block &) { k += TC_BK; }
 };
 
 /* bwd-data A: lines m = input pixel of the phase, k = (tap r, tap s, ko), ko fastest;
@@ -196,11 +203,11 @@ struct tc_ld_bwd_a {
   int tr, ts, ko, a_tr, a_ts, a_ko;
   int oyb, oxb;       /* current tile: output offsets of the taps */
   const float *base;  /* dy + g * kg */
-  __device__ void init(const cnn_conv_desc &d, const tc_block &b, const float *dy, int tid) {
+  TC_HD void init(const cnn_conv_desc &d, const tc_block &b, const float *dy, int tid) {
     base = dy + (size_t)b.g * b.kg;
     const int M = d.n * b.nh * b.nw;
     valid = 0;
-#pragma unroll
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int m = b.m0 + tid / S::VPL + i * S::LSTEP;
       pb[i] = jh[i] = jw[i] = 0;
@@ -220,18 +227,18 @@ struct tc_ld_bwd_a {
     a_ts = (TC_BK / b.kg) % b.ns;
     a_tr = (TC_BK / b.kg) / b.ns;
   }
-  __device__ void tile(const cnn_conv_desc &d, const tc_block &b) {
+  TC_HD void tile(const cnn_conv_desc &d, const tc_block &b) {
     const int r = b.r0 + tr * b.stepr, s = b.s0 + ts * b.steps;
     oyb = (b.ihf + d.pad_h - r * d.dil_h) / d.stride_h;
     oxb = (b.iwf + d.pad_w - s * d.dil_w) / d.stride_w;
   }
-  __device__ const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
+  TC_HD const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
     if (!((valid >> i) & 1u) || tr >= b.nr) return NULL;
     const int oy = jh[i] + oyb, ox = jw[i] + oxb;
     if ((unsigned)oy >= (unsigned)d.oh || (unsigned)ox >= (unsigned)d.ow) return NULL;
     return base + (size_t)(pb[i] + oy * d.ow + ox) * d.k + ko;
   }
-  __device__ void advance(const cnn_conv_desc &, const tc_block &b) {
+  TC_HD void advance(const cnn_conv_desc &, const tc_block &b) {
     ko += a_ko;
     const int carry = ko >= b.kg;
     if (carry) ko -= b.kg;
@@ -252,12 +259,12 @@ struct tc_ld_bwd_b {
   int a_tr, a_ts, a_ko, Kw;
   bool nok;
   const float *base; /* w + g * kg * Kw + n */
-  __device__ void init(const cnn_conv_desc &d, const tc_block &b, const float *w, int tid) {
+  TC_HD void init(const cnn_conv_desc &d, const tc_block &b, const float *w, int tid) {
     Kw = d.r * d.s * b.cg;
     const int n = b.n0 + (tid % S::VPL) * VEC;
     nok = n < b.cg; /* VEC = 4: cg % 4 == 0, so all 4 */
     base = w + (size_t)b.g * b.kg * Kw + (nok ? n : 0);
-#pragma unroll
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int k = tid / S::VPL + i * S::LSTEP;
       ko[i] = k % b.kg;
@@ -268,14 +275,14 @@ struct tc_ld_bwd_b {
     a_ts = (TC_BK / b.kg) % b.ns;
     a_tr = (TC_BK / b.kg) / b.ns;
   }
-  __device__ void tile(const cnn_conv_desc &, const tc_block &) {}
-  __device__ const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
+  TC_HD void tile(const cnn_conv_desc &, const tc_block &) {}
+  TC_HD const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
     if (!nok || tr[i] >= b.nr) return NULL;
     const int r = b.r0 + tr[i] * b.stepr, s = b.s0 + ts[i] * b.steps;
     return base + (size_t)ko[i] * Kw + (r * d.s + s) * b.cg;
   }
-  __device__ void advance(const cnn_conv_desc &, const tc_block &b) {
-#pragma unroll
+  TC_HD void advance(const cnn_conv_desc &, const tc_block &b) {
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       ko[i] += a_ko;
       const int carry = ko[i] >= b.kg;
@@ -297,19 +304,19 @@ struct tc_ld_bwf_a {
   int p; /* pixel of line 0 in the current tile */
   bool mok;
   const float *base; /* dy + g * kg + m */
-  __device__ void init(const cnn_conv_desc &, const tc_block &b, const float *dy, int tid) {
+  TC_HD void init(const cnn_conv_desc &, const tc_block &b, const float *dy, int tid) {
     const int m = b.m0 + (tid % S::VPL) * VEC;
     mok = m < b.kg; /* VEC = 4: kg % 4 == 0, so all 4 */
     base = dy + (size_t)b.g * b.kg + (mok ? m : 0);
     p = b.p_begin + tid / S::VPL;
   }
-  __device__ void tile(const cnn_conv_desc &, const tc_block &) {}
-  __device__ const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
+  TC_HD void tile(const cnn_conv_desc &, const tc_block &) {}
+  TC_HD const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
     const int pi = p + i * S::LSTEP;
     if (!mok || pi >= b.p_end) return NULL;
     return base + (size_t)pi * d.k;
   }
-  __device__ void advance(const cnn_conv_desc &, const tc_block &) { p += TC_BK; }
+  TC_HD void advance(const cnn_conv_desc &, const tc_block &) { p += TC_BK; }
 };
 
 /* bwd-filter B (row tile): lines k = pixel p = (nb, oy, ox), n = (r, s, ci) fixed per
@@ -323,7 +330,7 @@ struct tc_ld_bwf_b {
   int dih, diw;           /* r dil_h - pad_h, s dil_w - pad_w */
   bool nok;
   const float *base;      /* x + g * cg + ci */
-  __device__ void init(const cnn_conv_desc &d, const tc_block &b, const float *x, int tid) {
+  TC_HD void init(const cnn_conv_desc &d, const tc_block &b, const float *x, int tid) {
     const int n = b.n0 + (tid % S::VPL) * VEC;
     const int Kw = d.r * d.s * b.cg;
     nok = n < Kw; /* VEC = 4: cg % 4 == 0, so all 4 share (r, s) */
@@ -333,7 +340,7 @@ struct tc_ld_bwf_b {
     diw = (rs % d.s) * d.dil_w - d.pad_w;
     base = x + (size_t)b.g * b.cg + ci;
     p = b.p_begin + tid / S::VPL;
-#pragma unroll
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int pi = p + i * S::LSTEP;
       const int t = pi / d.ow;
@@ -345,16 +352,16 @@ struct tc_ld_bwf_b {
     a_oy = (TC_BK / d.ow) % d.oh;
     a_nb = (TC_BK / d.ow) / d.oh;
   }
-  __device__ void tile(const cnn_conv_desc &, const tc_block &) {}
-  __device__ const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
+  TC_HD void tile(const cnn_conv_desc &, const tc_block &) {}
+  TC_HD const float *src(const cnn_conv_desc &d, const tc_block &b, int i) const {
     if (!nok || p + i * S::LSTEP >= b.p_end) return NULL;
     const int ih = oy[i] * d.stride_h + dih, iw = ox[i] * d.stride_w + diw;
     if ((unsigned)ih >= (unsigned)d.h || (unsigned)iw >= (unsigned)d.w) return NULL;
     return base + (size_t)((nb[i] * d.h + ih) * d.w + iw) * d.c;
   }
-  __device__ void advance(const cnn_conv_desc &d, const tc_block &) {
+  TC_HD void advance(const cnn_conv_desc &d, const tc_block &) {
     p += TC_BK;
-#pragma unroll
+TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       ox[i] += a_ox;
       const int carry = ox[i] >= d.ow;
@@ -374,7 +381,7 @@ struct tc_ld_bwf_b {
 /* taps t of a kernel extent R (dilation dil) that map an input coordinate of phase
  * ph = (i + pad) % stride onto an output coordinate: r dil == ph (mod stride), i.e.
  * r = r0 + j * step, step = stride / gcd(stride, dil), j < count */
-static __device__ void tc_taps(int R, int dil, int stride, int ph, int *r0, int *step,
+static TC_HD void tc_taps(int R, int dil, int stride, int ph, int *r0, int *step,
                                int *count) {
   int a = stride, c = dil;
   while (c) {
@@ -395,7 +402,7 @@ static __device__ void tc_taps(int R, int dil, int stride, int ph, int *r0, int 
 
 /* phase = phh * stride_w + phw: input rows ih = ihf + j stride_h (j < nh) have
  * (ih + pad_h) % stride_h == phh, and only the taps of tc_taps reach them */
-static __device__ void tc_phase(const cnn_conv_desc &d, int phase, tc_block &b) {
+static TC_HD void tc_phase(const cnn_conv_desc &d, int phase, tc_block &b) {
   const int phh = phase / d.stride_w, phw = phase % d.stride_w;
   b.ihf = ((phh - d.pad_h) % d.stride_h + d.stride_h) % d.stride_h;
   b.iwf = ((phw - d.pad_w) % d.stride_w + d.stride_w) % d.stride_w;
@@ -403,6 +410,63 @@ static __device__ void tc_phase(const cnn_conv_desc &d, int phase, tc_block &b) 
   b.nw = b.iwf < d.w ? (d.w - b.iwf + d.stride_w - 1) / d.stride_w : 0;
   tc_taps(d.r, d.dil_h, d.stride_h, phh, &b.r0, &b.stepr, &b.nr);
   tc_taps(d.s, d.dil_w, d.stride_w, phw, &b.s0, &b.steps, &b.ns);
+}
+
+/* ---- block setup and output addressing (host + device) ---- */
+
+/* the block (bx, by, bz)'s facts, its GEMM extent M x N and K tiles KT, and for
+ * bwd-filter its split; false: the block has nothing to do (bwd-data: a phase with
+ * fewer pixels than bx reaches, or no taps: dx += 0) */
+template <int PASS, int BM, int BN>
+static TC_HD bool tc_setup(const tc_args &p, int bx, int by, int bz, tc_block &b, int &M,
+                           int &N, int &KT, int &split) {
+  const cnn_conv_desc &d = p.d;
+  b = tc_block{};
+  b.cg = d.c / d.groups;
+  b.kg = d.k / d.groups;
+  b.m0 = bx * BM;
+  b.n0 = by * BN;
+  split = 0;
+  if (PASS == 0) {
+    b.g = bz;
+    M = d.n * d.oh * d.ow;
+    N = b.kg;
+    KT = (d.r * d.s * b.cg + TC_BK - 1) / TC_BK;
+  } else if (PASS == 1) {
+    b.g = bz % d.groups;
+    tc_phase(d, bz / d.groups, b);
+    M = d.n * b.nh * b.nw;
+    N = b.cg;
+    const int K = b.nr * b.ns * b.kg;
+    KT = (K + TC_BK - 1) / TC_BK;
+    if (b.m0 >= M || K == 0) return false;
+  } else {
+    b.g = bz % d.groups;
+    split = bz / d.groups;
+    const long long P = (long long)d.n * d.oh * d.ow, pb = (long long)split * p.chunk;
+    b.p_begin = (int)(pb < P ? pb : P);
+    b.p_end = (int)(pb + p.chunk < P ? pb + p.chunk : P);
+    M = b.kg;
+    N = d.r * d.s * b.cg;
+    KT = (b.p_end - b.p_begin + TC_BK - 1) / TC_BK; /* 0: this slab is written as zeros */
+  }
+  return true;
+}
+
+/* element offset of output (m, n) of the block's GEMM (m < M, n < N):
+ * fwd y[m][g*kg + n]; bwd-data dx[pixel of phase row m][g*cg + n];
+ * bwd-filter slab `split` of [k][r*s*cg] at [g*kg + m][n] */
+template <int PASS>
+static TC_HD size_t tc_out_off(const cnn_conv_desc &d, const tc_block &b, int split, int m,
+                               int n) {
+  if (PASS == 0) return (size_t)m * d.k + (size_t)b.g * b.kg + n;
+  if (PASS == 1) {
+    const int t = m / b.nw, jw = m - t * b.nw, jh = t % b.nh, nb = t / b.nh;
+    const int ih = b.ihf + jh * d.stride_h, iw = b.iwf + jw * d.stride_w;
+    return ((size_t)(nb * d.h + ih) * d.w + iw) * d.c + (size_t)b.g * b.cg + n;
+  }
+  const size_t Kw = (size_t)d.r * d.s * b.cg;
+  return ((size_t)split * d.k + (size_t)b.g * b.kg + m) * Kw + n;
 }
 
 /* ---- pass -> loaders, math -> fragments ---- */
@@ -580,37 +644,11 @@ __global__ void __launch_bounds__(WM * WN * 32) k_tc_conv(tc_args p) {
 
   const cnn_conv_desc &d = p.d;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  tc_block b = {};
-  b.cg = d.c / d.groups;
-  b.kg = d.k / d.groups;
-  b.m0 = blockIdx.x * BM;
-  b.n0 = blockIdx.y * BN;
-  int M, N, KT, split = 0;
-  if constexpr (PASS == 0) {
-    b.g = blockIdx.z;
-    M = d.n * d.oh * d.ow;
-    N = b.kg;
-    KT = (d.r * d.s * b.cg + TC_BK - 1) / TC_BK;
-  } else if constexpr (PASS == 1) {
-    b.g = blockIdx.z % d.groups;
-    tc_phase(d, blockIdx.z / d.groups, b);
-    M = d.n * b.nh * b.nw;
-    N = b.cg;
-    const int K = b.nr * b.ns * b.kg;
-    if (b.m0 >= M || K == 0) return; /* block-uniform, before any barrier; dx += 0 */
-    KT = (K + TC_BK - 1) / TC_BK;
-  } else {
-    b.g = blockIdx.z % d.groups;
-    split = blockIdx.z / d.groups;
-    const long long P = (long long)d.n * d.oh * d.ow, pb = (long long)split * p.chunk;
-    b.p_begin = (int)(pb < P ? pb : P);
-    b.p_end = (int)(pb + p.chunk < P ? pb + p.chunk : P);
-    M = b.kg;
-    N = d.r * d.s * b.cg;
-    KT = (b.p_end - b.p_begin + TC_BK - 1) / TC_BK; /* 0: this slab is written as zeros */
-  }
+  tc_block b;
+  int M, N, KT, split;
+  if (!tc_setup<PASS, BM, BN>(p, blockIdx.x, blockIdx.y, blockIdx.z, b, M, N, KT, split))
+    return; /* block-uniform, before any barrier */
 
-  (void)split;
   LA la;
   LB lb;
   la.init(d, b, p.a, tid);
@@ -691,16 +729,14 @@ __global__ void __launch_bounds__(WM * WN * 32) k_tc_conv(tc_args p) {
         const int m = b.m0 + wm0 + i * 16 + rr, n = b.n0 + wn0 + j * 16 + cc;
         if (m >= M || n >= N) continue;
         const float v = stg[rr * TC_LDS + cc];
+        const size_t o = tc_out_off<PASS>(d, b, split, m, n);
         if constexpr (PASS == 0) {
           const int ko = b.g * b.kg + n;
-          p.out[(size_t)m * d.k + ko] = act_f(p.act, p.alpha, v + (p.bias ? p.bias[ko] : 0.0f));
+          p.out[o] = act_f(p.act, p.alpha, v + (p.bias ? p.bias[ko] : 0.0f));
         } else if constexpr (PASS == 1) {
-          const int t = m / b.nw, jw = m - t * b.nw, jh = t % b.nh, nb = t / b.nh;
-          const int ih = b.ihf + jh * d.stride_h, iw = b.iwf + jw * d.stride_w;
-          p.out[((size_t)(nb * d.h + ih) * d.w + iw) * d.c + (size_t)b.g * b.cg + n] += v;
+          p.out[o] += v; /* dx accumulates; this thread is its only writer */
         } else {
-          /* slab `split` of [k][r*s*cg] */
-          p.out[((size_t)split * d.k + (size_t)b.g * b.kg + m) * N + n] = v;
+          p.out[o] = v;
         }
       }
       __syncwarp(); /* the next store_matrix_sync overwrites stg */
