@@ -13,7 +13,7 @@
  * every slab element must be written once, every dx element at most once.
  * Not covered (needs a GPU: test_gpu_conv_engines): the MMA itself, the cp.async
  * pipeline and its barriers, bf16 conversion, the warp / lane epilogue mapping.
- * Usage: test_tc_index_maps [random cases, default 30] */
+ * Usage: test_tc_index_maps [random cases, default 20] */
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -60,12 +60,13 @@ static void ref_bwd(const cnn_conv_desc &d, const float *dy, const float *w, con
     }
 }
 
-template <int PASS, int BM, int BN, int T, int VEC>
+template <int PASS, bool BF16, int BM, int BN, int WM, int WN, int VEC>
 static void emulate(const cnn_conv_desc &d, const float *x, const float *w, const float *dy,
                     int chunk, const std::vector<double> &want, const char *tag) {
+  constexpr int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 16, KS = BF16 ? 16 : 8;
   typedef typename tc_loaders<PASS, BM, BN, T, VEC>::A LA;
   typedef typename tc_loaders<PASS, BM, BN, T, VEC>::B LB;
-  constexpr int LDA = tc_lda(PASS, BM, false), LDB = tc_ldb(PASS, BN, false);
+  constexpr int LDA = tc_lda(PASS, BM, BF16), LDB = tc_ldb(PASS, BN, BF16);
   const int cg = d.c / d.groups, kg = d.k / d.groups, Kw = d.r * d.s * cg;
   const long long P = (long long)d.n * d.oh * d.ow;
   tc_args p{};
@@ -120,19 +121,41 @@ static void emulate(const cnn_conv_desc &d, const float *x, const float *w, cons
         }
         lb[t].advance(d, b);
       }
-      for (int m = 0; m < BM; m++) for (int k = 0; k < TC_BK; k++) {
+      /* the slots are the same for every K tile: check them on the first */
+      for (int m = 0; kt == 0 && m < BM; m++) for (int k = 0; k < TC_BK; k++) {
         int i = PASS == 2 ? k * LDA + m : m * LDA + k;
         EXPECT(cA[i] == 1, "%s A tile (%d,%d) written %d times", tag, m, k, cA[i]);
       }
-      for (int n = 0; n < BN; n++) for (int k = 0; k < TC_BK; k++) {
+      for (int n = 0; kt == 0 && n < BN; n++) for (int k = 0; k < TC_BK; k++) {
         int i = PASS == 0 ? n * LDB + k : k * LDB + n;
         EXPECT(cB[i] == 1, "%s B tile (%d,%d) written %d times", tag, k, n, cB[i]);
       }
-      for (int m = 0; m < BM; m++) for (int k = 0; k < TC_BK; k++) {
-        double a = sA[PASS == 2 ? k * LDA + m : m * LDA + k];
-        if (a == 0) continue;
-        for (int n = 0; n < BN; n++) acc[m * BN + n] += a * (double)sB[PASS == 0 ? n * LDB + k : k * LDB + n];
+      /* the warps' fragments, read with WMMA's layout semantics: row_major (r, c) at
+       * p[r * ld + c], col_major at p[r + c * ld]; A col_major for bwd-filter, B
+       * col_major for fwd (tc_mma) */
+      std::vector<int> hit(BM * BN, 0);
+      for (int warp = 0; warp < T / 32; warp++) {
+        int wm0, wn0;
+        tc_warp_origin<BM, BN, WM, WN>(warp, wm0, wn0);
+        for (int i = 0; i < FM; i++) for (int j = 0; j < FN; j++) {
+          const int m = wm0 + i * 16, n = wn0 + j * 16;
+          for (int kk = 0; kk < TC_BK; kk += KS) {
+            const int pa = tc_a_frag<PASS, LDA>(m, kk), pb = tc_b_frag<PASS, LDB>(kk, n);
+            for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++) {
+              if (kk == 0 && kt == 0) hit[(m + r) * BN + n + c]++;
+              if (b.m0 + m + r >= M || b.n0 + n + c >= N) continue; /* never stored */
+              double sum = 0;
+              for (int q = 0; q < KS; q++) {
+                const double av = sA[PASS == 2 ? pa + r + q * LDA : pa + r * LDA + q];
+                const double bv = sB[PASS == 0 ? pb + q + c * LDB : pb + q * LDB + c];
+                sum += av * bv;
+              }
+              acc[(m + r) * BN + n + c] += sum;
+            }
+          }
+        }
       }
+      for (int i = 0; kt == 0 && i < BM * BN; i++) EXPECT(hit[i] == 1, "%s warp tiles cover (%d, %d) %d times", tag, i / BN, i % BN, hit[i]);
     }
     for (int m = 0; m < BM; m++) for (int n = 0; n < BN; n++) {
       int gm = b.m0 + m, gn = b.n0 + n;
@@ -161,25 +184,35 @@ static void emulate(const cnn_conv_desc &d, const float *x, const float *w, cons
   EXPECT(maxe < 1e-9, "%s max err %g", tag, maxe);
 }
 
-template <int BM, int BN, int T, int VEC>
+template <bool BF16, int BM, int BN, int WM, int WN, int VEC>
 static void all_passes(const cnn_conv_desc &d, const float *x, const float *w, const float *dy,
                        const std::vector<double> &y, const std::vector<double> &dx, const std::vector<double> &dw, const char *name) {
   char tag[256];
-  snprintf(tag, sizeof tag, "[%s %dx%d vec%d fwd]", name, BM, BN, VEC);
-  emulate<0, BM, BN, T, VEC>(d, x, w, dy, 0, y, tag);
-  snprintf(tag, sizeof tag, "[%s %dx%d vec%d bwd-data]", name, BM, BN, VEC);
-  emulate<1, BM, BN, T, VEC>(d, x, w, dy, 0, dx, tag);
+  const char *m = BF16 ? "bf16" : "tf32";
+  snprintf(tag, sizeof tag, "[%s %s %dx%d vec%d fwd]", name, m, BM, BN, VEC);
+  emulate<0, BF16, BM, BN, WM, WN, VEC>(d, x, w, dy, 0, y, tag);
+  snprintf(tag, sizeof tag, "[%s %s %dx%d vec%d bwd-data]", name, m, BM, BN, VEC);
+  emulate<1, BF16, BM, BN, WM, WN, VEC>(d, x, w, dy, 0, dx, tag);
   long long P = (long long)d.n * d.oh * d.ow;
   int one = (int)((P + 31) / 32 * 32);
-  snprintf(tag, sizeof tag, "[%s %dx%d vec%d bwd-filter 1 split]", name, BM, BN, VEC);
-  emulate<2, BM, BN, T, VEC>(d, x, w, dy, one, dw, tag);
-  snprintf(tag, sizeof tag, "[%s %dx%d vec%d bwd-filter chunk 64]", name, BM, BN, VEC);
-  emulate<2, BM, BN, T, VEC>(d, x, w, dy, 64, dw, tag);
-  snprintf(tag, sizeof tag, "[%s %dx%d vec%d bwd-filter chunk 96]", name, BM, BN, VEC);
-  emulate<2, BM, BN, T, VEC>(d, x, w, dy, 96, dw, tag);
+  snprintf(tag, sizeof tag, "[%s %s %dx%d vec%d bwd-filter 1 split]", name, m, BM, BN, VEC);
+  emulate<2, BF16, BM, BN, WM, WN, VEC>(d, x, w, dy, one, dw, tag);
+  snprintf(tag, sizeof tag, "[%s %s %dx%d vec%d bwd-filter chunk 64]", name, m, BM, BN, VEC);
+  emulate<2, BF16, BM, BN, WM, WN, VEC>(d, x, w, dy, 64, dw, tag);
+  snprintf(tag, sizeof tag, "[%s %s %dx%d vec%d bwd-filter chunk 96]", name, m, BM, BN, VEC);
+  emulate<2, BF16, BM, BN, WM, WN, VEC>(d, x, w, dy, 96, dw, tag);
 }
 
-static void run(cnn_conv_desc d, const char *name) {
+/* the tile shapes of cuda_conv_tc.cu (tc_tile) */
+template <bool BF16, int VEC>
+static void all_tiles(const cnn_conv_desc &d, const float *x, const float *w, const float *dy,
+                      const std::vector<double> &y, const std::vector<double> &dx, const std::vector<double> &dw, const char *name) {
+  all_passes<BF16, 128, 128, 2, 4, VEC>(d, x, w, dy, y, dx, dw, name);
+  all_passes<BF16, 128, 64, 4, 2, VEC>(d, x, w, dy, y, dx, dw, name);
+  all_passes<BF16, 64, 64, 2, 2, VEC>(d, x, w, dy, y, dx, dw, name);
+}
+
+static void run(cnn_conv_desc d, const char *name, bool both) {
   d.oh = (d.h + 2 * d.pad_h - d.dil_h * (d.r - 1) - 1) / d.stride_h + 1;
   d.ow = (d.w + 2 * d.pad_w - d.dil_w * (d.s - 1) - 1) / d.stride_w + 1;
   if (d.oh < 1 || d.ow < 1) return;
@@ -192,13 +225,12 @@ static void run(cnn_conv_desc d, const char *name) {
   std::vector<double> y, dx, dw;
   ref_fwd(d, x.data(), w.data(), y);
   ref_bwd(d, dy.data(), w.data(), x.data(), dx, dw);
-  all_passes<128, 128, 256, 1>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
-  all_passes<128, 64, 256, 1>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
-  all_passes<64, 64, 128, 1>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
+  /* tf32 and bf16 differ only in padding and fragment depth: bf16 on the fixed cases */
+  all_tiles<false, 1>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
+  if (both) all_tiles<true, 1>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
   if (cg % 4 == 0 && kg % 4 == 0) {
-    all_passes<128, 128, 256, 4>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
-    all_passes<128, 64, 256, 4>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
-    all_passes<64, 64, 128, 4>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
+    all_tiles<false, 4>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
+    if (both) all_tiles<true, 4>(d, x.data(), w.data(), dy.data(), y, dx, dw, name);
   }
 }
 
@@ -210,19 +242,19 @@ static cnn_conv_desc mk(int n, int h, int w, int c, int k, int r, int s, int sh,
 }
 
 int main(int argc, char **argv) {
-  int nrand = argc > 1 ? atoi(argv[1]) : 30;
-  run(mk(2, 9, 11, 136, 144, 3, 3, 1, 1, 1, 1, 1, 1, 1), "3x3 136->144");
-  run(mk(3, 13, 15, 132, 136, 3, 3, 2, 2, 1, 1, 1, 1, 1), "3x3 s2");
-  run(mk(2, 14, 13, 136, 132, 1, 1, 2, 2, 0, 0, 1, 1, 1), "1x1 s2");
-  run(mk(2, 12, 10, 64, 72, 3, 3, 1, 1, 2, 2, 2, 2, 1), "dil2");
-  run(mk(2, 13, 11, 40, 48, 3, 3, 2, 2, 2, 2, 2, 2, 1), "dil2 s2");
-  run(mk(2, 10, 9, 136, 144, 3, 3, 1, 1, 1, 1, 1, 1, 2), "g2");
-  run(mk(2, 9, 9, 64, 96, 3, 3, 1, 1, 1, 1, 1, 1, 4), "g4");
-  run(mk(2, 31, 29, 3, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1), "7x7/2 c3");
-  run(mk(2, 9, 7, 18, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1), "c18 k30");
-  run(mk(3, 17, 16, 24, 40, 5, 3, 3, 2, 2, 1, 1, 2, 1), "5x3 s3x2");
-  run(mk(2, 8, 9, 26, 42, 3, 3, 1, 1, 1, 1, 1, 1, 2), "g2 odd");
-  run(mk(3, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1), "many pixels");
+  int nrand = argc > 1 ? atoi(argv[1]) : 20;
+  run(mk(2, 9, 11, 136, 144, 3, 3, 1, 1, 1, 1, 1, 1, 1), "3x3 136->144", true);
+  run(mk(3, 13, 15, 132, 136, 3, 3, 2, 2, 1, 1, 1, 1, 1), "3x3 s2", true);
+  run(mk(2, 14, 13, 136, 132, 1, 1, 2, 2, 0, 0, 1, 1, 1), "1x1 s2", true);
+  run(mk(2, 12, 10, 64, 72, 3, 3, 1, 1, 2, 2, 2, 2, 1), "dil2", true);
+  run(mk(2, 13, 11, 40, 48, 3, 3, 2, 2, 2, 2, 2, 2, 1), "dil2 s2", true);
+  run(mk(2, 10, 9, 136, 144, 3, 3, 1, 1, 1, 1, 1, 1, 2), "g2", true);
+  run(mk(2, 9, 9, 64, 96, 3, 3, 1, 1, 1, 1, 1, 1, 4), "g4", true);
+  run(mk(2, 31, 29, 3, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1), "7x7/2 c3", true);
+  run(mk(2, 9, 7, 18, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1), "c18 k30", true);
+  run(mk(3, 17, 16, 24, 40, 5, 3, 3, 2, 2, 1, 1, 2, 1), "5x3 s3x2", true);
+  run(mk(2, 8, 9, 26, 42, 3, 3, 1, 1, 1, 1, 1, 1, 2), "g2 odd", true);
+  run(mk(3, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1), "many pixels", true);
   printf("fixed cases: %d checks, %d failures\n", checks, fails);
   srand(7);
   for (int t = 0; t < nrand; t++) {
@@ -231,7 +263,7 @@ int main(int argc, char **argv) {
                          1 + rand() % 5, 1 + rand() % 5, 1 + rand() % 3, 1 + rand() % 3, rand() % 4, rand() % 4, 1 + rand() % 3, 1 + rand() % 3, g);
     if (rand() % 2) { d.c = g * 4 * (1 + rand() % 6); d.k = g * 4 * (1 + rand() % 6); }
     char name[64]; snprintf(name, sizeof name, "rand%d", t);
-    run(d, name);
+    run(d, name, false);
   }
   printf("%d checks, %d failures\n", checks, fails);
   return fails != 0;

@@ -469,6 +469,25 @@ static TC_HD size_t tc_out_off(const cnn_conv_desc &d, const tc_block &b, int sp
   return ((size_t)split * d.k + (size_t)b.g * b.kg + m) * Kw + n;
 }
 
+/* element offset, within a stage's A / B tile, of the fragment whose first row
+ * (A: m, B: k) and column (A: k, B: n) are given: A row [m][k] except bwd-filter's
+ * col [k][m]; B col [n][k] for fwd, row [k][n] otherwise */
+template <int PASS, int LDA>
+static TC_HD int tc_a_frag(int m, int kk) {
+  return PASS == 2 ? kk * LDA + m : m * LDA + kk;
+}
+template <int PASS, int LDB>
+static TC_HD int tc_b_frag(int kk, int n) {
+  return PASS == 0 ? n * LDB + kk : kk * LDB + n;
+}
+
+/* first row / column of warp `warp`'s (BM/WM) x (BN/WN) piece of the block tile */
+template <int BM, int BN, int WM, int WN>
+static TC_HD void tc_warp_origin(int warp, int &wm0, int &wn0) {
+  wm0 = (warp / WN) * (BM / WM);
+  wn0 = (warp % WN) * (BN / WN);
+}
+
 /* ---- pass -> loaders, math -> fragments ---- */
 
 template <int PASS, int BM, int BN, int T, int VEC> struct tc_loaders;
@@ -605,15 +624,13 @@ static __device__ __forceinline__ void tc_compute(
 #pragma unroll
     for (int i = 0; i < FM; i++) {
       const int m = wm0 + i * 16;
-      nvcuda::wmma::load_matrix_sync(fa[i], PASS == 2 ? sa + kk * LDA + m : sa + m * LDA + kk,
-                                     LDA);
+      nvcuda::wmma::load_matrix_sync(fa[i], sa + tc_a_frag<PASS, LDA>(m, kk), LDA);
       MM::fix(fa[i]);
     }
 #pragma unroll
     for (int j = 0; j < FN; j++) {
       const int n = wn0 + j * 16;
-      nvcuda::wmma::load_matrix_sync(fb[j], PASS == 0 ? sb + n * LDB + kk : sb + kk * LDB + n,
-                                     LDB);
+      nvcuda::wmma::load_matrix_sync(fb[j], sb + tc_b_frag<PASS, LDB>(kk, n), LDB);
       MM::fix(fb[j]);
     }
 #pragma unroll
@@ -656,7 +673,8 @@ __global__ void __launch_bounds__(WM * WN * 32) k_tc_conv(tc_args p) {
   /* smem element offset of this thread's first vector in each operand tile */
   const int a_off = (tid / LA::S::VPL) * LDA + (tid % LA::S::VPL) * VEC;
   const int b_off = (tid / LB::S::VPL) * LDB + (tid % LB::S::VPL) * VEC;
-  const int wm0 = (warp / WN) * (BM / WM), wn0 = (warp % WN) * (BN / WN);
+  int wm0, wn0;
+  tc_warp_origin<BM, BN, WM, WN>(warp, wm0, wn0);
 
   typename MM::FC acc[FM][FN];
 #pragma unroll
