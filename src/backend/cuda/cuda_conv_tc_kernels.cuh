@@ -129,7 +129,7 @@ struct tc_ld_fwd_a {
     base = x + (size_t)b.g * b.cg;
     const int M = d.n * d.oh * d.ow;
     valid = 0;
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int m = b.m0 + tid / S::VPL + i * S::LSTEP;
       xoff[i] = ih0[i] = iw0[i] = 0;
@@ -207,7 +207,7 @@ struct tc_ld_bwd_a {
     base = dy + (size_t)b.g * b.kg;
     const int M = d.n * b.nh * b.nw;
     valid = 0;
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int m = b.m0 + tid / S::VPL + i * S::LSTEP;
       pb[i] = jh[i] = jw[i] = 0;
@@ -264,7 +264,7 @@ struct tc_ld_bwd_b {
     const int n = b.n0 + (tid % S::VPL) * VEC;
     nok = n < b.cg; /* VEC = 4: cg % 4 == 0, so all 4 */
     base = w + (size_t)b.g * b.kg * Kw + (nok ? n : 0);
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int k = tid / S::VPL + i * S::LSTEP;
       ko[i] = k % b.kg;
@@ -282,7 +282,7 @@ TC_UNROLL
     return base + (size_t)ko[i] * Kw + (r * d.s + s) * b.cg;
   }
   TC_HD void advance(const cnn_conv_desc &, const tc_block &b) {
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       ko[i] += a_ko;
       const int carry = ko[i] >= b.kg;
@@ -340,7 +340,7 @@ struct tc_ld_bwf_b {
     diw = (rs % d.s) * d.dil_w - d.pad_w;
     base = x + (size_t)b.g * b.cg + ci;
     p = b.p_begin + tid / S::VPL;
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       const int pi = p + i * S::LSTEP;
       const int t = pi / d.ow;
@@ -361,7 +361,7 @@ TC_UNROLL
   }
   TC_HD void advance(const cnn_conv_desc &d, const tc_block &) {
     p += TC_BK;
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < S::ITER; i++) {
       ox[i] += a_ox;
       const int carry = ox[i] >= d.ow;
