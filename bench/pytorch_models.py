@@ -164,11 +164,20 @@ def build_model(name):
 
 
 def set_precision(prec, device):
-    if device == "cuda":
-        tf32 = prec == "tf32"
+    """TF32 on for tf32 only (fp32: IEEE float products; bf16: autocast, TF32 off for what
+    stays in float). PyTorch >= 2.9 has fp32_precision and refuses a mix with the older
+    allow_tf32 flags, which inductor no longer reads: the new API where there is one."""
+    if device != "cuda":
+        return
+    tf32 = prec == "tf32"
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision") and \
+            hasattr(torch.backends.cudnn, "conv"):
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "tf32" if tf32 else "ieee"
+    else:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = True
 
 
 def autocast(prec, device, graph=False):

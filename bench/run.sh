@@ -4,13 +4,15 @@
 # Every result is a JSON file in $BENCH_OUT; the table is also written to
 # $BENCH_OUT/table.md. bench/README.md describes it.
 #
-#   BENCH_QUICK=1     few steps: the whole run fits about 4 minutes on an H200
+#   BENCH_QUICK=1     few steps: about 4 minutes on an H200 (5 at most)
 #   BENCH_DEVICE=D    cuda | cpu (default: cuda when `cnn devices` finds a GPU)
 #   BENCH_OUT=DIR     where the JSON files and the table go (default runs/bench)
 #   BENCH_PYTHON=PY   the Python with torch (default python3); without torch the
 #                     PyTorch columns say "torch not installed" and cnn's side still runs
 #   BENCH_TTA=0|1     run bench/tta.py (default: 1 on cuda, 0 on cpu)
 #   BENCH_THREADS=N   CPU threads for both sides (default: $OMP_NUM_THREADS or nproc)
+#   BENCH_CNN_S=S     seconds for all cnn bench runs together (default: 110 quick on a
+#                     GPU, else unbounded); runs that no longer fit are skipped, and say so
 #   BUILD=DIR         the build folder holding cnn (default build)
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +33,8 @@ fi
 TTA=${BENCH_TTA:-$([ "$DEVICE" = cuda ] && echo 1 || echo 0)}
 export OMP_NUM_THREADS=$THREADS
 elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
+if [ "$QUICK" = 1 ] && [ "$DEVICE" = cuda ]; then CNN_S=${BENCH_CNN_S:-110}; else CNN_S=${BENCH_CNN_S:-0}; fi
+CNN_END=$(( T0 + CNN_S ))
 echo "make bench: device $DEVICE, quick $QUICK, threads $THREADS, results in $OUT"
 
 HAVE_BENCH=1
@@ -42,8 +46,15 @@ HAVE_BENCH=1
 cnn_bench() {
   local name=$1 limit=$2 model=$3 prec=$4 batch=$5
   shift 5
-  local json="$OUT/cnn-$name.json" log="$OUT/cnn-$name.log" rc=0
-  if [ "$HAVE_BENCH" = 1 ]; then
+  local json="$OUT/cnn-$name.json" log="$OUT/cnn-$name.log" rc=0 left
+  if [ "$CNN_S" -gt 0 ]; then # the stage's time budget
+    left=$(( CNN_END - $(date +%s) ))
+    [ "$left" -lt "$limit" ] && limit=$left
+  fi
+  if [ "$limit" -lt 5 ]; then
+    echo "skipped: the cnn runs' time budget (BENCH_CNN_S=$CNN_S) is spent" >"$log"
+    rc=125
+  elif [ "$HAVE_BENCH" = 1 ]; then
     timeout "$limit" "$CNN" bench "models/$model.cfg" --device "$DEVICE" --precision "$prec" \
       --batch "$batch" --json "$json" "$@" >"$log" 2>&1 || rc=$?
   else
@@ -94,7 +105,7 @@ PT=("$PY" bench/pytorch_models.py --device "$DEVICE" --json "$OUT/pytorch.json" 
 if [ "$DEVICE" = cuda ]; then
   if [ "$QUICK" = 1 ]; then
     G=eager,channels_last,cuda_graph
-    timeout 170 "${PT[@]}" --quick \
+    timeout 110 "${PT[@]}" --quick \
       --job lenet:fp32:train,infer,latency:$G \
       --job resnet9:bf16:train:$G,compile --job resnet9:bf16:infer,latency:$G \
       --job resnet50:bf16:train,infer,latency:$G \
@@ -118,7 +129,7 @@ echo "PyTorch side done ($(elapsed))"
 
 # ---- time to accuracy --------------------------------------------------------------------
 if [ "$TTA" = 1 ]; then
-  TL=$([ "$QUICK" = 1 ] && echo 75 || echo 600)
+  TL=$([ "$QUICK" = 1 ] && echo 45 || echo 600)
   "$PY" bench/tta.py --device "$DEVICE" --cnn "$CNN" --timeout "$TL" --json "$OUT/tta.json" \
     || echo "  bench/tta.py failed"
   echo "time to accuracy done ($(elapsed))"
