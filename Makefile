@@ -71,5 +71,8 @@ train: build
 # precisions and batches, the time to 94 % on Fashion-MNIST (GPU), then one markdown
 # table with DESIGN.md's targets (runs/bench/table.md). BENCH_QUICK=1: about 4 minutes on
 # an H200; BENCH_PYTHON: a Python with torch; more knobs in bench/run.sh, bench/README.md.
-bench: build
-	@bench/run.sh
+# Builds first only when $(BUILD)/cnn is missing (no setup step: a benchmark machine may
+# have nothing to install from).
+bench:
+	@test -x $(BUILD)/cnn || $(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) bench/run.sh
