@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test test-gpu install clean train sanitize fuzz
+.PHONY: all setup configure build test test-gpu install clean train sanitize fuzz bench
 
 all: build
 
@@ -65,3 +65,14 @@ train: build
 	  model=models/resnet9.cfg; else model=models/fashion.cfg; fi; \
 	echo "make train: $$model on Fashion-MNIST"; \
 	$(BUILD)/cnn train $$model --data fashion-mnist --device auto $(TRAIN_FLAGS)
+
+# cnn against PyTorch on the best device found (cuda when cnn devices finds a GPU, else
+# the CPU with small batches): cnn bench and bench/pytorch_models.py on the same models,
+# precisions and batches, the time to 94 % on Fashion-MNIST (GPU), then one markdown
+# table with DESIGN.md's targets (runs/bench/table.md). BENCH_QUICK=1: about 4 minutes on
+# an H200; BENCH_PYTHON: a Python with torch; more knobs in bench/run.sh, bench/README.md.
+# Builds first only when $(BUILD)/cnn is missing (no setup step: a benchmark machine may
+# have nothing to install from).
+bench:
+	@test -x $(BUILD)/cnn || $(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) bench/run.sh

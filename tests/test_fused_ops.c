@@ -128,7 +128,7 @@ static cnn_step_state *state_new(fx *F) {
 }
 
 static const char *act_name(cnn_act a) {
-  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp"};
+  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp", "relu6"};
   return names[a];
 }
 

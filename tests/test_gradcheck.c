@@ -91,9 +91,10 @@ static uint64_t kink_signature(const cnn_net *net) {
     const cnn_layer *l = &net->layers[li];
     const float *x = cnn_layer_x(net, l, 0);
     if (l->kind == &cnn_kind_act &&
-        (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY || l->act == CNN_ACT_RAMP)) {
+        (l->act == CNN_ACT_RELU || l->act == CNN_ACT_LEAKY || l->act == CNN_ACT_RAMP ||
+         l->act == CNN_ACT_RELU6)) {
       size_t n = (size_t)BATCH * cnn_shape_count(l->out);
-      for (size_t i = 0; i < n; i++) sig = mix(sig, x[i] > 0);
+      for (size_t i = 0; i < n; i++) sig = mix(sig, (uint64_t)(x[i] > 0) + (x[i] >= 6));
     } else if (l->kind == &cnn_kind_maxpool) {
       cnn_pool_desc d = cnn_layer_pool_desc(l, BATCH);
       for (int b = 0; b < d.n; b++)
@@ -335,6 +336,11 @@ int main(void) {
   run_case("logistic", 5, 6, 3, "[activation]\nactivation=logistic\n", "", 4);
   run_case("tanh", 5, 6, 3, "[activation]\nactivation=tanh\n", "", 4);
   run_case("ramp", 5, 6, 3, "[activation]\nactivation=ramp\n", "", 4);
+  run_case("relu6", 5, 6, 3, "[activation]\nactivation=relu6\n", "", 4);
+  /* MobileNetV2's depthwise block: grouped conv + batch norm + relu6 */
+  run_case("depthwise conv bn relu6", 5, 6, 4,
+           "[convolutional]\nfilters=6\nsize=3\npad=1\ngroups=6\nbatch_normalize=1\n"
+           "activation=relu6\n", "", 7);
   run_case("conv relu", 5, 6, 3,
            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=relu\n", "", 6);
   run_case("conv gelu", 5, 6, 3,

@@ -116,7 +116,7 @@ run_cnn() { # run_cnn PREFIX: --version, a model by name, a model that is nowher
   fi
   cat "$tmp/nomodel.out"
   has "$tmp/nomodel.out" "no-such-model.cfg: no such file, and no model 'no-such-model.cfg' in $1/share/cnn/models"
-  has "$tmp/nomodel.out" "fashion.cfg, lenet.cfg, resnet9.cfg"
+  has "$tmp/nomodel.out" "fashion.cfg, lenet.cfg, mobilenet_v2.cfg, resnet50.cfg, resnet9.cfg"
 }
 run_cnn "$prefix"
 

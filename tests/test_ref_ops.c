@@ -142,6 +142,13 @@ static void test_activations(void) {
   check_val("sigmoid(0)", y[2], 0.5, TOL);
   CHECK_OK(B->act_fwd(NULL, CNN_ACT_TANH, 0, 5, x, y));
   check_val("tanh(0.5)", y[3], 0.46211715726000974, TOL);
+  float x6[5] = {-2, 0.5f, 5.5f, 6, 7.5f}, want_relu6[5] = {0, 0.5f, 5.5f, 6, 6};
+  CHECK_OK(B->act_fwd(NULL, CNN_ACT_RELU6, 0, 5, x6, y));
+  tu_check_close("relu6", y, want_relu6, 5, TOL);
+  /* slope 1 on (0, 6), 0 elsewhere (at both kinks too, as PyTorch's hardtanh) */
+  float dy6[5] = {1, 1, 1, 1, 1}, dx6[5] = {0}, want_d6[5] = {0, 1, 1, 0, 0};
+  CHECK_OK(B->act_bwd(NULL, CNN_ACT_RELU6, 0, 5, x6, NULL, dy6, dx6));
+  tu_check_close("relu6'", dx6, want_d6, 5, TOL);
 
   /* in place */
   float z[5];

@@ -77,6 +77,7 @@ typedef enum cnn_act {
   CNN_ACT_SIGMOID,   /* Darknet's "logistic" */
   CNN_ACT_TANH,
   CNN_ACT_RAMP,      /* Darknet's ramp: (x > 0 ? x : 0) + 0.1 x, slope 1.1 or 0.1 */
+  CNN_ACT_RELU6,     /* min(max(x, 0), 6); slope 1 on (0, 6), 0 elsewhere (MobileNetV2) */
   CNN_ACT_COUNT
 } cnn_act;
 

@@ -270,6 +270,11 @@ static cnn_status ex_act(ex *e, int li) {
         node2(e, "Mul", l->name, t, scalar(e, 0.5f));
       }
       break;
+    case CNN_ACT_RELU6: { /* Clip with min and max as inputs (opset >= 11) */
+      const char *in[3] = {x.name, scalar(e, 0.0f), scalar(e, 6.0f)};
+      ox_node(e->g, "Clip", l->name, 3, in);
+      break;
+    }
     case CNN_ACT_RAMP: { /* Darknet's ramp: relu(x) + 0.1 x */
       const char *r = node1(e, "Relu", tmp(e, "relu"), x.name);
       node2(e, "Add", l->name, r, node2(e, "Mul", tmp(e, "tenth"), x.name, scalar(e, 0.1f)));

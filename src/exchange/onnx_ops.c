@@ -470,12 +470,43 @@ static cnn_status op_bn(ox_ctx *x, node_t *n) {
   return CNN_OK;
 }
 
+/* Clip's bound k (1: min, 2: max): an attribute before opset 11, an optional scalar
+ * constant input from it (infinite values allowed: clamp(min=0) has max = inf) */
+static cnn_status clip_bound(ox_ctx *x, node_t *n, int k, float def, float *out) {
+  *out = def;
+  if (x->opset < 11) return get_float(x, n, k == 1 ? "min" : "max", def, out);
+  int vi = ox_in_idx(x, n, (size_t)k);
+  if (vi < 0) return CNN_OK;
+  const ox_value *v = &x->v[vi];
+  char nm[96];
+  if (!v->is_const || v->is_int || v->count != 1)
+    return ox_error(x, CNN_UNSUPPORTED, "Clip's %s ('%s') must be a float scalar constant",
+                    k == 1 ? "min" : "max", ox_printable(v->name, nm, sizeof nm));
+  if (isnan(v->f[0])) return ox_error(x, CNN_ERR_NUMERIC, "Clip's %s is NaN", k == 1 ? "min" : "max");
+  *out = v->f[0];
+  return CNN_OK;
+}
+
 static cnn_status op_act(ox_ctx *x, node_t *n) {
   const char *act;
   float slope = 0.1f;
   if (is_op(n, "Relu")) {
     KNOWN("");
     act = "relu";
+  } else if (is_op(n, "Clip")) { /* Clip(0, 6) is relu6, Clip(0, inf) relu */
+    if (x->opset < 11) KNOWN("min", "max");
+    else KNOWN("");
+    CNN_TRY(ox_need_inputs(x, n, 1, x->opset < 11 ? 1 : 3));
+    float lo, hi;
+    CNN_TRY(clip_bound(x, n, 1, -INFINITY, &lo));
+    CNN_TRY(clip_bound(x, n, 2, INFINITY, &hi));
+    if (lo == 0 && hi == 6)
+      act = "relu6";
+    else if (lo == 0 && hi >= 3.402823466e38f) /* inf, or FLT_MAX as older exporters write */
+      act = "relu";
+    else
+      return ox_error(x, CNN_UNSUPPORTED, "Clip(min %g, max %g): cnn imports Clip only as relu "
+                      "(min 0, no max) or relu6 (min 0, max 6)", lo, hi);
   } else if (is_op(n, "LeakyRelu")) {
     KNOWN("alpha");
     CNN_TRY(get_float(x, n, "alpha", 0.01f, &slope));
@@ -495,7 +526,7 @@ static cnn_status op_act(ox_ctx *x, node_t *n) {
     CNN_TRY(get_choice(x, n, "approximate", modes, &m));
     act = "gelu";
   }
-  CNN_TRY(ox_need_inputs(x, n, 1, 1));
+  if (!is_op(n, "Clip")) CNN_TRY(ox_need_inputs(x, n, 1, 1));
   int xi;
   CNN_TRY(act_in(x, n, 0, &xi));
   int si = foldable(x, xi, 1u << OS_CONV | 1u << OS_FC | 1u << OS_SHORTCUT);
@@ -1077,7 +1108,7 @@ cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n) {
   if (is_op(n, "Conv")) return op_conv(x, n);
   if (is_op(n, "BatchNormalization")) return op_bn(x, n);
   if (is_op(n, "Relu") || is_op(n, "LeakyRelu") || is_op(n, "Sigmoid") || is_op(n, "Tanh") ||
-      (is_op(n, "Gelu") && x->opset >= 20))
+      is_op(n, "Clip") || (is_op(n, "Gelu") && x->opset >= 20))
     return op_act(x, n);
   if (is_op(n, "MaxPool")) return op_pool(x, n, 1);
   if (is_op(n, "AveragePool")) return op_pool(x, n, 0);
@@ -1103,7 +1134,8 @@ cnn_status ox_convert_node(ox_ctx *x, const Onnx__NodeProto *n) {
   if (is_op(n, "Dropout")) return op_passthrough(x, n, 1);
   if (is_op(n, "Identity")) return op_passthrough(x, n, 0);
   return ox_error(x, CNN_UNSUPPORTED, "unsupported op (cnn import reads Conv, "
-                  "BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, MaxPool, AveragePool, "
+                  "BatchNormalization, Relu, Clip (as relu or relu6), LeakyRelu, Sigmoid, Tanh, Gelu, "
+                  "MaxPool, AveragePool, "
                   "GlobalAveragePool, GlobalMaxPool, ReduceMean, Gemm, MatMul, Flatten, Reshape, "
                   "Squeeze, Unsqueeze, Add, Sub, Mul, Div, Concat, Softmax, LogSoftmax, Dropout, "
                   "Identity and Constant, and Shape, Gather, Slice and Cast computing a "

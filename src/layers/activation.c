@@ -1,11 +1,12 @@
-/* Elementwise activation layer (relu, leaky, gelu, sigmoid/logistic, tanh, ramp). */
+/* Elementwise activation layer (relu, leaky, gelu, sigmoid/logistic, tanh, ramp,
+ * relu6). */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/net.h"
 
 static const char *const act_names[CNN_ACT_COUNT] = {"linear", "relu", "leaky", "gelu",
-                                                     "logistic", "tanh", "ramp"};
+                                                     "logistic", "tanh", "ramp", "relu6"};
 
 cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha) {
   *alpha = 0.1f; /* Darknet's leaky slope */
@@ -17,7 +18,7 @@ cnn_status cnn_act_parse(const char *s, cnn_act *out, float *alpha) {
     }
   return cnn_error(CNN_ERR_PARSE,
                    "unsupported activation '%s' (expected linear, relu, leaky, gelu, logistic, "
-                   "sigmoid, tanh or ramp)", s);
+                   "sigmoid, tanh, ramp or relu6)", s);
 }
 
 const char *cnn_act_name(cnn_act a) {

@@ -314,6 +314,49 @@ extra=3
 """
 
 
+# relu6 (Clip(0, 6)) on a conv, a depthwise conv, a shortcut and on its own; the input
+# std of 0.05 makes the values large enough to reach both kinks: 10x10 input
+ZOO_RELU6 = """
+[net]
+height=10
+width=10
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+pad=1
+activation=relu6
+[convolutional]
+filters=8
+size=3
+pad=1
+groups=8
+activation=relu6
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+activation=linear
+[shortcut]
+from=-3
+activation=relu6
+[convolutional]
+filters=8
+size=3
+stride=2
+pad=1
+activation=linear
+[activation]
+activation=relu6
+[avgpool]
+[connected]
+output=5
+activation=linear
+[softmax]
+"""
+
+
 def setup_case(name, cfg_text, tmp, mean=None, std=None, seed=1):
     """tmp/name/model.safetensors with random weights, and a random batch (also written
     to tmp/name/in.f32): (dir, checkpoint, batch, its file)"""
@@ -430,6 +473,13 @@ def main():
                    .replace("crop_width=224", "crop_width=56"), tmp, seed=15,
                    flag_sets=[["--fold-bn"], ["--logits"]])
         model_case("go", darknet("go"), tmp, seed=16, flag_sets=[["--fold-bn", "--logits"], []])
+        # relu6 as Clip(0, 6); models/mobilenet_v2.cfg at 32x32 (resnet50's layers are
+        # those of resnet18 and resnext50 above)
+        model_case("zoo_relu6", ZOO_RELU6, tmp, mean=[0.0, 0.0, 0.0], std=[0.05, 0.05, 0.05],
+                   seed=17)
+        model_case("mobilenet_v2", resized(read(os.path.join(SRC, "models", "mobilenet_v2.cfg")),
+                                           32, 32), tmp, seed=18,
+                   flag_sets=[["--fold-bn"], ["--logits"]])
         refusals(tmp)
     return report("export", t0)
 

@@ -395,6 +395,33 @@ def m_dyn_slice_inputs():
     return g.model(g.node("LogSoftmax", [g.gemm(y, 45, 4)], axis=1), batch="batch_size")
 
 
+def m_clip(opset):
+    """MobileNetV2's pattern: Clip(0, 6) (relu6) after conv + BN, a depthwise conv, a
+    linear bottleneck, the residual Add, then Clip(0, no max) (relu, as torch.clamp(min=0)
+    exports it). Before opset 11 min and max are attributes, from 11 on inputs. The first
+    conv's weights are scaled up so that values cross 6."""
+    g = G(3, 10, 10, opset=opset)
+
+    def clip(x, lo, hi):
+        if opset < 11:
+            return g.node("Clip", [x], **({"min": lo} if lo is not None else {}),
+                          **({"max": hi} if hi is not None else {}))
+        ins = [x, g.const(np.float32(lo), "min") if lo is not None else ""]
+        if hi is not None:
+            ins.append(g.const(np.float32(hi), "max"))
+        return g.node("Clip", ins)
+
+    w = (rng.standard_normal((8, 3, 3, 3)) * 2.5).astype(np.float32)
+    y = g.node("Conv", ["input", g.const(w)], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    stem = clip(g.bn(y, 8), 0.0, 6.0)
+    y = clip(g.bn(g.conv(stem, 8, 8, 3, bias=False, group=8, pads=[1, 1, 1, 1]), 8), 0.0, 6.0)
+    y = g.bn(g.conv(y, 8, 8, 1, bias=False), 8)                      # linear bottleneck
+    y = clip(g.node("Add", [stem, y]), 0.0, None)                    # relu
+    y = clip(g.conv(y, 8, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1]), 0.0, 6.0)
+    y = g.node("Flatten", [g.node("GlobalAveragePool", [y])])
+    return g.model(g.node("Softmax", [g.gemm(y, 8, 5)], axis=1))
+
+
 MODELS = [
     ("conv_bn_relu", m_conv_bn_relu, "probs"),
     ("residual", m_residual, "logits"),
@@ -412,6 +439,8 @@ MODELS = [
     ("dyn_residual", m_dyn_residual, "logits"),
     ("dyn_slice_mul", m_dyn_slice_mul, "probs"),
     ("dyn_slice_inputs", m_dyn_slice_inputs, "logprobs"),
+    ("clip_relu6_opset9", lambda: m_clip(9), "probs"),
+    ("clip_relu6_opset13", lambda: m_clip(13), "probs"),
 ]
 
 # ---- refusals --------------------------------------------------------------------------
@@ -463,6 +492,11 @@ def refusals():
     refused("int64_weights", small(conv_w=np.ones((4, 3, 3, 3), np.int64)),
             ["conv_int", "Conv", "opset 13", "integers"])
     refused("opset", small(opset=30), ["opset 30"])
+    refused("clip_range", small(lambda g, y: g.node(
+        "Clip", [y, g.const(np.float32(-1)), g.const(np.float32(1))], name="clip11")),
+        ["clip11", "Clip", "relu6"])
+    refused("clip_attr_range", small(lambda g, y: g.node("Clip", [y], name="clip9", min=0.0, max=4.0),
+                                     opset=9), ["clip9", "Clip", "max 4"])
     refused("mul_mid", small(lambda g, y: g.node("Mul", [y, g.const(np.float32(2.0))], name="scale")),
             ["scale", "Mul", "opset 13"])
     # end padding that the windows read (the output size differs from symmetric padding)

@@ -378,7 +378,7 @@ static void test_bias(suite *S) {
 /* ---- activations --------------------------------------------------------------- */
 
 const char *act_name(cnn_act a) {
-  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp"};
+  static const char *names[] = {"linear", "relu", "leaky", "gelu", "sigmoid", "tanh", "ramp", "relu6"};
   return (unsigned)a < CNN_ACT_COUNT ? names[a] : "?";
 }
 
@@ -391,6 +391,7 @@ double host_act(cnn_act a, double alpha, double x) {
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
     case CNN_ACT_RAMP: return (x > 0 ? 1.1 : 0.1) * x;
+    case CNN_ACT_RELU6: return x > 0 ? (x < 6 ? x : 6) : 0;
     default: return NAN;
   }
 }
@@ -403,31 +404,38 @@ static void test_act(suite *S) {
   for (size_t si = 0; si < NSIZES; si++) {
     size_t n = elem_sizes[si];
     float *hx = hrand(S, n, -4, 4), *hdy = hrand(S, n, -1, 1), *hdx = hrand(S, n, -1, 1);
-    float *hy = hvec(n);
-    buf x = buf_from(S, hx, n), y = buf_new(S, n), dy = buf_from(S, hdy, n), dx = buf_new(S, n);
+    float *hy = hvec(n), *hx2 = hvec(n);
+    for (size_t i = 0; i < n; i++) hx2[i] = 2 * hx[i]; /* [-8, 8]: both kinks of relu6 */
+    buf x1 = buf_from(S, hx, n), x2 = buf_from(S, hx2, n), y = buf_new(S, n);
+    buf dy = buf_from(S, hdy, n), dx = buf_new(S, n);
     for (int ai = 0; ai < CNN_ACT_COUNT; ai++) {
       cnn_act a = (cnn_act)ai;
+      const int wide = a == CNN_ACT_RELU6;
+      const float *hxa = wide ? hx2 : hx;
+      buf x = wide ? x2 : x1;
       snprintf(cas, sizeof cas, "%s alpha=%g n=%zu", act_name(a), alpha, n);
       buf_poison(S, &y);
       RUN(S, act_fwd, cas, a, alpha, n, P(x), P(y));
       if (ran) check(S, &y, "act_fwd", cas, "y", S->tol);
       snprintf(cas, sizeof cas, "%s alpha=%g n=%zu in place", act_name(a), alpha, n);
-      buf_set(S, &y, hx);
+      buf_set(S, &y, hxa);
       RUN(S, act_fwd, cas, a, alpha, n, P(y), P(y));
       if (ran) check(S, &y, "act_fwd", cas, "y", S->tol);
       /* backward gets the true y = f(x), computed here in double */
-      for (size_t i = 0; i < n; i++) hy[i] = (float)host_act(a, alpha, hx[i]);
+      for (size_t i = 0; i < n; i++) hy[i] = (float)host_act(a, alpha, hxa[i]);
       buf_set(S, &y, hy);
       buf_set(S, &dx, hdx);
       snprintf(cas, sizeof cas, "%s alpha=%g n=%zu", act_name(a), alpha, n);
       RUN(S, act_bwd, cas, a, alpha, n, P(x), P(y), P(dy), P(dx));
       if (ran) check(S, &dx, "act_bwd", cas, "dx", S->tol);
     }
-    buf_free(S, &x);
+    buf_free(S, &x1);
+    buf_free(S, &x2);
     buf_free(S, &y);
     buf_free(S, &dy);
     buf_free(S, &dx);
     free(hx);
+    free(hx2);
     free(hy);
     free(hdy);
     free(hdx);

@@ -61,6 +61,13 @@ void cpu_act_fwd_block(cnn_act a, float alpha, size_t n, const float *x, float *
         y[i] = (v > 0.0f ? v : 0.0f) + 0.1f * v;
       }
       break;
+    case CNN_ACT_RELU6:
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); /* NaN propagates, as ref */
+      }
+      break;
     default: break;
   }
 }
@@ -107,6 +114,10 @@ void cpu_act_bwd_block(cnn_act a, float alpha, size_t n, const float *x, const f
     case CNN_ACT_RAMP:
 #pragma omp simd
       for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f ? 1.1f : 0.1f);
+      break;
+    case CNN_ACT_RELU6:
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (x[i] > 0.0f && x[i] < 6.0f ? 1.0f : 0.0f);
       break;
     default: break;
   }
@@ -195,6 +206,10 @@ static void act_grad_from_y(cnn_act a, float alpha, size_t n, const float *y, co
 #pragma omp simd
       for (size_t i = 0; i < n; i++) g[i] = dy[i] * (y[i] > 0.0f ? 1.1f : 0.1f);
       break;
+    case CNN_ACT_RELU6: /* 0 < y < 6 iff 0 < x < 6 */
+#pragma omp simd
+      for (size_t i = 0; i < n; i++) g[i] = dy[i] * (y[i] > 0.0f && y[i] < 6.0f ? 1.0f : 0.0f);
+      break;
     default: /* LINEAR */
       memcpy(g, dy, n * sizeof *g);
       break;
@@ -208,7 +223,8 @@ cnn_status cpu_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
   CPU_NEED(y, op);
   CPU_NEED(dy, op);
   if (act != CNN_ACT_LINEAR && act != CNN_ACT_RELU && act != CNN_ACT_LEAKY &&
-      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH && act != CNN_ACT_RAMP)
+      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH && act != CNN_ACT_RAMP &&
+      act != CNN_ACT_RELU6)
     return cnn_error(CNN_ERR_ARG, "cpu %s: activation %d is not derivable from its output", op,
                      (int)act);
   if (!da && !db) return CNN_OK;

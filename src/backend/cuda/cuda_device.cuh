@@ -30,6 +30,7 @@ static __device__ __forceinline__ float act_f(int a, float alpha, float v) {
     case CNN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
     case CNN_ACT_TANH: return tanhf(v);
     case CNN_ACT_RAMP: return (v > 0.0f ? v : 0.0f) + 0.1f * v;
+    case CNN_ACT_RELU6: return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); /* NaN propagates */
     default: return v;
   }
 }
@@ -50,12 +51,13 @@ static __device__ __forceinline__ float act_df(int a, float alpha, float v) {
       return 1.0f - t * t;
     }
     case CNN_ACT_RAMP: return v > 0.0f ? 1.1f : 0.1f;
+    case CNN_ACT_RELU6: return v > 0.0f && v < 6.0f ? 1.0f : 0.0f;
     default: return 1.0f;
   }
 }
 
 /* f' from the output y = f(v), for the activations where that is possible
- * (LINEAR, RELU, LEAKY, SIGMOID, TANH, RAMP; callers reject the others) */
+ * (LINEAR, RELU, LEAKY, SIGMOID, TANH, RAMP, RELU6; callers reject the others) */
 static __device__ __forceinline__ float act_df_from_y(int a, float alpha, float y) {
   switch (a) {
     case CNN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
@@ -63,6 +65,7 @@ static __device__ __forceinline__ float act_df_from_y(int a, float alpha, float 
     case CNN_ACT_SIGMOID: return y * (1.0f - y);
     case CNN_ACT_TANH: return 1.0f - y * y;
     case CNN_ACT_RAMP: return y > 0.0f ? 1.1f : 0.1f; /* y > 0 iff v > 0 */
+    case CNN_ACT_RELU6: return y > 0.0f && y < 6.0f ? 1.0f : 0.0f; /* 0 < y < 6 iff 0 < v < 6 */
     default: return 1.0f;
   }
 }

@@ -469,7 +469,8 @@ extern "C" cnn_status cnn_cuda_add_act_bwd(void *vctx, size_t n, const float *y,
                                            cnn_act act, float alpha, float *da, float *db) {
   cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
   if (act != CNN_ACT_LINEAR && act != CNN_ACT_RELU && act != CNN_ACT_LEAKY &&
-      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH && act != CNN_ACT_RAMP)
+      act != CNN_ACT_SIGMOID && act != CNN_ACT_TANH && act != CNN_ACT_RAMP &&
+      act != CNN_ACT_RELU6)
     return cnn_error(CNN_ERR_ARG,
                      "cuda add_act_bwd: activation %d cannot be differentiated from its output",
                      (int)act);

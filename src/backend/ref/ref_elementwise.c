@@ -74,6 +74,7 @@ double ref_act_value(cnn_act a, double alpha, double x) {
     case CNN_ACT_SIGMOID: return 1 / (1 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
     case CNN_ACT_RAMP: return (x > 0 ? x : 0) + 0.1 * x; /* Darknet's x (x > 0) + .1 x */
+    case CNN_ACT_RELU6: return x < 0 ? 0 : (x > 6 ? 6 : x); /* NaN propagates */
     default: return NAN;
   }
 }
@@ -95,6 +96,7 @@ double ref_act_derivative(cnn_act a, double alpha, double x) {
       return 1 - t * t;
     }
     case CNN_ACT_RAMP: return x > 0 ? 1.1 : 0.1;
+    case CNN_ACT_RELU6: return x > 0 && x < 6 ? 1 : 0; /* 0 at both kinks, as PyTorch */
     default: return NAN;
   }
 }

@@ -326,6 +326,7 @@ static double act_derivative_from_y(cnn_act a, double alpha, double y) {
     case CNN_ACT_SIGMOID: return y * (1 - y);
     case CNN_ACT_TANH: return 1 - y * y;
     case CNN_ACT_RAMP: return y > 0 ? 1.1 : 0.1; /* y > 0 iff x > 0 */
+    case CNN_ACT_RELU6: return y > 0 && y < 6 ? 1 : 0; /* 0 < y < 6 iff 0 < x < 6 */
     default: return NAN; /* GELU is not invertible: rejected by the caller */
   }
 }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# make bench: cnn bench and bench/pytorch_models.py side by side on one device, the
+# time-to-accuracy run (bench/tta.py, GPU), then one markdown table (bench/table.py).
+# Every result is a JSON file in $BENCH_OUT; the table is also written to
+# $BENCH_OUT/table.md. bench/README.md describes it.
+#
+#   BENCH_QUICK=1     few steps: about 4 minutes on an H200 (5 at most)
+#   BENCH_DEVICE=D    cuda | cpu (default: cuda when `cnn devices` finds a GPU)
+#   BENCH_OUT=DIR     where the JSON files and the table go (default runs/bench)
+#   BENCH_PYTHON=PY   the Python with torch (default python3); without torch the
+#                     PyTorch columns say "torch not installed" and cnn's side still runs
+#   BENCH_TTA=0|1     run bench/tta.py (default: 1 on cuda, 0 on cpu)
+#   BENCH_THREADS=N   CPU threads for both sides (default: $OMP_NUM_THREADS or nproc)
+#   BENCH_CNN_S=S     seconds for all cnn bench runs together (default: 110 quick on a
+#                     GPU, else unbounded); runs that no longer fit are skipped, and say so
+#   BUILD=DIR         the build folder holding cnn (default build)
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CNN=${CNN:-$BUILD/cnn}
+OUT=${BENCH_OUT:-runs/bench}
+QUICK=${BENCH_QUICK:-0}
+PY=${BENCH_PYTHON:-python3}
+DEVICE=${BENCH_DEVICE:-auto}
+THREADS=${BENCH_THREADS:-${OMP_NUM_THREADS:-$(nproc)}}
+T0=$(date +%s)
+
+mkdir -p "$OUT" || exit 1
+rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/table.md
+if [ "$DEVICE" = auto ]; then
+  if "$CNN" devices --json 2>/dev/null | grep -q '"compute_capability"'; then DEVICE=cuda; else DEVICE=cpu; fi
+fi
+TTA=${BENCH_TTA:-$([ "$DEVICE" = cuda ] && echo 1 || echo 0)}
+export OMP_NUM_THREADS=$THREADS
+elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
+if [ "$QUICK" = 1 ] && [ "$DEVICE" = cuda ]; then CNN_S=${BENCH_CNN_S:-110}; else CNN_S=${BENCH_CNN_S:-0}; fi
+CNN_END=$(( T0 + CNN_S ))
+echo "make bench: device $DEVICE, quick $QUICK, threads $THREADS, results in $OUT"
+
+HAVE_BENCH=1
+"$CNN" bench --help >/dev/null 2>&1 || HAVE_BENCH=0
+[ "$HAVE_BENCH" = 1 ] || echo "  $CNN has no bench command: cnn's columns will say so"
+
+# cnn_bench NAME TIMEOUT MODEL PRECISION BATCH [more cnn bench flags]: cnn-NAME.json, or
+# on failure a JSON naming the error (the table shows it)
+cnn_bench() {
+  local name=$1 limit=$2 model=$3 prec=$4 batch=$5
+  shift 5
+  local json="$OUT/cnn-$name.json" log="$OUT/cnn-$name.log" rc=0 left
+  if [ "$CNN_S" -gt 0 ]; then # the stage's time budget
+    left=$(( CNN_END - $(date +%s) ))
+    [ "$left" -lt "$limit" ] && limit=$left
+  fi
+  if [ "$limit" -lt 5 ]; then
+    echo "skipped: the cnn runs' time budget (BENCH_CNN_S=$CNN_S) is spent" >"$log"
+    rc=125
+  elif [ "$HAVE_BENCH" = 1 ]; then
+    timeout "$limit" "$CNN" bench "models/$model.cfg" --device "$DEVICE" --precision "$prec" \
+      --batch "$batch" --json "$json" "$@" >"$log" 2>&1 || rc=$?
+  else
+    echo "$CNN has no bench command" >"$log"
+    rc=127
+  fi
+  if [ "$rc" != 0 ] || [ ! -s "$json" ]; then
+    local why
+    why=$(tail -n 1 "$log" 2>/dev/null)
+    [ "$rc" = 124 ] && why="timed out after $limit s"
+    "$PY" -c 'import json, sys
+json.dump({"tool": "cnn", "model": sys.argv[2], "precision": sys.argv[3],
+           "batch": int(sys.argv[4]), "device": sys.argv[5], "error": sys.argv[6]},
+          open(sys.argv[1], "w"))' "$json" "$model" "$prec" "$batch" "$DEVICE" \
+      "exit $rc: ${why:-no output}"
+    echo "  cnn $name: failed (exit $rc: $why)"
+  else
+    echo "  cnn $name: ok ($(elapsed))"
+  fi
+}
+
+# ---- cnn -------------------------------------------------------------------------------
+if [ "$DEVICE" = cuda ]; then
+  if [ "$QUICK" = 1 ]; then S=(--steps 20 --warmup 5); LIM=90; else S=(); LIM=300; fi
+  cnn_bench lenet-fp32-b128 $LIM lenet fp32 128 --no-layers "${S[@]}"
+  cnn_bench resnet9-bf16-b512 $LIM resnet9 bf16 512 --no-layers "${S[@]}"
+  cnn_bench resnet50-bf16-b256 $LIM resnet50 bf16 256 --no-layers "${S[@]}"
+  [ "$QUICK" = 1 ] || cnn_bench mobilenet_v2-bf16-b256 $LIM mobilenet_v2 bf16 256 --no-layers
+  for m in resnet9 resnet50 mobilenet_v2; do # fp32 batch-1 latency (lenet's comes above)
+    cnn_bench $m-fp32-b1 $LIM $m fp32 1 --infer --no-layers "${S[@]}"
+  done
+  # per-layer times with our conv engine and with cuDNN (resnet9: small channels first)
+  for e in own cudnn; do
+    cnn_bench resnet9-bf16-b512-$e $LIM resnet9 bf16 512 --conv-engine $e "${S[@]}"
+    cnn_bench resnet50-bf16-b256-$e $LIM resnet50 bf16 256 --conv-engine $e "${S[@]}"
+  done
+else
+  if [ "$QUICK" = 1 ]; then S=(--steps 3 --warmup 1); LIM=300; else S=(--steps 10 --warmup 2); LIM=900; fi
+  cnn_bench lenet-fp32-b64 $LIM lenet fp32 64 --no-layers "${S[@]}"
+  cnn_bench resnet9-fp32-b16 $LIM resnet9 fp32 16 --no-layers "${S[@]}"
+  cnn_bench resnet50-fp32-b2 $LIM resnet50 fp32 2 --infer --no-layers "${S[@]}"
+  cnn_bench mobilenet_v2-fp32-b4 $LIM mobilenet_v2 fp32 4 --infer --no-layers "${S[@]}"
+fi
+echo "cnn side done ($(elapsed))"
+
+# ---- PyTorch ---------------------------------------------------------------------------
+PT=("$PY" bench/pytorch_models.py --device "$DEVICE" --json "$OUT/pytorch.json" --threads "$THREADS")
+if [ "$DEVICE" = cuda ]; then
+  if [ "$QUICK" = 1 ]; then
+    G=eager,channels_last,cuda_graph
+    timeout 110 "${PT[@]}" --quick \
+      --job lenet:fp32:train,infer,latency:$G \
+      --job resnet9:bf16:train:$G,compile --job resnet9:bf16:infer,latency:$G \
+      --job resnet50:bf16:train,infer,latency:$G \
+      --job resnet9:fp32:latency:eager,cuda_graph --job resnet50:fp32:latency:eager,cuda_graph \
+      --job mobilenet_v2:fp32:latency:eager,cuda_graph
+  else
+    A=eager,channels_last,cuda_graph,compile
+    timeout 1200 "${PT[@]}" \
+      --job lenet:fp32:train,infer,latency:$A --job resnet9:bf16:train,infer,latency:$A \
+      --job resnet50:bf16:train,infer,latency:$A --job mobilenet_v2:bf16:train,infer,latency:$A \
+      --job resnet9:fp32:latency:$A --job resnet50:fp32:latency:$A \
+      --job mobilenet_v2:fp32:latency:$A
+  fi
+else
+  if [ "$QUICK" = 1 ]; then M=eager,channels_last; P=fp32; LIMP=600; else M=eager,channels_last,compile; P=fp32,bf16; LIMP=1800; fi
+  timeout $LIMP "${PT[@]}" $([ "$QUICK" = 1 ] && echo --quick) \
+    --job lenet:$P:train,infer,latency:$M:64 --job resnet9:$P:train,infer,latency:$M:16 \
+    --job resnet50:$P:infer,latency:$M:2 --job mobilenet_v2:$P:infer,latency:$M:4
+fi
+echo "PyTorch side done ($(elapsed))"
+
+# ---- time to accuracy --------------------------------------------------------------------
+if [ "$TTA" = 1 ]; then
+  TL=$([ "$QUICK" = 1 ] && echo 45 || echo 600)
+  "$PY" bench/tta.py --device "$DEVICE" --cnn "$CNN" --timeout "$TL" --json "$OUT/tta.json" \
+    || echo "  bench/tta.py failed"
+  echo "time to accuracy done ($(elapsed))"
+fi
+
+echo
+"$PY" bench/table.py "$OUT" --out "$OUT/table.md"
+echo "make bench: $(elapsed) in all; the table is in $OUT/table.md"
