@@ -13,6 +13,8 @@
 #   BENCH_THREADS=N   CPU threads for both sides (default: $OMP_NUM_THREADS or nproc)
 #   BENCH_CNN_S=S     seconds for all cnn bench runs together (default: 110 quick on a
 #                     GPU, else unbounded); runs that no longer fit are skipped, and say so
+#   BENCH_PT_S=S      seconds for the PyTorch stage on a GPU with BENCH_QUICK=1 (110)
+#   BENCH_TTA_S=S     time limit of each side of the time-to-accuracy run (45 quick, 600)
 #   BUILD=DIR         the build folder holding cnn (default build)
 set -u
 cd "$(dirname "$0")/.."
@@ -105,7 +107,7 @@ PT=("$PY" bench/pytorch_models.py --device "$DEVICE" --json "$OUT/pytorch.json" 
 if [ "$DEVICE" = cuda ]; then
   if [ "$QUICK" = 1 ]; then
     G=eager,channels_last,cuda_graph
-    timeout 110 "${PT[@]}" --quick \
+    timeout "${BENCH_PT_S:-110}" "${PT[@]}" --quick \
       --job lenet:fp32:train,infer,latency:$G \
       --job resnet9:bf16:train:$G,compile --job resnet9:bf16:infer,latency:$G \
       --job resnet50:bf16:train,infer,latency:$G \
@@ -129,7 +131,7 @@ echo "PyTorch side done ($(elapsed))"
 
 # ---- time to accuracy --------------------------------------------------------------------
 if [ "$TTA" = 1 ]; then
-  TL=$([ "$QUICK" = 1 ] && echo 45 || echo 600)
+  TL=${BENCH_TTA_S:-$([ "$QUICK" = 1 ] && echo 45 || echo 600)}
   "$PY" bench/tta.py --device "$DEVICE" --cnn "$CNN" --timeout "$TL" --json "$OUT/tta.json" \
     || echo "  bench/tta.py failed"
   echo "time to accuracy done ($(elapsed))"
