@@ -123,12 +123,15 @@ static __global__ void __launch_bounds__(TB_THREADS)
 }
 
 /* one thread per y element */
-static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restrict__ x,
-                                         const float *__restrict__ w,
-                                         const float *__restrict__ bias, int act, float alpha,
-                                         float *__restrict__ y) {
+/* The direct forward over outputs i (grid-stride), weights of filter ko at
+ * wt + ko * wstride: global memory (wstride K) or a shared-memory copy. */
+static __device__ __forceinline__ void conv_fwd_direct_body(const cnn_conv_desc &d,
+                                                            const float *__restrict__ x,
+                                                            const float *wt, int wstride,
+                                                            const float *__restrict__ bias,
+                                                            int act, float alpha,
+                                                            float *__restrict__ y) {
   const int cg = d.c / d.groups, kg = d.k / d.groups;
-  const int K = d.r * d.s * cg;
   const size_t total = (size_t)d.n * d.oh * d.ow * d.k;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (size_t)gridDim.x * blockDim.x) {
@@ -139,7 +142,7 @@ static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restric
     const int oy = (int)(t % d.oh);
     const int nb = (int)(t / d.oh);
     const int g = ko / kg;
-    const float *wk = w + (size_t)ko * K;
+    const float *wk = wt + (size_t)ko * wstride;
     float sum = 0.0f;
     for (int ri = 0; ri < d.r; ri++) {
       const int ih = oy * d.stride_h - d.pad_h + ri * d.dil_h;
@@ -156,45 +159,27 @@ static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restric
   }
 }
 
+static __global__ void k_conv_fwd_direct(cnn_conv_desc d, const float *__restrict__ x,
+                                         const float *__restrict__ w,
+                                         const float *__restrict__ bias, int act, float alpha,
+                                         float *__restrict__ y) {
+  conv_fwd_direct_body(d, x, w, d.r * d.s * (d.c / d.groups), bias, act, alpha, y);
+}
+
 /* The same with the whole weight tensor staged in shared memory (when it fits): in
  * the kernel above consecutive threads read weights K floats apart (one transaction
  * per thread); here the block copies w once with consecutive threads on consecutive
  * floats, and rows are padded to an odd stride so that threads of a warp, which read
- * row ko, ko+1, ... at the same column, fall in different banks. */
+ * rows ko, ko+1, ... at the same column, fall in different banks. */
 static __global__ void k_conv_fwd_direct_smem(cnn_conv_desc d, const float *__restrict__ x,
                                               const float *__restrict__ w,
                                               const float *__restrict__ bias, int act,
                                               float alpha, float *__restrict__ y) {
   extern __shared__ float ws_[]; /* [k][Kp] */
-  const int cg = d.c / d.groups, kg = d.k / d.groups;
-  const int K = d.r * d.s * cg, Kp = K | 1;
+  const int K = d.r * d.s * (d.c / d.groups), Kp = K | 1;
   for (int j = threadIdx.x; j < d.k * K; j += blockDim.x) ws_[(j / K) * Kp + j % K] = w[j];
   __syncthreads();
-  const size_t total = (size_t)d.n * d.oh * d.ow * d.k;
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (size_t)gridDim.x * blockDim.x) {
-    const int ko = (int)(i % d.k);
-    const size_t m = i / d.k;
-    const int ox = (int)(m % d.ow);
-    const size_t t = m / d.ow;
-    const int oy = (int)(t % d.oh);
-    const int nb = (int)(t / d.oh);
-    const int g = ko / kg;
-    const float *wk = ws_ + (size_t)ko * Kp;
-    float sum = 0.0f;
-    for (int ri = 0; ri < d.r; ri++) {
-      const int ih = oy * d.stride_h - d.pad_h + ri * d.dil_h;
-      if (ih < 0 || ih >= d.h) continue;
-      for (int si = 0; si < d.s; si++) {
-        const int iw = ox * d.stride_w - d.pad_w + si * d.dil_w;
-        if (iw < 0 || iw >= d.w) continue;
-        const float *xp = x + ((size_t)(nb * d.h + ih) * d.w + iw) * d.c + (size_t)g * cg;
-        const float *wp = wk + (ri * d.s + si) * cg;
-        for (int ci = 0; ci < cg; ci++) sum = fmaf(xp[ci], wp[ci], sum);
-      }
-    }
-    y[i] = act_f(act, alpha, sum + (bias ? bias[ko] : 0.0f));
-  }
+  conv_fwd_direct_body(d, x, ws_, Kp, bias, act, alpha, y);
 }
 
 /* ---- backward data ------------------------------------------------------------ */
