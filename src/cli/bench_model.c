@@ -81,14 +81,8 @@ static const char *engine_name(const cnn_backend *b, const cnn_conv_desc *d, cnn
 static void program_engines(cli_bench *r, const cnn_net *net, const cnn_program *p) {
   for (int i = 0; i < p->n_nodes; i++) {
     const cnn_node *nd = &p->nodes[i];
-    int dir;
-    switch (nd->op) {
-      case CNN_NODE_CONV_FWD:
-      case CNN_NODE_CONV_FWD_ACT: dir = CNN_CONV_FWD; break;
-      case CNN_NODE_CONV_BWD_DATA: dir = CNN_CONV_BWD_DATA; break;
-      case CNN_NODE_CONV_BWD_FILTER: dir = CNN_CONV_BWD_FILTER; break;
-      default: continue;
-    }
+    const int dir = cnn_node_conv_dir(nd);
+    if (dir < 0) continue;
     if (nd->layer >= 0 && nd->layer < r->n_layers)
       r->layer[nd->layer].engine[dir] = engine_name(net->b, &nd->u.conv.d, (cnn_conv_dir)dir);
   }

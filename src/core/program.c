@@ -360,20 +360,25 @@ static cnn_status check_support(const cnn_net *net, const cnn_program *p) {
 
 /* Backends with several conv engines choose one per pass now, while nothing is being
  * captured: by the tune cache, or by timing them within the planned workspace. */
+int cnn_node_conv_dir(const cnn_node *nd) {
+  switch (nd->op) {
+  case CNN_NODE_CONV_FWD:
+  case CNN_NODE_CONV_FWD_ACT: return CNN_CONV_FWD;
+  case CNN_NODE_CONV_BWD_DATA: return CNN_CONV_BWD_DATA;
+  case CNN_NODE_CONV_BWD_FILTER: return CNN_CONV_BWD_FILTER;
+  default: return -1;
+  }
+}
+
 static cnn_status tune_convs(cnn_net *net, const cnn_program *p) {
   const cnn_backend_ops *o = net->b->ops;
   if (!o->conv_tune) return CNN_OK;
   for (int i = 0; i < p->n_nodes; i++) {
     const cnn_node *nd = &p->nodes[i];
-    cnn_conv_dir dir;
-    switch (nd->op) {
-    case CNN_NODE_CONV_FWD:
-    case CNN_NODE_CONV_FWD_ACT: dir = CNN_CONV_FWD; break;
-    case CNN_NODE_CONV_BWD_DATA: dir = CNN_CONV_BWD_DATA; break;
-    case CNN_NODE_CONV_BWD_FILTER: dir = CNN_CONV_BWD_FILTER; break;
-    default: continue;
-    }
-    cnn_status st = o->conv_tune(net->b->ctx, &nd->u.conv.d, dir, net->ws ? net->ws_bytes : 0);
+    const int dir = cnn_node_conv_dir(nd);
+    if (dir < 0) continue;
+    cnn_status st = o->conv_tune(net->b->ctx, &nd->u.conv.d, (cnn_conv_dir)dir,
+                                 net->ws ? net->ws_bytes : 0);
     if (st != CNN_OK) {
       const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "-";
       return cnn_error_prefix(st, "layer %s", layer);

@@ -109,6 +109,8 @@ cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_prog
 /* bf16 builds: cast nodes around every node that reads or writes a bf16 buffer
  * (lower_bf16.c) */
 cnn_status cnn_program_lower_bf16(const cnn_net *net, cnn_program *p);
+/* the conv pass a node runs (a cnn_conv_dir), or -1 when it is no conv node */
+int cnn_node_conv_dir(const cnn_node *nd);
 /* Append a node (layers call this from emit_fwd / emit_bwd). */
 cnn_status cnn_program_emit(cnn_program *p, const cnn_node *node);
 /* Run the prologue (if `prologue`) and then the body once on the net's backend. */

@@ -709,70 +709,65 @@ extern "C" size_t cnn_cuda_conv_workspace(void *vctx, const cnn_conv_desc *d) {
   return own > res ? own : res;
 }
 
+/* the call every conv op hands to the tuner's dispatch */
+static cnn_cuda_conv_call conv_call(const cnn_conv_desc *d, cnn_conv_dir dir, void *ws,
+                                    size_t ws_bytes) {
+  cnn_cuda_conv_call c = {};
+  c.d = *d;
+  c.dir = dir;
+  c.act = CNN_ACT_LINEAR;
+  c.ws = ws;
+  c.ws_bytes = ws ? ws_bytes : 0;
+  return c;
+}
+
 extern "C" cnn_status cnn_cuda_conv_fwd(void *vctx, const cnn_conv_desc *d, const float *x,
                                         const float *w, const float *bias, float *y, void *ws,
                                         size_t ws_bytes) {
-  cnn_cuda_conv_call c = {};
   CNN_TRY(check_desc(d, "conv_fwd"));
-  c.d = *d;
-  c.dir = CNN_CONV_FWD;
+  cnn_cuda_conv_call c = conv_call(d, CNN_CONV_FWD, ws, ws_bytes);
   c.x = x;
   c.w = w;
   c.bias = bias;
   c.y = y;
-  c.act = CNN_ACT_LINEAR;
-  c.ws = ws;
-  c.ws_bytes = ws ? ws_bytes : 0;
   return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
 }
 
 extern "C" cnn_status cnn_cuda_conv_fwd_act(void *vctx, const cnn_conv_desc *d, const float *x,
                                             const float *w, const float *bias, cnn_act act,
                                             float alpha, float *y, void *ws, size_t ws_bytes) {
-  cnn_cuda_conv_call c = {};
   CNN_TRY(check_desc(d, "conv_fwd_act"));
   if ((int)act < 0 || (int)act >= CNN_ACT_COUNT)
     return cnn_error(CNN_ERR_ARG, "cuda conv_fwd_act: unknown activation %d", (int)act);
-  c.d = *d;
-  c.dir = CNN_CONV_FWD;
+  cnn_cuda_conv_call c = conv_call(d, CNN_CONV_FWD, ws, ws_bytes);
   c.x = x;
   c.w = w;
   c.bias = bias;
   c.y = y;
   c.act = act;
   c.alpha = alpha;
-  c.ws = ws;
-  c.ws_bytes = ws ? ws_bytes : 0;
   return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
 }
 
 extern "C" cnn_status cnn_cuda_conv_bwd_data(void *vctx, const cnn_conv_desc *d, const float *dy,
                                              const float *w, float *dx, void *ws,
                                              size_t ws_bytes) {
-  cnn_cuda_conv_call c = {};
   CNN_TRY(check_desc(d, "conv_bwd_data"));
-  c.d = *d;
-  c.dir = CNN_CONV_BWD_DATA;
+  cnn_cuda_conv_call c = conv_call(d, CNN_CONV_BWD_DATA, ws, ws_bytes);
   c.dy = dy;
   c.w = w;
   c.dx = dx;
-  c.ws = ws;
-  c.ws_bytes = ws ? ws_bytes : 0;
   return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
 }
 
 extern "C" cnn_status cnn_cuda_conv_bwd_filter(void *vctx, const cnn_conv_desc *d, const float *x,
                                                const float *dy, float *dw, float *db, void *ws,
                                                size_t ws_bytes) {
-  cnn_cuda_conv_call c = {};
   CNN_TRY(check_desc(d, "conv_bwd_filter"));
-  c.d = *d;
-  c.dir = CNN_CONV_BWD_FILTER;
+  cnn_cuda_conv_call c = conv_call(d, CNN_CONV_BWD_FILTER, ws, ws_bytes);
   c.x = x;
   c.dy = dy;
   c.dw = dw;
   c.db = db;
-  c.ws = ws;
-  c.ws_bytes = ws ? ws_bytes : 0;
   return cnn_cuda_conv_dispatch(CNN_CUDA_CTX(vctx), &c);
 }
