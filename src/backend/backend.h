@@ -160,6 +160,10 @@ typedef struct cnn_step_state {
 
 typedef struct cnn_backend_ops cnn_backend_ops;
 
+/* marks of timer_mark per profiled run (programs longer than this are profiled in
+ * pieces) */
+#define CNN_TIMER_MARKS 1024
+
 struct cnn_backend {
   const char *name;
   void *ctx;
@@ -453,6 +457,13 @@ struct cnn_backend_ops {
   cnn_status (*conv_tune)(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes);
   /* the engine (d, dir) runs with now (a static string) */
   const char *(*conv_engine)(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
+  /* ---- device-side timing (optional; cuda: CUDA events) ----
+   * timer_mark records mark i (0 <= i < n, n <= CNN_TIMER_MARKS) in the order of the
+   * ops issued; timer_read waits for the marks and sets ms[i] to the time between
+   * marks i and i + 1 for i < n - 1. Profiling runs use it instead of waiting for
+   * every node, so a node's time is what the device spent on it. Not under capture. */
+  cnn_status (*timer_mark)(void *ctx, int i);
+  cnn_status (*timer_read)(void *ctx, int n, float *ms);
   /* key=value settings, CNN_ERR_ARG naming the choices when either is unknown:
    *   conv-engine  auto (default) | own | cudnn | <an engine name from conv_engines>
    *   workspace    MB of conv workspace the tuner may use (default: from free memory)

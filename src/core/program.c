@@ -422,8 +422,36 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Profiling on a backend with device timers: a mark before the first node and after
+ * each, read once at the end, so nodes run back to back as in a real step (pieces
+ * of CNN_TIMER_MARKS - 1 nodes). */
+static cnn_status run_range_timed(cnn_net *net, cnn_program *p, int from, int to) {
+  const cnn_backend_ops *o = net->b->ops;
+  void *c = net->b->ctx;
+  float ms[CNN_TIMER_MARKS];
+  for (int a = from; a < to; a += CNN_TIMER_MARKS - 1) {
+    const int b = a + CNN_TIMER_MARKS - 1 < to ? a + CNN_TIMER_MARKS - 1 : to;
+    CNN_TRY(o->timer_mark(c, 0));
+    for (int i = a; i < b; i++) {
+      const cnn_node *nd = &p->nodes[i];
+      cnn_status st = run_node(net, p->st, nd);
+      if (st == CNN_OK) st = o->timer_mark(c, i - a + 1);
+      if (st != CNN_OK) {
+        const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "(program)";
+        return cnn_error_prefix(st, "node %d (%s of layer %s)", i, cnn_node_op_name(nd->op),
+                                layer);
+      }
+    }
+    CNN_TRY(o->timer_read(c, b - a + 1, ms));
+    for (int i = a; i < b; i++) p->node_s[i] += ms[i - a] * 1e-3;
+  }
+  return CNN_OK;
+}
+
 static cnn_status run_range(cnn_net *net, cnn_program *p, int from, int to) {
   if (net->profile && !p->node_s) p->node_s = calloc((size_t)p->n_nodes, sizeof *p->node_s);
+  if (p->node_s && net->b->ops->timer_mark && net->b->ops->timer_read)
+    return run_range_timed(net, p, from, to);
   for (int i = from; i < to; i++) {
     const cnn_node *nd = &p->nodes[i];
     double t0 = p->node_s ? now_s() : 0;
@@ -447,7 +475,9 @@ static cnn_status run_range(cnn_net *net, cnn_program *p, int from, int to) {
 cnn_status cnn_program_run(cnn_net *net, cnn_program *p, int prologue) {
   if (prologue && p->n_prologue) CNN_TRY(run_range(net, p, 0, p->n_prologue));
   const cnn_backend_ops *o = net->b->ops;
-  int can_graph = net->graphs && o->capture_begin && o->capture_end && o->graph_launch;
+  /* profiled runs time their nodes one by one: never as a graph */
+  int can_graph = net->graphs && !net->profile && o->capture_begin && o->capture_end &&
+                  o->graph_launch;
   if (can_graph && !p->graph && p->runs >= GRAPH_WARMUP) {
     CNN_TRY(o->capture_begin(net->b->ctx));
     cnn_status st = run_range(net, p, p->n_prologue, p->n_nodes);

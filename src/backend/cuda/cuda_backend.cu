@@ -291,6 +291,8 @@ static void release_ctx(cnn_cuda_ctx *ctx) {
       (void)cudaGetLastError();
   }
   if (ctx->read_ev && cudaEventDestroy(ctx->read_ev) != cudaSuccess) (void)cudaGetLastError();
+  for (i = 0; i < ctx->timer_n; i++)
+    if (cudaEventDestroy(ctx->timer_ev[i]) != cudaSuccess) (void)cudaGetLastError();
   cnn_cuda_tuner_release(ctx);
   cnn_cuda_cudnn_release(ctx);
   cnn_cuda_lt_release(ctx);
@@ -412,6 +414,8 @@ static void fill_ops(cnn_backend_ops *o) {
   o->conv_tune = cnn_cuda_conv_tune;
   o->conv_engine = cnn_cuda_conv_engine;
   o->set_option = cnn_cuda_set_option;
+  o->timer_mark = cnn_cuda_timer_mark;
+  o->timer_read = cnn_cuda_timer_read;
 }
 
 /* everything that can fail after ctx is allocated; release_ctx undoes it */

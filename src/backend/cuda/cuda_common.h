@@ -74,6 +74,9 @@ typedef struct cnn_cuda_ctx {
   /* conv engines: the tuner's choices and options (cuda_tune.cu), cuDNN's handle
    * and descriptors (cuda_cudnn.cu, NULL when cuDNN is not compiled in or not
    * loadable), cuBLASLt's handle (cuda_gemm_lt.cu); each owned by its file */
+  /* timer_mark / timer_read: CUDA events, created on first use */
+  cudaEvent_t timer_ev[CNN_TIMER_MARKS];
+  int timer_n;
   struct cnn_cuda_tuner *tuner;
   struct cnn_cuda_cudnn *cudnn;
   struct cnn_cuda_lt *lt;
@@ -312,6 +315,8 @@ cnn_status cnn_cuda_softmax_xent_step(void *ctx, int n, int classes, const float
                                       float inv_temp, const int32_t *labels, float smoothing,
                                       float *probs, float *loss, float *dlogits, float dscale,
                                       cnn_step_state *st);
+cnn_status cnn_cuda_timer_mark(void *ctx, int i);
+cnn_status cnn_cuda_timer_read(void *ctx, int n, float *ms);
 cnn_status cnn_cuda_capture_begin(void *ctx);
 cnn_status cnn_cuda_capture_end(void *ctx, void **graph);
 cnn_status cnn_cuda_graph_launch(void *ctx, void *graph);

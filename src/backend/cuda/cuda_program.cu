@@ -430,3 +430,28 @@ extern "C" void cnn_cuda_graph_free(void *vctx, void *graph) {
   if (ctx->graphs_live > 0) ctx->graphs_live--;
   cnn_cuda_release_deferred(ctx);
 }
+
+/* ---- device-side timing ----------------------------------------------------------- */
+
+extern "C" cnn_status cnn_cuda_timer_mark(void *vctx, int i) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (i < 0 || i >= CNN_TIMER_MARKS)
+    return cnn_error(CNN_ERR_ARG, "cuda timer_mark: mark %d outside [0, %d)", i, CNN_TIMER_MARKS);
+  if (ctx->capturing) return cnn_cuda_refuse_in_capture(ctx, "timer_mark");
+  while (ctx->timer_n <= i) { /* events with timing, made once and kept */
+    CUDA_CHECK(cudaEventCreate(&ctx->timer_ev[ctx->timer_n]));
+    ctx->timer_n++;
+  }
+  CUDA_CHECK(cudaEventRecord(ctx->timer_ev[i], ctx->stream));
+  return CNN_OK;
+}
+
+extern "C" cnn_status cnn_cuda_timer_read(void *vctx, int n, float *ms) {
+  cnn_cuda_ctx *ctx = CNN_CUDA_CTX(vctx);
+  if (n < 1 || n > ctx->timer_n)
+    return cnn_error(CNN_ERR_ARG, "cuda timer_read: %d marks asked, %d recorded", n, ctx->timer_n);
+  CUDA_CHECK(cudaEventSynchronize(ctx->timer_ev[n - 1]));
+  for (int i = 0; i + 1 < n; i++)
+    CUDA_CHECK(cudaEventElapsedTime(&ms[i], ctx->timer_ev[i], ctx->timer_ev[i + 1]));
+  return CNN_OK;
+}
