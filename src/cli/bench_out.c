@@ -106,7 +106,7 @@ static double layer_tflops(const cli_bench *r, const cli_bench_layer *l) {
 static void print_layers(const cli_bench *r) {
   int train = r->train_ips >= 0;
   printf("\nper layer (%s, batch %d): ms per step from a separate profile run (mean of %d "
-         "run%s)\nthat waits for every node: where the time goes; the lines above: how fast a "
+         "run%s,\nCUDA events on cuda): where the time goes; the lines above: how fast a "
          "step is\n", train ? "training step" : "inference", r->batch, r->profile_runs,
          r->profile_runs == 1 ? "" : "s");
   printf("%4s  %-10s %-30s %-13s %9s %9s %9s %8s  %s\n", "#", "type", "config", "output",

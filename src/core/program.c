@@ -490,7 +490,7 @@ cnn_status cnn_program_run(cnn_net *net, cnn_program *p, int prologue) {
     CNN_TRY(st2);
     p->graph = g;
   }
-  if (p->graph) return o->graph_launch(net->b->ctx, p->graph);
+  if (p->graph && !net->profile) return o->graph_launch(net->b->ctx, p->graph);
   p->runs++;
   return run_range(net, p, p->n_prologue, p->n_nodes);
 }
