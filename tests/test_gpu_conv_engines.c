@@ -57,6 +57,9 @@ static const conv_case cases[] = {
     {"5x3 stride 3x2 pad 2x1 dil 1x2",       3, 17, 16,  24,  40, 5, 3, 3, 2, 2, 1, 1, 2, 1},
     {"3x3 groups 2, odd channels per group", 2,  8,  9,  26,  42, 3, 3, 1, 1, 1, 1, 1, 1, 2},
     {"3x3 many pixels (split K)",            3, 32, 32,  32,  64, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    /* 65,537 groups of 8 channels: past the 65,535 limit of gridDim.y/z, so engines
+     * that put groups on the grid must refuse it or fold them (the grid-limit path) */
+    {"1x1, 65537 groups (grid limit)",       1,  3,  3, 524296, 524296, 1, 1, 1, 1, 0, 0, 1, 1, 65537},
 };
 
 static const char *const math_names[3] = {"f32", "tf32", "bf16"};
