@@ -39,6 +39,7 @@ struct cnn_cuda_tuner {
   int cache_off, cache_loaded;
   cnn_tune_cache file;             /* choices read from / written to cache_path */
   cnn_tune_cache chosen;           /* this process's choices (engine names) */
+  cnn_tune_cache reserve;          /* conv_ws_reserve's answers per shape (in .ws) */
 };
 
 /* ---- random inputs and result checks ------------------------------------------------ */
@@ -167,6 +168,7 @@ extern "C" cnn_status cnn_cuda_tuner_init(cnn_cuda_ctx *ctx) {
            cnn_cuda_cudnn_status(ctx), CNN_VERSION);
   CNN_TRY(cnn_tune_cache_init(&t->file, t->device_id));
   CNN_TRY(cnn_tune_cache_init(&t->chosen, t->device_id));
+  CNN_TRY(cnn_tune_cache_init(&t->reserve, t->device_id));
   if (!cnn_tune_cache_path(t->device_id, t->cache_path, sizeof t->cache_path)) t->cache_off = 1;
   return CNN_OK;
 }
@@ -176,6 +178,7 @@ extern "C" void cnn_cuda_tuner_release(cnn_cuda_ctx *ctx) {
   if (!t) return;
   cnn_tune_cache_clear(&t->file);
   cnn_tune_cache_clear(&t->chosen);
+  cnn_tune_cache_clear(&t->reserve);
   free(t);
   ctx->tuner = NULL;
 }
@@ -205,6 +208,7 @@ extern "C" cnn_status cnn_cuda_set_option(void *vctx, const char *key, const cha
       t->forced = e;
     }
     cnn_tune_cache_clear(&t->chosen); /* choices made under another filter */
+    cnn_tune_cache_clear(&t->reserve);
     return CNN_OK;
   }
   if (!strcmp(key, "workspace")) {
@@ -214,6 +218,7 @@ extern "C" cnn_status cnn_cuda_set_option(void *vctx, const char *key, const cha
       return cnn_error(CNN_ERR_ARG, "--workspace '%s': expected megabytes (a number >= 0)", value);
     t->budget = (size_t)(mb * 1048576.0);
     cnn_tune_cache_clear(&t->chosen);
+    cnn_tune_cache_clear(&t->reserve);
     return CNN_OK;
   }
   if (!strcmp(key, "tune-cache")) {
@@ -248,10 +253,16 @@ extern "C" int cnn_cuda_conv_engines(void *vctx, const cnn_conv_desc *d, cnn_con
   return n;
 }
 
+/* asked for every conv layer of every plan (and --batch auto plans many): the answer
+ * per shape is remembered, since cuDNN's support queries run its heuristics */
 extern "C" size_t cnn_cuda_conv_ws_reserve(cnn_cuda_ctx *ctx, const cnn_conv_desc *d) {
   cnn_cuda_tuner *t = ctx->tuner;
   size_t most = 0;
+  char key[CNN_TUNE_KEY_MAX];
   if (!t) return 0;
+  cnn_tune_key(d, CNN_CONV_FWD, key, sizeof key);
+  const cnn_tune_entry *memo = cnn_tune_cache_get(&t->reserve, key);
+  if (memo) return memo->ws;
   for (int dir = 0; dir < 3; dir++)
     for (int i = 0; i < t->n_eng; i++) {
       if (!allowed(t, t->eng[i])) continue;
@@ -259,6 +270,10 @@ extern "C" size_t cnn_cuda_conv_ws_reserve(cnn_cuda_ctx *ctx, const cnn_conv_des
       if (w != (size_t)-1 && w <= t->budget && w > most) most = w;
     }
   cnn_error_clear();
+  if (cnn_tune_cache_put(&t->reserve, key, "reserve", 0) == CNN_OK)
+    ((cnn_tune_entry *)cnn_tune_cache_get(&t->reserve, key))->ws = most;
+  else
+    cnn_error_clear(); /* out of host memory: just not remembered */
   return most;
 }
 
