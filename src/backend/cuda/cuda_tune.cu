@@ -323,11 +323,21 @@ static double terms(const cnn_conv_desc *d, cnn_conv_dir dir) {
   return (double)d->n * d->oh * d->ow;
 }
 
-/* run the call once; bwd-data accumulates, so its output is zeroed first */
+/* Run the call once for the check. Outputs that are overwritten start as NaN (an
+ * engine that leaves some unwritten cannot inherit the previous candidate's
+ * values); dx, which is accumulated into, starts from dx0 (nonzero: an engine that
+ * overwrites instead of adding shows). */
 static cnn_status run_once(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_cuda_conv_call *c,
-                           size_t nout) {
-  if (c->dir == CNN_CONV_BWD_DATA)
-    CUDA_CHECK(cudaMemsetAsync(c->dx, 0, nout * sizeof(float), ctx->stream));
+                           size_t nout, const float *dx0) {
+  if (c->dir == CNN_CONV_BWD_DATA) {
+    CUDA_CHECK(cudaMemcpyAsync(c->dx, dx0, nout * sizeof(float), cudaMemcpyDeviceToDevice,
+                               ctx->stream));
+  } else if (c->dir == CNN_CONV_FWD) {
+    CUDA_CHECK(cudaMemsetAsync(c->y, 0xff, nout * sizeof(float), ctx->stream));
+  } else {
+    CUDA_CHECK(cudaMemsetAsync(c->dw, 0xff, nout * sizeof(float), ctx->stream));
+    if (c->db) CUDA_CHECK(cudaMemsetAsync(c->db, 0xff, (size_t)c->d.k * sizeof(float), ctx->stream));
+  }
   return e->run(ctx, e, c);
 }
 
@@ -396,7 +406,7 @@ static cnn_status time_candidates(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn
   {
     size_t sws = simt->workspace(ctx, simt, d, dir);
     cnn_cuda_conv_call rc = make_call(d, dir, &b, b.ref, b.dbr, sws);
-    if ((st = run_once(ctx, simt, &rc, nout)) != CNN_OK) goto out;
+    if ((st = run_once(ctx, simt, &rc, nout, b.x)) != CNN_OK) goto out; /* bwd-data: nout = nx */
   }
   {
     const double tol = tolerance(d->math, terms(d, dir));
@@ -406,7 +416,7 @@ static cnn_status time_candidates(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn
       const cnn_cuda_engine *e = cand[i];
       cnn_cuda_conv_call c = make_call(d, dir, &b, b.out, b.dbo, cand_ws[i]);
       double err = 0, err_db = 0;
-      cnn_status rs = run_once(ctx, e, &c, nout);
+      cnn_status rs = run_once(ctx, e, &c, nout, b.x);
       if (rs == CNN_OK) rs = max_diff(ctx, b.out, b.ref, nout, b.tmp, &err);
       if (rs == CNN_OK && dir == CNN_CONV_BWD_FILTER)
         rs = max_diff(ctx, b.dbo, b.dbr, (size_t)d->k, b.tmp, &err_db);
@@ -435,21 +445,21 @@ static cnn_status time_candidates(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn
         *best_ms = 0;
         break;
       }
-      float ms_sum = 0;
       float times[TUNE_REPS];
+      int runs = 0;
       for (int r = 0; r < TUNE_REPS; r++) {
         T_CHECK(cudaEventRecord(ev0, ctx->stream));
         if ((st = e->run(ctx, e, &c)) != CNN_OK) goto out;
         T_CHECK(cudaEventRecord(ev1, ctx->stream));
         T_CHECK(cudaEventSynchronize(ev1));
-        T_CHECK(cudaEventElapsedTime(&times[r], ev0, ev1));
-        ms_sum += times[r];
+        T_CHECK(cudaEventElapsedTime(&times[runs], ev0, ev1));
+        runs++;
         /* far slower than the best so far: no need for more runs */
-        if (*best_ms >= 0 && times[r] > 3 * *best_ms) break;
+        if (*best_ms >= 0 && times[runs - 1] > 3 * *best_ms) break;
       }
       float ms = times[0]; /* the least of the runs: the least disturbed by the rest */
-      for (int r = 1; r < TUNE_REPS && ms_sum > 0; r++)
-        if (times[r] > 0 && times[r] < ms) ms = times[r];
+      for (int r = 1; r < runs; r++)
+        if (times[r] < ms) ms = times[r];
       if (*best_ms < 0 || ms < *best_ms) {
         *best = e;
         *best_ms = ms;
@@ -501,9 +511,10 @@ static cnn_status tune(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, cnn_conv_dir d
                      t->force == FORCE_ENGINE ? " (or needs more workspace than given)" : "");
   }
   const cnn_cuda_engine *best = cand[0];
-  size_t best_ws = cand_ws[0];
+  size_t best_ws = 0; /* simt, when it is the fallback without being a candidate, runs in any */
   double ms = 0;
-  if (n > 1) {
+  /* simt alone needs no choice; any other engine, even alone, is checked first */
+  if (n > 1 || cand[0]->family != CNN_CUDA_FAM_SIMT) {
     load_file(t);
     const cnn_tune_entry *hit = t->cache_off ? NULL : cnn_tune_cache_get(&t->file, key);
     const cnn_cuda_engine *cached = hit ? by_name(t, hit->engine) : NULL;
