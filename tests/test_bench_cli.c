@@ -7,7 +7,7 @@
  *  - --no-layers leaves the per-layer times out; --batch auto fits a memory limit;
  *  - --peak --device cpu measures a positive fp32 GEMM peak;
  *  - a small residual net with batch norm on ref: fused layers and the ref engine;
- *  - bad input (missing cfg, --batch 0, --device nonsense, --conv-engine on the cpu,
+ *  - bad input (missing cfg, --batch 0, --device nonsense, a cuda engine on the cpu,
  *    --json in a missing folder, an unknown option) exits non-zero naming the
  *    problem. Times are never asserted beyond being positive. */
 #define _POSIX_C_SOURCE 200809L
@@ -237,7 +237,7 @@ static void test_errors(const char *lenet) {
   snprintf(a[6], sizeof a[6], "%s --device cpu --workspace 64", lenet);
   snprintf(a[7], sizeof a[7], "%s --device cpu --batch 4096", lenet); /* in 256 MiB */
   static const char *const want[] = {"missing.cfg", "--batch", "nonsense",
-                                     "--conv-engine applies to the cuda backend",
+                                     "the cpu backend's engines are auto, own",
                                      "no/such/dir", "--frobnicate",
                                      "--workspace applies to the cuda backend", "does not fit"};
   for (int i = 0; i < 8; i++) {
