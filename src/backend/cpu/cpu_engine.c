@@ -176,6 +176,7 @@ static int measure(cpu_ctx *c, const cnn_conv_desc *d0, int dir) {
         }
         double dt = now_s() - t0;
         if (rep > 0 && (tmin < 0 || dt < tmin)) tmin = dt;
+        if (rep == 1 && i > 0 && dt > 4.0 * best_t) break; /* far behind: no more runs */
       }
       if (tmin >= 0 && (i == 0 || tmin < best_t)) {
         best_t = tmin;
