@@ -37,6 +37,7 @@ typedef struct prim {
   int post_act;  /* an activation oneDNN has no exact post-op for: ours, after */
   int sum;       /* bwd-data: dx accumulated by a sum post-op (else through e->tmp) */
   size_t scratch;
+  int refused;   /* oneDNN does not take this key (remembered: building is not free) */
   char impl[64];
 } prim;
 
@@ -62,6 +63,9 @@ static cnn_status dnnl_err(dnnl_status_t s, const char *what) {
   } while (0)
 
 cpu_dnnl *cpu_dnnl_create(void) {
+  /* one thread pool: a oneDNN on another runtime (TBB, its own threadpool) would keep
+   * its workers spinning beside OpenMP's team (see cpu.h), so it is not used */
+  if (dnnl_version()->cpu_runtime != DNNL_RUNTIME_OMP) return NULL;
   cpu_dnnl *e = calloc(1, sizeof *e);
   if (!e) return NULL;
   if (dnnl_engine_create(&e->eng, dnnl_cpu, 0) != dnnl_success) {
@@ -381,6 +385,11 @@ static cnn_status get_prim(cpu_dnnl *e, const cnn_conv_desc *d, int dir, int var
   const int threads = cpu_max_threads();
   for (int i = 0; i < e->np; i++)
     if (key_eq(e->p[i], d, dir, variant, with_bias, (int)act, alpha, threads)) {
+      if (e->p[i]->refused)
+        return e->p[i]->impl[0]
+                   ? cnn_error(CNN_UNSUPPORTED, "cpu dnnl: only oneDNN's reference "
+                               "implementation takes this conv (%s)", e->p[i]->impl)
+                   : cnn_error(CNN_UNSUPPORTED, "cpu dnnl: oneDNN does not take this conv");
       *out = e->p[i];
       return CNN_OK;
     }
@@ -401,6 +410,17 @@ static cnn_status get_prim(cpu_dnnl *e, const cnn_conv_desc *d, int dir, int var
   p->alpha = alpha;
   p->threads = threads;
   cnn_status st = prim_build(e, p);
+  if (st == CNN_UNSUPPORTED) { /* remembered as refused, without its buffers */
+    prim *q = calloc(1, sizeof *q);
+    if (q) {
+      memcpy(q, p, sizeof *q);
+      q->conv = q->w_reorder = q->a_reorder = q->a2_reorder = NULL;
+      q->wbuf = q->abuf = q->a2buf = NULL;
+      q->refused = 1;
+      if (strncmp(q->impl, "ref", 3)) q->impl[0] = 0;
+      e->p[e->np++] = q;
+    }
+  }
   if (st != CNN_OK) {
     prim_free(p);
     return st;
