@@ -115,7 +115,12 @@ int main(void) {
     const char *e = b->ops->conv_engine(b->ctx, &d3, CNN_CONV_FWD);
     printf("   3x3 16->32 forward runs on %s\n", e ? e : "(null)");
     if (i == 1) CHECK(e && !strcmp(e, "dnnl"), "forced dnnl runs dnnl: %s", e ? e : "(null)");
-    if (i == 2) CHECK(e && !strcmp(e, "dnnl-plain"), "forced dnnl-plain: %s", e ? e : "(null)");
+    if (i == 2) { /* oneDNN 2.6 has JIT kernels for plain weights on few shapes */
+      const char *names[8];
+      int n = b->ops->conv_engines(b->ctx, &d3, CNN_CONV_FWD, names, 8);
+      const char *want = listed("dnnl-plain", names, n) ? "dnnl-plain" : "im2col+gemm";
+      CHECK(e && !strcmp(e, want), "forced dnnl-plain runs %s: %s", want, e ? e : "(null)");
+    }
     if (i == 0) CHECK(e && !strcmp(e, "im2col+gemm"), "own runs im2col+gemm: %s", e ? e : "(null)");
     check_repeatable(b, &d3, forced[i]);
     cnn_conv_desc dw = shape(2, 9, 24, 24, 3, 2, 1, 24);
