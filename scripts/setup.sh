@@ -7,10 +7,12 @@
 # OpenMP (libomp-dev) and llvm (llvm-symbolizer, for readable sanitizer stacks).
 # ONNX: protobuf-c (runtime and protoc-c) with Debian's onnx.proto (libonnx-dev);
 # python3-venv for scripts/setup-python.sh (onnxruntime for the exchange tests).
+# libdnnl-dev: oneDNN, the optional cpu conv engine (docs/cpu-engines.md).
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config zlib1g-dev libjpeg-dev libopenblas-dev libcjson-dev libstb-dev
       dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev llvm
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-venv)
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-venv
+      libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

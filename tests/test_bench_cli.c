@@ -6,8 +6,9 @@
  *  - --infer leaves training out (null figures, no backward times);
  *  - --no-layers leaves the per-layer times out; --batch auto fits a memory limit;
  *  - --peak --device cpu measures a positive fp32 GEMM peak;
+ *  - the cpu's --conv-engine dnnl and auto: the layer table names the engine per conv;
  *  - a small residual net with batch norm on ref: fused layers and the ref engine;
- *  - bad input (missing cfg, --batch 0, --device nonsense, --conv-engine on the cpu,
+ *  - bad input (missing cfg, --batch 0, --device nonsense, a cuda engine on the cpu,
  *    --json in a missing folder, an unknown option) exits non-zero naming the
  *    problem. Times are never asserted beyond being positive. */
 #define _POSIX_C_SOURCE 200809L
@@ -129,6 +130,48 @@ static void test_model_json(const char *lenet) {
   cJSON_Delete(j);
 }
 
+/* the cpu's conv engines on the command line: --conv-engine dnnl runs oneDNN on lenet's
+ * convs (or is refused naming the missing oneDNN), auto picks ours or oneDNN per pass
+ * and the layer table reports it */
+static void test_cpu_engines(const char *lenet) {
+  char args[1200];
+  snprintf(args, sizeof args, "%s --device cpu --batch 8 --steps 1 --warmup 1 --conv-engine dnnl "
+           "--json dnnl.json", lenet);
+  int st = run(args, "dnnl.txt");
+  char *o = clitest_slurp(dir, "dnnl.txt");
+  int have = clitest_exited_ok(st);
+  CHECK(have || (clitest_failed_cleanly(st) && strstr(o, "without oneDNN")),
+        "--conv-engine dnnl runs, or is refused naming oneDNN: %s", o);
+  free(o);
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 0 && !have) continue;
+    if (pass == 1) {
+      snprintf(args, sizeof args, "%s --device cpu --batch 8 --steps 1 --warmup 1 "
+               "--conv-engine auto --json auto.json", lenet);
+      st = run(args, "auto.txt");
+      o = clitest_slurp(dir, "auto.txt");
+      CHECK(clitest_exited_ok(st), "--conv-engine auto on the cpu: %s", o);
+      free(o);
+    }
+    cJSON *j = load_json(pass ? "auto.json" : "dnnl.json");
+    if (!j) continue;
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers"), *l;
+    int convs = 0;
+    cJSON_ArrayForEach(l, layers) {
+      const cJSON *e = cJSON_GetObjectItemCaseSensitive(l, "engine_fwd");
+      if (!cJSON_IsString(e)) continue;
+      convs++;
+      if (pass == 0)
+        CHECK(!strcmp(e->valuestring, "dnnl"), "forced dnnl: a conv runs %s", e->valuestring);
+      else
+        CHECK(!strcmp(e->valuestring, "im2col+gemm") || (have && !strcmp(e->valuestring, "dnnl")),
+              "auto: a conv runs %s", e->valuestring);
+    }
+    CHECK(convs == 2, "lenet's two convs report engines (%d)", convs);
+    cJSON_Delete(j);
+  }
+}
+
 static void test_infer(const char *lenet) {
   char args[1200];
   snprintf(args, sizeof args, "%s --device cpu --batch 8 --steps 2 --infer --json infer.json",
@@ -237,7 +280,7 @@ static void test_errors(const char *lenet) {
   snprintf(a[6], sizeof a[6], "%s --device cpu --workspace 64", lenet);
   snprintf(a[7], sizeof a[7], "%s --device cpu --batch 4096", lenet); /* in 256 MiB */
   static const char *const want[] = {"missing.cfg", "--batch", "nonsense",
-                                     "--conv-engine applies to the cuda backend",
+                                     "the cpu backend's engines are auto, own",
                                      "no/such/dir", "--frobnicate",
                                      "--workspace applies to the cuda backend", "does not fit"};
   for (int i = 0; i < 8; i++) {
@@ -259,6 +302,7 @@ int main(void) {
   tu_source_path("models/lenet.cfg", lenet, sizeof lenet);
   test_model_json(lenet);
   test_infer(lenet);
+  test_cpu_engines(lenet);
   test_batch_auto(lenet);
   test_peak();
   test_ref_fused();

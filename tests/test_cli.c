@@ -179,7 +179,7 @@ static void test_bad_input(void) {
   expect_fail("eval corrupt.safetensors", "corrupt.safetensors", "truncated checkpoint");
   expect_fail("predict full/best.safetensors model.cfg", "model.cfg", "a file that is not an image");
   expect_fail("train other.cfg --resume full/last.safetensors --quiet", "conv", "a checkpoint of another model");
-  /* engine settings are the cuda backend's: the cpu refuses them by name, auto passes */
+  /* the cpu refuses a cuda engine and --workspace by name; auto passes */
   expect_fail("train model.cfg --data idx:data --device cpu --conv-engine cudnn --out eng --quiet",
               "conv-engine cudnn", "--conv-engine on the cpu");
   expect_fail("eval full/best.safetensors --device cpu --workspace 64", "workspace",

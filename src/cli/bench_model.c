@@ -61,9 +61,9 @@ static cnn_status time_program(cnn_net *net, cnn_program *p, int warm, int steps
   return st;
 }
 
-/* The engine a conv pass runs with: the backend's conv_engine op where it has one;
- * else what the cpu backend picks from the shape (cpu_conv.c: the same kind for all
- * three passes), or "ref" (plain loops). */
+/* The engine a conv pass runs with: the backend's conv_engine op where it has one
+ * (cuda, cpu); else "ref" (plain loops), or what a cpu backend without the op would
+ * pick from the shape (cpu_conv.c: the same kind for all three passes). */
 static const char *engine_name(const cnn_backend *b, const cnn_conv_desc *d, cnn_conv_dir dir) {
   if (b->ops->conv_engine) {
     const char *e = b->ops->conv_engine(b->ctx, d, dir);

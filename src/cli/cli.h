@@ -26,7 +26,8 @@ typedef struct cli_engine {
   const char *conv_engine, *workspace, *tune_cache; /* NULL: the backend's default */
 } cli_engine;
 #define CLI_ENGINE_HELP                                                                     \
-  "  --conv-engine E     auto (default) | own | cudnn | an engine name (cuda)\n"             \
+  "  --conv-engine E     cuda: auto (default) | own | cudnn | an engine name; cpu: own\n"    \
+  "                      (default) | dnnl | dnnl-plain | auto (measured per shape)\n"      \
   "  --workspace MB      conv workspace the engine tuner may use (cuda)\n"                   \
   "  --tune-cache FILE   the tuner's cache, or off (default ~/.cache/cnn/)\n"
 /* argv[*i] is one of them with a value: stores it, advances *i past the value and

@@ -23,7 +23,8 @@ static void help(FILE *f) {
              "  of a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
              "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it;\n"
-             "  auto: tf32 on GPUs with tensor cores, else fp32).\n"
+             "  auto: tf32 on GPUs with tensor cores, bf16 on CPUs with bf16 units, else\n"
+             "  fp32).\n"
              CLI_ENGINE_HELP
              "--max-pixels N: refuse image files (folder:DIR) larger than N pixels.\n"
              "folder:DIR data is matched to the checkpoint's classes by name: class \"a/b\"\n"

@@ -19,7 +19,8 @@ static void help(FILE *f) {
              "  a checkpoint (as cnn import reads them: pixels in [0, 1], Darknet's batch\n"
              "  norm epsilon); --classes FILE (one name a line) or a,b,c names its classes.\n"
              "--precision: auto (default) | fp32 | tf32 | bf16 (where the device runs it;\n"
-             "  auto: tf32 on GPUs with tensor cores, else fp32).\n"
+             "  auto: tf32 on GPUs with tensor cores, bf16 on CPUs with bf16 units, else\n"
+             "  fp32).\n"
              CLI_ENGINE_HELP
              "--max-pixels N: refuse image files larger than N pixels (width x height, from\n"
              "  the header, before decoding); default %lld (64 megapixels).\n"

@@ -36,7 +36,7 @@ static void help(FILE *f) {
       "  --device NAME       auto (default: cuda if a GPU is found, else cpu) | cpu | cuda | ref\n"
       "  --precision P       auto (default) | fp32 | tf32 | bf16: bf16 activations with f32\n"
       "                      masters where the device runs it; auto: tf32 on GPUs with\n"
-      "                      tensor cores, else fp32\n"
+      "                      tensor cores, bf16 on CPUs with bf16 units, else fp32\n"
       CLI_ENGINE_HELP
       "  --device-data M     auto (default) | on | off: keep the training set in the device's\n"
       "                      memory and make batches there (auto: on a GPU, when it fits)\n"

@@ -31,12 +31,20 @@ static unsigned matrix_math(const cnn_backend *b) {
   return b->ops->matrix_math ? b->ops->matrix_math(b->ctx) : 0u;
 }
 
-/* auto: tf32 where the backend has tensor cores for it, else fp32. Not bf16: bf16
+/* auto: tf32 where the backend has tensor cores for it (cuda); else bf16 where its
+ * matrix units run bf16 only (the cpu backend on a CPU with AVX512-BF16 or AMX, through
+ * oneDNN: docs/cpu-engines.md); else fp32. Not bf16 where tf32 is there too: bf16
  * activations are still stored between f32 ops through cast nodes (lower_bf16.c), so
  * bf16 saves memory but costs a cast pass per node, while tf32 gets the tensor cores
- * with no casts; PyTorch's cuDNN convolutions default to tf32 likewise. */
+ * with no casts; PyTorch's cuDNN convolutions default to tf32 likewise. On a CPU the
+ * choice is bf16 or plain f32 products, and bf16's products are several times faster
+ * there (what PyTorch's autocast uses on AMX; not measured here, no such CPU), so auto
+ * takes it. */
 static cnn_precision auto_precision(const cnn_backend *b) {
-  return matrix_math(b) & (1u << CNN_MATH_TF32) ? CNN_PRECISION_TF32 : CNN_PRECISION_FP32;
+  unsigned mm = matrix_math(b);
+  if (mm & (1u << CNN_MATH_TF32)) return CNN_PRECISION_TF32;
+  if ((mm & (1u << CNN_MATH_BF16)) && runs_bf16(b)) return CNN_PRECISION_BF16;
+  return CNN_PRECISION_FP32;
 }
 
 cnn_math cnn_net_math(const cnn_net *net) {

@@ -522,6 +522,16 @@ static const conv_case conv_cases[] = {
     {"large 1x1 8x8x64->32",              2,  8,  8, 64, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0},
     {"large 15x15x16->32 stride 2",       2, 15, 15, 16, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0},
     {"large groups 4 12x12x32->32",       2, 12, 12, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 4, 0, 0},
+    /* shapes of real nets, and edges an engine with its own geometry rules must meet */
+    {"first layer 5x5 c=3 pad 2",         3, 28, 28,  3, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1, 0, 0},
+    {"odd 10x11 stride 2, a row unread",  2, 10, 11,  5,  7, 3, 3, 2, 2, 0, 0, 1, 1, 1, 0, 0},
+    {"output cut short (2x2 of 3x3)",     2,  8,  8,  3,  4, 3, 3, 2, 2, 0, 0, 1, 1, 1, 2, 2},
+    {"1x1 groups 2 odd 9x7x24->40",       2,  9,  7, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 0},
+    {"1x1 64->128 stride 2 (downsample)", 2, 10, 10, 64,128, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 0},
+    {"depthwise 5x5 dilation 2",          2, 13, 11, 16, 16, 5, 5, 1, 1, 4, 4, 2, 2,16, 0, 0},
+    {"depthwise 3x3 stride 2 c=32",       3, 14, 14, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1,32, 0, 0},
+    {"large 3x3 64->64 8x8 batch 8",      8,  8,  8, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0},
+    {"3x3 dilation 3 stride 2 pad 3",     2, 17, 15,  8, 12, 3, 3, 2, 2, 3, 3, 3, 3, 1, 0, 0},
 };
 
 static void test_conv_case(suite *S, const conv_case *cc) {
@@ -995,6 +1005,24 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
   }
   int fails = tu_failures - fail0;
   printf("op suite: %s vs %s: %d checks, %d failed, %d skipped\n", test->name, ref->name,
+         tu_checks - checks0, fails, S.skips);
+  return fails;
+}
+
+int cnn_opsuite_run_conv(cnn_backend *test, cnn_backend *ref, double tol_f32, int verbose) {
+  const int fail0 = tu_failures, checks0 = tu_checks;
+  suite S;
+  memset(&S, 0, sizeof S);
+  S.be[T] = test;
+  S.be[R] = ref;
+  S.tol = tol_f32;
+  S.verbose = verbose;
+  S.seed = 0x5eed0000u;
+  printf("op suite (conv): %s vs %s, tol_f32 %.1e\n", test->name, ref->name, tol_f32);
+  test_conv(&S);
+  test_conv_act(&S);
+  int fails = tu_failures - fail0;
+  printf("op suite (conv): %s vs %s: %d checks, %d failed, %d skipped\n", test->name, ref->name,
          tu_checks - checks0, fails, S.skips);
   return fails;
 }

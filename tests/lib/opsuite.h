@@ -19,5 +19,8 @@
 #include "backend/backend.h"
 
 int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int verbose);
+/* only the convolution cases (conv_fwd, conv_bwd_data, conv_bwd_filter, conv_fwd_act):
+ * for backends with several conv engines, run once per forced engine */
+int cnn_opsuite_run_conv(cnn_backend *test, cnn_backend *ref, double tol_f32, int verbose);
 
 #endif

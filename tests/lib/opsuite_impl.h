@@ -77,6 +77,7 @@ int called(suite *S, const char *op, const char *cas, int side, cnn_status st);
   } while (0)
 
 /* opsuite_program.c: every step-program op */
+void test_conv_act(suite *S); /* conv_fwd_act with every activation (opsuite_program.c) */
 void test_program_ops(suite *S);
 /* opsuite_crop_reorg.c: Darknet's crop and reorg */
 void test_crop_reorg_ops(suite *S);

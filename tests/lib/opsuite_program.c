@@ -555,7 +555,7 @@ static void test_bn_fold(suite *S) {
 
 /* ---- convolution with an activation epilogue ------------------------------------ */
 
-static void test_conv_act(suite *S) {
+void test_conv_act(suite *S) {
   static const struct { const char *name; int n, h, w, c, k, r, s, st, pad, groups; } cases[] = {
       {"3x3 pad 1", 3, 7, 5, 3, 8, 3, 3, 1, 1, 1},
       {"depthwise 3x3 stride 2", 2, 9, 9, 6, 6, 3, 3, 2, 1, 6},

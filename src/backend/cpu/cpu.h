@@ -128,8 +128,29 @@ cnn_status cpu_add_act_fwd(void *ctx, size_t n, const float *a, const float *b, 
 cnn_status cpu_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy, cnn_act act,
                            float alpha, float *da, float *db);
 
-/* ---- cpu_conv.c ---- */
+/* ---- cpu_conv.c: our own conv engines (im2col+gemm, gemm-1x1, depthwise) ---- */
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
+/* CNN_ERR_ARG (naming op) unless d is a valid conv */
+cnn_status cpu_conv_check(const cnn_conv_desc *d, const char *op);
+/* "im2col+gemm", "gemm-1x1" or "depthwise": what cpu_own_conv_* runs for d */
+const char *cpu_own_conv_kind(const cnn_conv_desc *d);
+cnn_status cpu_own_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                            const float *bias, float *y, void *ws, size_t ws_bytes);
+cnn_status cpu_own_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x,
+                                const float *w, const float *bias, cnn_act act, float alpha,
+                                float *y, void *ws, size_t ws_bytes);
+cnn_status cpu_own_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+                                 const float *w, float *dx, void *ws, size_t ws_bytes);
+cnn_status cpu_own_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+                                   const float *dy, float *dw, float *db, void *ws,
+                                   size_t ws_bytes);
+
+/* ---- cpu_engine.c: the backend's ctx and the choice of conv engine per shape ----
+ * ctx is a cpu_ctx (cnn_backend_cpu_create); the conv ops below run the engine
+ * chosen for (shape, pass): ours (cpu_conv.c) or oneDNN's (cpu_dnnl.c). */
+typedef struct cpu_ctx cpu_ctx;
+cnn_status cpu_ctx_create(cpu_ctx **out);
+void cpu_ctx_destroy(cpu_ctx *c);
 cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                         const float *bias, float *y, void *ws, size_t ws_bytes);
 cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
@@ -140,6 +161,12 @@ cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
 cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
                                const float *dy, float *dw, float *db, void *ws,
                                size_t ws_bytes);
+int cpu_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, const char **names,
+                     int max);
+cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes);
+const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
+cnn_status cpu_set_option(void *ctx, const char *key, const char *value);
+unsigned cpu_matrix_math(void *ctx);
 
 /* ---- cpu_pool.c ---- */
 cnn_status cpu_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);

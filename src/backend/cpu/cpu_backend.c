@@ -2,7 +2,8 @@
  * GEMM, bias, Darknet shortcut, dropout mask, optimizers). Activations, conv,
  * pooling, normalisation and the step-program ops live in cpu_act.c, cpu_conv.c,
  * cpu_pool.c, cpu_norm.c, cpu_bnact.c and cpu_program.c (see cpu.h).
- * cpu keeps no state, so ctx is NULL. */
+ * ctx is a cpu_ctx (cpu_engine.c): the conv engine setting and what was chosen per
+ * shape, and oneDNN's engine when it is built. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -32,7 +33,11 @@ cnn_status cpu_alloc_aligned(size_t bytes, const char *what, void **ptr) {
   return CNN_OK;
 }
 
-static void cpu_destroy(cnn_backend *b) { free(b); }
+static void cpu_destroy(cnn_backend *b) {
+  if (!b) return;
+  cpu_ctx_destroy(b->ctx);
+  free(b);
+}
 
 /* zero bytes still gets a unique, freeable block */
 static cnn_status cpu_alloc(void *ctx, size_t bytes, void **ptr) {
@@ -506,6 +511,12 @@ static const cnn_backend_ops cpu_ops = {
     .reorg_fwd = cpu_reorg_fwd,
     .reorg_bwd = cpu_reorg_bwd,
     /* capture_*: no graphs on the host; NULL */
+    /* conv engines: ours and oneDNN's (cpu_engine.c) */
+    .matrix_math = cpu_matrix_math,
+    .conv_engines = cpu_conv_engines,
+    .conv_tune = cpu_conv_tune,
+    .conv_engine = cpu_conv_engine,
+    .set_option = cpu_set_option,
 };
 
 /* One thread pool: OpenMP's. A pthreads OpenBLAS keeps its own pool, whose
@@ -526,10 +537,15 @@ cnn_status cnn_backend_cpu_create(cnn_backend **out) {
   *out = NULL;
   cpu_blas_single_thread();
   (void)cnn_cpu_threads(NULL); /* affinity and cgroup quota, unless OMP_NUM_THREADS */
+  cpu_ctx *ctx;
+  CNN_TRY(cpu_ctx_create(&ctx));
   cnn_backend *b = malloc(sizeof *b);
-  if (!b) return cnn_error(CNN_ERR_NOMEM, "cpu create: out of host memory");
+  if (!b) {
+    cpu_ctx_destroy(ctx);
+    return cnn_error(CNN_ERR_NOMEM, "cpu create: out of host memory");
+  }
   b->name = "cpu";
-  b->ctx = NULL;
+  b->ctx = ctx;
   b->ops = &cpu_ops;
   *out = b;
   return CNN_OK;

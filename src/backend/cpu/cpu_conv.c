@@ -96,6 +96,8 @@ static cnn_status check_conv(const cnn_conv_desc *d, const char *op) {
   return CNN_OK;
 }
 
+cnn_status cpu_conv_check(const cnn_conv_desc *d, const char *op) { return check_conv(d, op); }
+
 /* Filter-grad partial sums: at most this many, and at most this much memory. */
 #define CPU_CONV_PARTS 8
 #define CPU_CONV_PARTS_BYTES ((size_t)16 << 20)
@@ -161,6 +163,14 @@ static void make_plan_t(const cnn_conv_desc *d, int threads, conv_plan *p) {
 /* the plan for the current OpenMP thread count */
 static void make_plan(const cnn_conv_desc *d, conv_plan *p) {
   make_plan_t(d, cpu_max_threads(), p);
+}
+
+/* the engine cpu_own_conv_* picks for d (a static string) */
+const char *cpu_own_conv_kind(const cnn_conv_desc *d) {
+  if (check_conv(d, "conv") != CNN_OK) return "?";
+  conv_plan p;
+  make_plan_t(d, 1, &p);
+  return p.kind == CONV_DEPTHWISE ? "depthwise" : p.kind == CONV_GEMM1X1 ? "gemm-1x1" : "im2col+gemm";
 }
 
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d) {
@@ -594,18 +604,18 @@ static cnn_status conv_fwd_impl(const cnn_conv_desc *d, const float *x, const fl
   return CNN_OK;
 }
 
-cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+cnn_status cpu_own_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                         const float *bias, float *y, void *ws, size_t ws_bytes) {
   return conv_fwd_impl(d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y, ws, ws_bytes, "conv_fwd");
 }
 
-cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+cnn_status cpu_own_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                             const float *bias, cnn_act act, float alpha, float *y, void *ws,
                             size_t ws_bytes) {
   return conv_fwd_impl(d, x, w, bias, act, alpha, y, ws, ws_bytes, "conv_fwd_act");
 }
 
-cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+cnn_status cpu_own_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
                              const float *w, float *dx, void *ws, size_t ws_bytes) {
   CNN_TRY(check_conv(d, "conv_bwd_data"));
   CPU_NEED(dy, "conv_bwd_data");
@@ -657,7 +667,7 @@ cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
   return CNN_OK;
 }
 
-cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+cnn_status cpu_own_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
                                const float *dy, float *dw, float *db, void *ws,
                                size_t ws_bytes) {
   CNN_TRY(check_conv(d, "conv_bwd_filter"));

@@ -1,0 +1,338 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+/* The cpu backend's ctx and its conv engines: ours (cpu_conv.c: im2col+gemm,
+ * gemm-1x1, depthwise; the engine is a function of the shape) and oneDNN's
+ * (cpu_dnnl.c, when built: "dnnl" with oneDNN's own weight layout, "dnnl-plain"
+ * with ours). Which one runs a (shape, pass) is the conv-engine setting
+ * (set_option, or $CNN_CPU_CONV_ENGINE when the backend is created):
+ *
+ *   (unset)     ours, except that convs of bf16 maths (cnn_conv_desc.math) run on
+ *               oneDNN in bf16 where the CPU has bf16 instructions (AVX512-BF16,
+ *               AMX): the only engine here that uses them
+ *   own         ours, always
+ *   dnnl        oneDNN wherever it takes the shape (ours elsewhere); likewise
+ *   dnnl-plain
+ *   auto        measured: the first time a (shape, pass) is met (conv_tune, which
+ *               program compilation calls, or the first op) every engine that takes
+ *               it runs a few times on scratch buffers and the fastest (least of 3
+ *               timed runs after a warm-up) is remembered in the ctx
+ *
+ * Results are a fixed function of the inputs and the thread count for a fixed
+ * choice; `auto` chooses by timing, so two processes may choose differently (and
+ * so differ in the last bits): it is opt-in, and the default stays deterministic.
+ * The choice is keyed by the thread count too (oneDNN builds a primitive for one). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_dnnl.h"
+
+enum { ENG_OWN = 0, ENG_DNNL, ENG_DNNL_PLAIN, ENG_N };
+enum { MODE_DEFAULT = 0, MODE_AUTO, MODE_OWN, MODE_DNNL, MODE_DNNL_PLAIN };
+
+typedef struct cpu_sel {
+  cnn_conv_desc d;
+  int dir, threads, engine;
+} cpu_sel;
+
+struct cpu_ctx {
+  int mode;
+  int dnnl_tried;
+  cpu_dnnl *dnnl;
+  cpu_sel *sel;
+  int nsel, cap;
+};
+
+static cnn_status parse_mode(const char *v, int *mode) {
+  static const struct { const char *name; int mode; } modes[] = {
+      {"auto", MODE_AUTO}, {"own", MODE_OWN}, {"dnnl", MODE_DNNL}, {"dnnl-plain", MODE_DNNL_PLAIN}};
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+    if (!strcmp(v, modes[i].name)) {
+      *mode = modes[i].mode;
+      return CNN_OK;
+    }
+  return cnn_error(CNN_ERR_ARG, "--conv-engine %s: the cpu backend's engines are auto, own, "
+                   "dnnl and dnnl-plain", v);
+}
+
+cnn_status cpu_ctx_create(cpu_ctx **out) {
+  *out = NULL;
+  cpu_ctx *c = calloc(1, sizeof *c);
+  if (!c) return cnn_error(CNN_ERR_NOMEM, "cpu create: out of host memory");
+  const char *env = getenv("CNN_CPU_CONV_ENGINE");
+  if (env && *env) {
+    cnn_status st = parse_mode(env, &c->mode);
+    if (st != CNN_OK) {
+      free(c);
+      return cnn_error_prefix(st, "%s", "CNN_CPU_CONV_ENGINE");
+    }
+  }
+  *out = c;
+  return CNN_OK;
+}
+
+void cpu_ctx_destroy(cpu_ctx *c) {
+  if (!c) return;
+  cpu_dnnl_destroy(c->dnnl);
+  free(c->sel);
+  free(c);
+}
+
+/* oneDNN's engine, made on first need (NULL when not built) */
+static cpu_dnnl *get_dnnl(cpu_ctx *c) {
+  if (!c->dnnl_tried) {
+    c->dnnl_tried = 1;
+    c->dnnl = cpu_dnnl_create();
+  }
+  return c->dnnl;
+}
+
+static int variant_of(int engine) { return engine == ENG_DNNL_PLAIN ? CPU_DNNL_PLAIN : CPU_DNNL_ANY; }
+
+/* 1 when oneDNN takes pass dir of d in the engine's variant */
+static int dnnl_takes(cpu_ctx *c, const cnn_conv_desc *d, int dir, int engine) {
+  cpu_dnnl *e = get_dnnl(c);
+  if (!e) return 0;
+  cnn_status st = cpu_dnnl_check(e, d, (cnn_conv_dir)dir, variant_of(engine));
+  if (st != CNN_OK) cnn_error_clear();
+  return st == CNN_OK;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* scratch operands for timing: a fixed pattern in [-1, 1] */
+static float *pattern(size_t n, unsigned seed) {
+  float *p;
+  if (cpu_alloc_aligned(n * sizeof *p, "conv tune", (void **)&p) != CNN_OK) return NULL;
+  uint32_t s = seed * 2654435761u + 1u;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = (float)(s >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+  return p;
+}
+
+typedef struct tune_bufs {
+  float *x, *w, *y, *b, *dx, *dw, *db;
+  void *ws;
+  size_t ws_bytes;
+} tune_bufs;
+
+static cnn_status run_engine(cpu_ctx *c, const cnn_conv_desc *d, int dir, int engine,
+                             tune_bufs *t) {
+  if (engine == ENG_OWN) {
+    if (dir == CNN_CONV_FWD) return cpu_own_conv_fwd(NULL, d, t->x, t->w, t->b, t->y, t->ws, t->ws_bytes);
+    if (dir == CNN_CONV_BWD_DATA)
+      return cpu_own_conv_bwd_data(NULL, d, t->y, t->w, t->dx, t->ws, t->ws_bytes);
+    return cpu_own_conv_bwd_filter(NULL, d, t->x, t->y, t->dw, t->db, t->ws, t->ws_bytes);
+  }
+  int v = variant_of(engine);
+  if (dir == CNN_CONV_FWD) return cpu_dnnl_fwd(c->dnnl, d, v, t->x, t->w, t->b, CNN_ACT_LINEAR, 0.0f, t->y);
+  if (dir == CNN_CONV_BWD_DATA) return cpu_dnnl_bwd_data(c->dnnl, d, v, t->y, t->w, t->dx);
+  return cpu_dnnl_bwd_filter(c->dnnl, d, v, t->x, t->y, t->dw, t->db);
+}
+
+/* Scratch operands above this are timed on fewer images (the engines' relative
+ * speed hardly depends on the batch once it is this large). */
+#define CPU_TUNE_BYTES ((size_t)256 << 20)
+
+/* time every engine that takes (d, dir); the fastest, ENG_OWN when in doubt */
+static int measure(cpu_ctx *c, const cnn_conv_desc *d0, int dir) {
+  cnn_conv_desc d = *d0;
+  const size_t img_x = (size_t)d.h * d.w * d.c, img_y = (size_t)d.oh * d.ow * d.k;
+  const size_t nw = (size_t)d.k * d.r * d.s * (d.c / d.groups);
+  while (d.n > 1 && (size_t)d.n * (2 * img_x + img_y) * sizeof(float) > CPU_TUNE_BYTES)
+    d.n = (d.n + 1) / 2;
+  int cand[ENG_N], nc = 0;
+  cand[nc++] = ENG_OWN;
+  for (int e = ENG_DNNL; e < ENG_N; e++)
+    if (dnnl_takes(c, d0, dir, e) && dnnl_takes(c, &d, dir, e)) cand[nc++] = e;
+  if (nc == 1 || d.n < 1) return ENG_OWN;
+  tune_bufs t = {0};
+  t.x = pattern((size_t)d.n * img_x, 1);
+  t.y = pattern((size_t)d.n * img_y, 2);
+  t.w = pattern(nw, 3);
+  t.b = pattern((size_t)d.k, 4);
+  t.dx = pattern((size_t)d.n * img_x, 5);
+  t.dw = pattern(nw, 6);
+  t.db = pattern((size_t)d.k, 7);
+  t.ws_bytes = cpu_conv_workspace(NULL, &d);
+  if (t.ws_bytes && cpu_alloc_aligned(t.ws_bytes, "conv tune", &t.ws) != CNN_OK) t.ws = NULL;
+  int best = ENG_OWN;
+  if (t.x && t.y && t.w && t.b && t.dx && t.dw && t.db && (t.ws || !t.ws_bytes)) {
+    double best_t = 0.0;
+    for (int i = 0; i < nc; i++) {
+      double tmin = -1.0;
+      for (int rep = 0; rep < 4; rep++) { /* a warm-up (builds oneDNN's primitive), 3 timed */
+        double t0 = now_s();
+        if (run_engine(c, &d, dir, cand[i], &t) != CNN_OK) {
+          cnn_error_clear();
+          tmin = -1.0;
+          break;
+        }
+        double dt = now_s() - t0;
+        if (rep > 0 && (tmin < 0 || dt < tmin)) tmin = dt;
+        if (rep == 1 && i > 0 && dt > 4.0 * best_t) break; /* far behind: no more runs */
+      }
+      if (tmin >= 0 && (i == 0 || tmin < best_t)) {
+        best_t = tmin;
+        best = cand[i];
+      }
+    }
+  }
+  cnn_error_clear();
+  free(t.x);
+  free(t.y);
+  free(t.w);
+  free(t.b);
+  free(t.dx);
+  free(t.dw);
+  free(t.db);
+  free(t.ws);
+  return best;
+}
+
+/* the engine of (d, dir) now; measured on first need in auto mode */
+static int choose(cpu_ctx *c, const cnn_conv_desc *d, int dir) {
+  if (!c || cpu_conv_check(d, "conv") != CNN_OK) {
+    cnn_error_clear();
+    return ENG_OWN;
+  }
+  switch (c->mode) {
+  case MODE_OWN: return ENG_OWN;
+  case MODE_DNNL: return dnnl_takes(c, d, dir, ENG_DNNL) ? ENG_DNNL : ENG_OWN;
+  case MODE_DNNL_PLAIN: return dnnl_takes(c, d, dir, ENG_DNNL_PLAIN) ? ENG_DNNL_PLAIN : ENG_OWN;
+  case MODE_DEFAULT:
+    return d->math == CNN_MATH_BF16 && cpu_dnnl_has_bf16(get_dnnl(c)) &&
+                   dnnl_takes(c, d, dir, ENG_DNNL)
+               ? ENG_DNNL
+               : ENG_OWN;
+  default: break;
+  }
+  const int threads = cpu_max_threads();
+  for (int i = 0; i < c->nsel; i++)
+    if (c->sel[i].dir == dir && c->sel[i].threads == threads && !memcmp(&c->sel[i].d, d, sizeof *d))
+      return c->sel[i].engine;
+  int e = measure(c, d, dir);
+  if (c->nsel == c->cap) {
+    int cap = c->cap ? 2 * c->cap : 32;
+    cpu_sel *ns = realloc(c->sel, (size_t)cap * sizeof *ns);
+    if (!ns) return e; /* not remembered: measured again next time */
+    c->sel = ns;
+    c->cap = cap;
+  }
+  cpu_sel *s = &c->sel[c->nsel++];
+  memcpy(&s->d, d, sizeof *d);
+  s->dir = dir;
+  s->threads = threads;
+  s->engine = e;
+  return e;
+}
+
+/* ---- the conv ops ---- */
+
+cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                            size_t ws_bytes) {
+  int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
+  if (e != ENG_OWN && cpu_check_act(act, "conv_fwd_act") == CNN_OK) {
+    cpu_ctx *c = ctx;
+    return cpu_dnnl_fwd(c->dnnl, d, variant_of(e), x, w, bias, act, alpha, y);
+  }
+  cnn_error_clear();
+  return cpu_own_conv_fwd_act(NULL, d, x, w, bias, act, alpha, y, ws, ws_bytes);
+}
+
+cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                        const float *bias, float *y, void *ws, size_t ws_bytes) {
+  int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
+  if (e != ENG_OWN) {
+    cpu_ctx *c = ctx;
+    return cpu_dnnl_fwd(c->dnnl, d, variant_of(e), x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
+  }
+  return cpu_own_conv_fwd(NULL, d, x, w, bias, y, ws, ws_bytes);
+}
+
+cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+                             const float *w, float *dx, void *ws, size_t ws_bytes) {
+  int e = dy && w && dx ? choose(ctx, d, CNN_CONV_BWD_DATA) : ENG_OWN;
+  if (e != ENG_OWN) {
+    cpu_ctx *c = ctx;
+    return cpu_dnnl_bwd_data(c->dnnl, d, variant_of(e), dy, w, dx);
+  }
+  return cpu_own_conv_bwd_data(NULL, d, dy, w, dx, ws, ws_bytes);
+}
+
+cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+                               const float *dy, float *dw, float *db, void *ws,
+                               size_t ws_bytes) {
+  int e = x && dy && dw ? choose(ctx, d, CNN_CONV_BWD_FILTER) : ENG_OWN;
+  if (e != ENG_OWN) {
+    cpu_ctx *c = ctx;
+    return cpu_dnnl_bwd_filter(c->dnnl, d, variant_of(e), x, dy, dw, db);
+  }
+  return cpu_own_conv_bwd_filter(NULL, d, x, dy, dw, db, ws, ws_bytes);
+}
+
+/* ---- engine ops (backend.h) ---- */
+
+static const char *dnnl_name(cpu_ctx *c, const cnn_conv_desc *d, int engine) {
+  int bf = cpu_dnnl_uses_bf16(c->dnnl, d);
+  if (engine == ENG_DNNL_PLAIN) return bf ? "dnnl-plain-bf16" : "dnnl-plain";
+  return bf ? "dnnl-bf16" : "dnnl";
+}
+
+int cpu_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, const char **names,
+                     int max) {
+  cpu_ctx *c = ctx;
+  int n = 0;
+  if (cpu_conv_check(d, "conv_engines") != CNN_OK) {
+    cnn_error_clear();
+    return 0;
+  }
+  const char *list[ENG_N];
+  list[n++] = cpu_own_conv_kind(d);
+  for (int e = ENG_DNNL; c && e < ENG_N; e++)
+    if (dnnl_takes(c, d, (int)dir, e)) list[n++] = dnnl_name(c, d, e);
+  for (int i = 0; i < n && i < max; i++) names[i] = list[i];
+  return n;
+}
+
+cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes) {
+  (void)choose(ctx, d, (int)dir);
+  return CNN_OK;
+}
+
+const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir) {
+  int e = choose(ctx, d, (int)dir);
+  return e == ENG_OWN ? cpu_own_conv_kind(d) : dnnl_name(ctx, d, e);
+}
+
+cnn_status cpu_set_option(void *ctx, const char *key, const char *value) {
+  cpu_ctx *c = ctx;
+  if (!strcmp(key, "conv-engine")) {
+    int mode;
+    CNN_TRY(parse_mode(value, &mode));
+    if ((mode == MODE_DNNL || mode == MODE_DNNL_PLAIN) && !get_dnnl(c))
+      return cnn_error(CNN_UNSUPPORTED, "--conv-engine %s: this cnn was built without oneDNN "
+                       "(install libdnnl-dev and rebuild)", value);
+    c->mode = mode;
+    return CNN_OK;
+  }
+  if (!strcmp(key, "workspace") || !strcmp(key, "tune-cache"))
+    return cnn_error(CNN_UNSUPPORTED, "--%s applies to the cuda backend; the cpu backend "
+                     "plans its own scratch (got --%s %s)", key, key, value);
+  return cnn_error(CNN_ERR_ARG, "cpu: unknown setting '%s' (expected conv-engine)", key);
+}
+
+/* bf16 products on matrix units: oneDNN on a CPU with AVX512-BF16 or AMX, unless
+ * the conv engine is forced to ours */
+unsigned cpu_matrix_math(void *ctx) {
+  cpu_ctx *c = ctx;
+  if (!c || c->mode == MODE_OWN) return 0u;
+  return cpu_dnnl_has_bf16(get_dnnl(c)) ? 1u << CNN_MATH_BF16 : 0u;
+}

@@ -1,0 +1,214 @@
+#define _POSIX_C_SOURCE 200809L /* setenv */
+/* The cpu backend's conv engines (src/backend/cpu/cpu_engine.c, cpu_dnnl.c):
+ *  - each engine forced with set_option("conv-engine", ...) runs the op suite's conv
+ *    cases against ref (oneDNN's two variants where the build has oneDNN; shapes it
+ *    cannot take run on ours, which the suite cannot tell apart);
+ *  - auto measures, picks an engine per (shape, pass) that conv_engines lists, and
+ *    reports it through conv_engine;
+ *  - a fixed choice is deterministic (the same pass twice: the same bits);
+ *  - bad settings are refused by name; CNN_CPU_CONV_ENGINE sets the engine;
+ *  - bf16 maths runs on oneDNN only where the CPU has bf16 instructions. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "opsuite.h"
+#include "testutil.h"
+
+static cnn_conv_desc shape(int n, int h, int c, int k, int r, int stride, int pad, int groups) {
+  cnn_conv_desc d;
+  memset(&d, 0, sizeof d);
+  d.n = n; d.h = d.w = h; d.c = c; d.k = k; d.r = d.s = r;
+  d.stride_h = d.stride_w = stride;
+  d.pad_h = d.pad_w = pad;
+  d.dil_h = d.dil_w = 1;
+  d.groups = groups;
+  d.oh = d.ow = (h + 2 * pad - r) / stride + 1;
+  return d;
+}
+
+static float *filled(size_t n, unsigned seed) {
+  float *p = aligned_alloc(256, (n * sizeof *p + 255) / 256 * 256);
+  unsigned s = seed;
+  for (size_t i = 0; p && i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = (float)(s >> 8) / 8388608.0f - 1.0f;
+  }
+  return p;
+}
+
+/* the three passes of d twice each on backend b: bit-identical results */
+static void check_repeatable(cnn_backend *b, const cnn_conv_desc *d, const char *engine) {
+  size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->k;
+  size_t nw = (size_t)d->k * d->r * d->s * (d->c / d->groups);
+  float *x = filled(nx, 1), *w = filled(nw, 2), *bias = filled((size_t)d->k, 3);
+  float *dy = filled(ny, 4), *y[2] = {filled(ny, 5), filled(ny, 5)};
+  float *dx[2] = {filled(nx, 6), filled(nx, 6)}, *dw[2] = {filled(nw, 7), filled(nw, 7)};
+  float *db[2] = {filled((size_t)d->k, 8), filled((size_t)d->k, 8)};
+  size_t wsb = b->ops->conv_workspace(b->ctx, d);
+  void *ws = wsb ? aligned_alloc(256, (wsb + 255) / 256 * 256) : NULL;
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(b->ops->conv_fwd_act(b->ctx, d, x, w, bias, CNN_ACT_RELU, 0.0f, y[i], ws, wsb));
+    CHECK_OK(b->ops->conv_bwd_data(b->ctx, d, dy, w, dx[i], ws, wsb));
+    CHECK_OK(b->ops->conv_bwd_filter(b->ctx, d, x, dy, dw[i], db[i], ws, wsb));
+  }
+  CHECK(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: forward differs between two runs", engine);
+  CHECK(!memcmp(dx[0], dx[1], nx * sizeof(float)), "%s: backward-data differs between two runs",
+        engine);
+  CHECK(!memcmp(dw[0], dw[1], nw * sizeof(float)) &&
+            !memcmp(db[0], db[1], (size_t)d->k * sizeof(float)),
+        "%s: backward-filter differs between two runs", engine);
+  /* backward-data accumulates: dx = start + g, so the difference is g, twice in a row */
+  float *start = filled(nx, 6);
+  CHECK_OK(b->ops->conv_bwd_data(b->ctx, d, dy, w, dx[1], ws, wsb));
+  double worst = 0.0;
+  for (size_t i = 0; i < nx; i++) {
+    double g1 = (double)dx[0][i] - start[i], g2 = (double)dx[1][i] - dx[0][i];
+    double e = fabs(g1 - g2) / (1.0 + fabs(g1));
+    if (e > worst) worst = e;
+  }
+  CHECK(worst < 1e-4, "%s: backward-data adds into dx (worst %.3g)", engine, worst);
+  free(start);
+  free(x); free(w); free(bias); free(dy); free(ws);
+  for (int i = 0; i < 2; i++) {
+    free(y[i]); free(dx[i]); free(dw[i]); free(db[i]);
+  }
+}
+
+static int listed(const char *name, const char **names, int n) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(name, names[i])) return 1;
+  return 0;
+}
+
+int main(void) {
+  cnn_backend *ref = NULL, *cpu = NULL;
+  CHECK_OK(cnn_backend_ref_create(&ref));
+  unsetenv("CNN_CPU_CONV_ENGINE");
+  CHECK_OK(cnn_backend_cpu_create(&cpu));
+  if (!ref || !cpu) return tu_finish("test_cpu_engines");
+  const cnn_backend_ops *o = cpu->ops;
+  CHECK(o->set_option && o->conv_engine && o->conv_engines && o->conv_tune,
+        "the cpu backend has the engine ops");
+  const char *v = getenv("CNN_TEST_VERBOSE");
+  int verbose = v && *v && *v != '0';
+
+  /* oneDNN is there when the build found it */
+  cnn_status st = o->set_option(cpu->ctx, "conv-engine", "dnnl");
+  int have_dnnl = st == CNN_OK;
+  printf("oneDNN engine: %s\n", have_dnnl ? "built" : cnn_last_error());
+  CHECK(have_dnnl || st == CNN_UNSUPPORTED, "conv-engine dnnl: built or unsupported: %s",
+        cnn_last_error());
+
+  static const char *const forced[] = {"own", "dnnl", "dnnl-plain", "auto"};
+  cnn_conv_desc d3 = shape(4, 12, 16, 32, 3, 1, 1, 1);
+  for (int i = 0; i < 4; i++) {
+    if (!have_dnnl && (i == 1 || i == 2)) continue;
+    cnn_backend *b = NULL;
+    CHECK_OK(cnn_backend_cpu_create(&b));
+    if (!b) continue;
+    CHECK_OK(b->ops->set_option(b->ctx, "conv-engine", forced[i]));
+    printf("-- conv-engine %s\n", forced[i]);
+    cnn_opsuite_run_conv(b, ref, 1e-5, verbose);
+    const char *e = b->ops->conv_engine(b->ctx, &d3, CNN_CONV_FWD);
+    printf("   3x3 16->32 forward runs on %s\n", e ? e : "(null)");
+    if (i == 1) CHECK(e && !strcmp(e, "dnnl"), "forced dnnl runs dnnl: %s", e ? e : "(null)");
+    if (i == 2) { /* oneDNN 2.6 has JIT kernels for plain weights on few shapes */
+      const char *names[8];
+      int n = b->ops->conv_engines(b->ctx, &d3, CNN_CONV_FWD, names, 8);
+      const char *want = listed("dnnl-plain", names, n) ? "dnnl-plain" : "im2col+gemm";
+      CHECK(e && !strcmp(e, want), "forced dnnl-plain runs %s: %s", want, e ? e : "(null)");
+    }
+    if (i == 0) CHECK(e && !strcmp(e, "im2col+gemm"), "own runs im2col+gemm: %s", e ? e : "(null)");
+    check_repeatable(b, &d3, forced[i]);
+    cnn_conv_desc dw = shape(2, 9, 24, 24, 3, 2, 1, 24);
+    check_repeatable(b, &dw, forced[i]);
+    b->ops->destroy(b);
+  }
+
+  /* auto: every pass of a few shapes gets an engine conv_engines lists */
+  {
+    cnn_backend *b = NULL;
+    CHECK_OK(cnn_backend_cpu_create(&b));
+    CHECK_OK(b->ops->set_option(b->ctx, "conv-engine", "auto"));
+    cnn_conv_desc ds[] = {shape(8, 16, 32, 32, 3, 1, 1, 1), shape(8, 8, 64, 128, 1, 1, 0, 1),
+                          shape(8, 28, 1, 16, 5, 1, 2, 1), shape(4, 14, 32, 32, 3, 2, 1, 32)};
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+      for (int dir = 0; dir < 3; dir++) {
+        const char *names[8];
+        int n = b->ops->conv_engines(b->ctx, &ds[i], (cnn_conv_dir)dir, names, 8);
+        CHECK(n >= (have_dnnl ? 2 : 1), "shape %zu pass %d: %d engines", i, dir, n);
+        CHECK_OK(b->ops->conv_tune(b->ctx, &ds[i], (cnn_conv_dir)dir, 0));
+        const char *e = b->ops->conv_engine(b->ctx, &ds[i], (cnn_conv_dir)dir);
+        CHECK(e && listed(e, names, n), "shape %zu pass %d: auto chose %s, one of its engines",
+              i, dir, e ? e : "(null)");
+        printf("   auto: %dx%dx%d->%d k%d s%d g%d pass %d: %s of", ds[i].h, ds[i].w, ds[i].c,
+               ds[i].k, ds[i].r, ds[i].stride_h, ds[i].groups, dir, e ? e : "(null)");
+        for (int j = 0; j < n; j++) printf(" %s", names[j]);
+        printf("\n");
+        /* asked again: the remembered choice */
+        const char *e2 = b->ops->conv_engine(b->ctx, &ds[i], (cnn_conv_dir)dir);
+        CHECK(e && e2 && !strcmp(e, e2), "auto's choice is remembered");
+      }
+    b->ops->destroy(b);
+  }
+
+  /* bf16 maths: oneDNN in bf16 only where the CPU has bf16 instructions */
+  {
+    unsigned mm = o->matrix_math ? o->matrix_math(cpu->ctx) : 0u;
+    printf("matrix_math: 0x%x\n", mm);
+    CHECK(!(mm & (1u << CNN_MATH_TF32)), "the cpu has no tf32 units");
+    CHECK_OK(o->set_option(cpu->ctx, "conv-engine", "own"));
+    CHECK(!o->matrix_math || o->matrix_math(cpu->ctx) == 0u, "own engine: no matrix units");
+    cnn_backend *b = NULL;
+    CHECK_OK(cnn_backend_cpu_create(&b)); /* default setting */
+    cnn_conv_desc d = d3;
+    d.math = CNN_MATH_BF16;
+    const char *e = b->ops->conv_engine(b->ctx, &d, CNN_CONV_FWD);
+    if (mm & (1u << CNN_MATH_BF16))
+      CHECK(e && !strcmp(e, "dnnl-bf16"), "bf16 maths on a bf16 CPU runs dnnl-bf16: %s", e);
+    else
+      CHECK(e && !strcmp(e, "im2col+gemm"), "bf16 maths without bf16 instructions stays on "
+            "our engine: %s", e ? e : "(null)");
+    d.math = CNN_MATH_F32;
+    e = b->ops->conv_engine(b->ctx, &d, CNN_CONV_FWD);
+    CHECK(e && !strcmp(e, "im2col+gemm"), "default setting, f32: our engine: %s", e ? e : "(null)");
+    b->ops->destroy(b);
+  }
+
+  /* refusals by name */
+  st = o->set_option(cpu->ctx, "conv-engine", "cudnn");
+  CHECK(st == CNN_ERR_ARG && strstr(cnn_last_error(), "cudnn") && strstr(cnn_last_error(), "dnnl"),
+        "an unknown engine is refused naming the choices: %s", cnn_last_error());
+  st = o->set_option(cpu->ctx, "workspace", "64");
+  CHECK(st == CNN_UNSUPPORTED && strstr(cnn_last_error(), "--workspace applies to the cuda"),
+        "--workspace is refused on the cpu: %s", cnn_last_error());
+  st = o->set_option(cpu->ctx, "frobnicate", "1");
+  CHECK(st == CNN_ERR_ARG, "an unknown setting is refused");
+
+  /* the environment variable */
+  {
+    cnn_backend *b = NULL;
+    setenv("CNN_CPU_CONV_ENGINE", have_dnnl ? "dnnl" : "own", 1);
+    CHECK_OK(cnn_backend_cpu_create(&b));
+    if (b) {
+      const char *e = b->ops->conv_engine(b->ctx, &d3, CNN_CONV_BWD_FILTER);
+      CHECK(e && !strcmp(e, have_dnnl ? "dnnl" : "im2col+gemm"),
+            "CNN_CPU_CONV_ENGINE picks the engine: %s", e ? e : "(null)");
+      b->ops->destroy(b);
+    }
+    b = NULL;
+    setenv("CNN_CPU_CONV_ENGINE", "warp-drive", 1);
+    st = cnn_backend_cpu_create(&b);
+    CHECK(st == CNN_ERR_ARG && !b && strstr(cnn_last_error(), "CNN_CPU_CONV_ENGINE"),
+          "a bad CNN_CPU_CONV_ENGINE is refused: %s", cnn_last_error());
+    if (b) b->ops->destroy(b);
+    unsetenv("CNN_CPU_CONV_ENGINE");
+  }
+
+  cpu->ops->destroy(cpu);
+  ref->ops->destroy(ref);
+  return tu_finish("test_cpu_engines");
+}
