@@ -438,9 +438,19 @@ static __global__ void k_sum_splits(size_t wcount, int splits, const float *__re
   }
 }
 
-static __global__ void k_sums_to_float(int n, const double *__restrict__ s, float *__restrict__ out) {
-  int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j < n) out[j] = (float)s[j];
+/* the end of a split backward-filter, shared by the engines that split over pixels:
+ * dw = the slabs summed in order (splits > 1), db = column sums of dy viewed as
+ * [P, k] (bias_grad: deterministic); both overwrite */
+extern "C" cnn_status cnn_cuda_conv_filter_finish(cnn_cuda_ctx *ctx, size_t wcount, int splits,
+                                                  const float *slabs, float *dw, size_t P, int k,
+                                                  const float *dy, float *db) {
+  if (splits > 1) {
+    k_sum_splits<<<cnn_cuda_blocks(ctx, wcount), CNN_CUDA_THREADS, 0, ctx->stream>>>(
+        wcount, splits, slabs, dw);
+    LAUNCH_CHECK("k_sum_splits");
+  }
+  /* bias_grad's scratch may be the slabs' (stream order makes that safe) */
+  return db ? cnn_cuda_bias_grad(ctx, P, (size_t)k, dy, db) : CNN_OK;
 }
 
 /* ---- planning ---------------------------------------------------------------------- */
@@ -631,26 +641,7 @@ static cnn_status simt_bwd_filter(cnn_cuda_ctx *ctx, const cnn_conv_desc *d, con
                                                                                out);
     LAUNCH_CHECK("k_conv_bwd_filter_direct");
   }
-  if (splits > 1) {
-    k_sum_splits<<<cnn_cuda_blocks(ctx, wcount), CNN_CUDA_THREADS, 0, ctx->stream>>>(
-        wcount, splits, out, dw);
-    LAUNCH_CHECK("k_sum_splits");
-  }
-
-  if (db) { /* db[k] = column sums of dy viewed as [P, k] */
-    int parts = cnn_cuda_colsum_parts(ctx, (size_t)P, d->k);
-    size_t sums_bytes = cnn_cuda_align256((size_t)d->k * sizeof(double));
-    size_t part_bytes = parts > 1 ? 2 * (size_t)parts * d->k * sizeof(double) : 0;
-    void *s = NULL;
-    /* stream order makes reusing the scratch after k_sum_splits safe */
-    CNN_TRY(cnn_cuda_scratch(ctx, sums_bytes + part_bytes, &s));
-    double *sums = (double *)s;
-    double *partials = (double *)((char *)s + sums_bytes);
-    CNN_TRY(cnn_cuda_colsum(ctx, 0, (size_t)P, d->k, dy, NULL, NULL, parts, partials, sums, NULL));
-    k_sums_to_float<<<ceil_div_u(d->k, 256), 256, 0, ctx->stream>>>(d->k, sums, db);
-    LAUNCH_CHECK("k_sums_to_float");
-  }
-  return CNN_OK;
+  return cnn_cuda_conv_filter_finish(ctx, wcount, splits, out, dw, (size_t)P, d->k, dy, db);
 }
 
 /* ---- the simt engine and the backend's conv ops -------------------------------------- */

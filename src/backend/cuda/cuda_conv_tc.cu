@@ -160,23 +160,6 @@ static const tc_go_fn tc_go_table[18] = {
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
-/* dw[i] = sum of the slabs in order (deterministic) */
-static __global__ void k_tc_sum_splits(size_t wcount, int splits, const float *__restrict__ part,
-                                       float *__restrict__ dw) {
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < wcount;
-       i += (size_t)gridDim.x * blockDim.x) {
-    float s = 0.0f;
-    for (int sp = 0; sp < splits; sp++) s += part[(size_t)sp * wcount + i];
-    dw[i] = s;
-  }
-}
-
-static __global__ void k_tc_sums_to_float(int n, const double *__restrict__ s,
-                                          float *__restrict__ out) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j < n) out[j] = (float)s[j];
-}
-
 static cnn_status tc_run(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_cuda_conv_call *c) {
   const int pass = cfg_pass(e), bf16 = cfg_bf16(e), tile = cfg_tile(e);
   const cnn_conv_desc *d = &c->d;
@@ -250,25 +233,8 @@ static cnn_status tc_run(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_
   dim3 grid((unsigned)cdiv_ll(kg, t->bm), (unsigned)cdiv_ll((long long)Kw, t->bn),
             (unsigned)(d->groups * splits));
   CNN_TRY(tc_go_table[e->cfg](ctx, a, grid, ch4 && aligned16(c->x) && aligned16(c->dy)));
-  if (splits > 1) {
-    k_tc_sum_splits<<<cnn_cuda_blocks(ctx, wcount), CNN_CUDA_THREADS, 0, ctx->stream>>>(
-        wcount, splits, out, c->dw);
-    LAUNCH_CHECK("k_tc_sum_splits");
-  }
-  if (c->db) { /* db[k] = column sums of dy viewed as [P, k] (as cuda_conv.cu) */
-    const int parts = cnn_cuda_colsum_parts(ctx, (size_t)P, d->k);
-    const size_t sums_bytes = cnn_cuda_align256((size_t)d->k * sizeof(double));
-    const size_t part_bytes = parts > 1 ? 2 * (size_t)parts * d->k * sizeof(double) : 0;
-    void *s = NULL;
-    CNN_TRY(cnn_cuda_scratch(ctx, sums_bytes + part_bytes, &s));
-    double *sums = (double *)s;
-    double *partials = (double *)((char *)s + sums_bytes);
-    CNN_TRY(cnn_cuda_colsum(ctx, 0, (size_t)P, d->k, c->dy, NULL, NULL, parts, partials, sums,
-                            NULL));
-    k_tc_sums_to_float<<<(unsigned)cdiv_ll(d->k, 256), 256, 0, ctx->stream>>>(d->k, sums, c->db);
-    LAUNCH_CHECK("k_tc_sums_to_float");
-  }
-  return CNN_OK;
+  return cnn_cuda_conv_filter_finish(ctx, wcount, splits, out, c->dw, (size_t)P, d->k, c->dy,
+                                     c->db);
 }
 
 #define TC_ENGINE(name, cfg) {name, CNN_CUDA_FAM_OWN, cfg, tc_supports, tc_workspace, tc_run}

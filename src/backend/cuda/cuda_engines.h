@@ -87,6 +87,12 @@ int cnn_cuda_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, c
 cnn_status cnn_cuda_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes);
 const char *cnn_cuda_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
 cnn_status cnn_cuda_set_option(void *ctx, const char *key, const char *value);
+/* the end of a backward-filter split over pixels (cuda_conv.cu): dw = the `splits`
+ * slabs [splits][wcount] summed in order (slabs may be dw itself when splits == 1),
+ * db = column sums of dy [P, k] if db != NULL */
+cnn_status cnn_cuda_conv_filter_finish(cnn_cuda_ctx *ctx, size_t wcount, int splits,
+                                       const float *slabs, float *dw, size_t P, int k,
+                                       const float *dy, float *db);
 /* workspace the faster engines of d's three passes may use: the most any engine
  * that supports a pass asks for, capped by the workspace budget (0 when the
  * engine is forced to simt) */
