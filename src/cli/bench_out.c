@@ -7,6 +7,7 @@
 #include "cli/bench.h"
 #include "core/error.h"
 #include "core/file_write.h"
+#include "core/net.h"
 
 static void cpu_model(char *out, size_t n) {
   snprintf(out, n, "unknown CPU");
@@ -51,17 +52,6 @@ void cli_bench_device(cli_bench *r, cnn_backend *b) {
   r->threads = !strcmp(dev, "cpu") ? cnn_cpu_threads(NULL) : 1; /* ref: plain loops */
   size_t total = 0;
   if (cnn_backend_mem_info(b, NULL, &total, NULL) == CNN_OK) r->mem_total = total;
-}
-
-/* "3,274,634" */
-static void commas(char *buf, size_t len, unsigned long long v) {
-  char tmp[32];
-  int n = snprintf(tmp, sizeof tmp, "%llu", v), o = 0;
-  for (int i = 0; i < n && o + 2 < (int)len; i++) {
-    if (i && (n - i) % 3 == 0) buf[o++] = ',';
-    buf[o++] = tmp[i];
-  }
-  buf[o] = 0;
 }
 
 static int is_cuda(const cli_bench *r) { return !strcmp(r->device, "cuda"); }
@@ -151,7 +141,7 @@ void cli_bench_print(const cli_bench *r) {
   print_device(r);
   if (r->pk.measured) print_peak(r);
   if (!r->model) return;
-  commas(a, sizeof a, r->params);
+  cnn_commas(a, sizeof a, r->params);
   printf("model      %s: %s parameters, %.4f GFLOP per image forward, %d layers\n", r->model, a,
          r->gflop_per_image, r->n_layers);
   printf("precision  %s, batch %d, median of %d timed step%s after %d warm-up (random data, "

@@ -278,6 +278,8 @@ cnn_status cnn_net_program_for(cnn_net *net, int n, cnn_prog_kind kind, cnn_prog
 void cnn_net_unbind_data(cnn_net *net);
 /* "12.3 MiB": bytes in binary units for messages and summaries (summary.c) */
 void cnn_human_bytes(char *buf, size_t len, double bytes);
+/* v with thousands separators: "3,274,634" (summary.c) */
+void cnn_commas(char *buf, size_t len, unsigned long long v);
 /* the schedule of this net's training run */
 cnn_sched_desc cnn_net_sched(const cnn_net *net);
 /* drop compiled programs (the config, step count or parameters' home changed) */

@@ -5,7 +5,7 @@
 
 #include "core/net.h"
 
-static void commas(char *buf, size_t len, unsigned long long v) {
+void cnn_commas(char *buf, size_t len, unsigned long long v) {
   char tmp[32];
   int n = snprintf(tmp, sizeof tmp, "%llu", v), o = 0;
   for (int i = 0; i < n && o + 2 < (int)len; i++) {
@@ -54,14 +54,14 @@ cnn_status cnn_net_summary(const cnn_net *net, int batch, void *fp) {
     char cfgs[64], shape[32];
     l->kind->describe(net, l, cfgs, sizeof cfgs);
     snprintf(shape, sizeof shape, "%dx%dx%d", l->out.h, l->out.w, l->out.c);
-    commas(a, sizeof a, layer_params(net, l));
+    cnn_commas(a, sizeof a, layer_params(net, l));
     flops_str(b, sizeof b, l->flops);
     fprintf(f, "%4d  %-18s %-10s %-28s %-16s %14s %12s\n", l->section, l->name, l->kind->name,
             cfgs, shape, a, b);
     flops += l->flops;
   }
-  commas(a, sizeof a, net->n_params);
-  commas(b, sizeof b, net->n_state);
+  cnn_commas(a, sizeof a, net->n_params);
+  cnn_commas(b, sizeof b, net->n_state);
   flops_str(c, sizeof c, flops);
   fprintf(f, "\nparameters: %s trainable, %s batch-norm statistics\n", a, b);
   fprintf(f, "forward FLOPs: %sFLOP per image, %.2f GFLOP per batch of %d\n", c,
