@@ -294,10 +294,7 @@ static void test_errors(const char *lenet) {
 }
 
 int main(void) {
-  bin = getenv("CNN_BIN");
-  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
-  snprintf(dir, sizeof dir, "/tmp/cnn_bench_XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  bin = clitest_setup("cnn_bench", dir, sizeof dir);
   char lenet[1024];
   tu_source_path("models/lenet.cfg", lenet, sizeof lenet);
   test_model_json(lenet);
@@ -307,13 +304,5 @@ int main(void) {
   test_peak();
   test_ref_fused();
   test_errors(lenet);
-  int rc = tu_finish("test_bench_cli");
-  if (!rc) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  } else {
-    fprintf(stderr, "files kept in %s\n", dir);
-  }
-  return rc;
+  return clitest_finish("test_bench_cli", dir);
 }

@@ -662,10 +662,7 @@ static void test_darknet_sections(void) {
 }
 
 int main(void) {
-  bin = getenv("CNN_BIN");
-  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
-  snprintf(dir, sizeof dir, "/tmp/cnn_cli_XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  bin = clitest_setup("cnn_cli", dir, sizeof dir);
   char p[512];
   snprintf(p, sizeof p, "%s/data", dir);
   mkdir(p, 0777);
@@ -696,13 +693,5 @@ int main(void) {
   test_dataset_export();
   test_folder_classes();
   test_predict_resize();
-  int rc = tu_finish("test_cli");
-  if (!rc) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  } else {
-    fprintf(stderr, "files kept in %s\n", dir);
-  }
-  return rc;
+  return clitest_finish("test_cli", dir);
 }

@@ -222,10 +222,7 @@ static void write_text(const char *name, const char *text) {
 }
 
 int main(void) {
-  bin = getenv("CNN_BIN");
-  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
-  snprintf(dir, sizeof dir, "/tmp/cnn_clift_XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  bin = clitest_setup("cnn_clift", dir, sizeof dir);
   char p[512];
   snprintf(p, sizeof p, "%s/data", dir);
   mkdir(p, 0777);
@@ -243,13 +240,5 @@ int main(void) {
   test_best_light();
   test_init_freeze();
   test_refused();
-  int rc = tu_finish("test_cli_finetune");
-  if (!rc) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  } else {
-    fprintf(stderr, "files kept in %s\n", dir);
-  }
-  return rc;
+  return clitest_finish("test_cli_finetune", dir);
 }

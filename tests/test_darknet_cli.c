@@ -24,6 +24,7 @@
 #include "cnn/data.h"
 #include "core/safetensors.h"
 #include "exchange/darknet_weights.h"
+#include "clitest.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -301,10 +302,7 @@ static void test_help(void) {
 }
 
 int main(void) {
-  bin = getenv("CNN_BIN");
-  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
-  snprintf(dir, sizeof dir, "/tmp/cnn_dncli_XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  bin = clitest_setup("cnn_dncli", dir, sizeof dir);
   char d[512];
   path("data", d, sizeof d);
   mkdir(d, 0777);
@@ -333,13 +331,5 @@ int main(void) {
     test_help();
   }
   cnn_net_destroy(net);
-  int rc = tu_finish("test_darknet_cli");
-  if (!rc) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  } else {
-    fprintf(stderr, "files kept in %s\n", dir);
-  }
-  return rc;
+  return clitest_finish("test_darknet_cli", dir);
 }

@@ -370,10 +370,7 @@ static void test_patience(void) {
 
 int main(void) {
   test_format();
-  bin = getenv("CNN_BIN");
-  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
-  snprintf(dir, sizeof dir, "/tmp/cnn_term_XXXXXX");
-  if (!mkdtemp(dir)) return 1;
+  bin = clitest_setup("cnn_term", dir, sizeof dir);
   char p[512];
   snprintf(p, sizeof p, "%s/data", dir);
   mkdir(p, 0777);
@@ -393,13 +390,5 @@ int main(void) {
   test_interrupt_resume();
   test_patience();
   test_terminal();
-  int rc = tu_finish("test_train_term");
-  if (!rc) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  } else {
-    fprintf(stderr, "files kept in %s\n", dir);
-  }
-  return rc;
+  return clitest_finish("test_train_term", dir);
 }

@@ -1,10 +1,37 @@
+#define _POSIX_C_SOURCE 200809L
 #include "clitest.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/rng.h"
+#include "testutil.h"
+
+const char *clitest_setup(const char *prefix, char *dir, size_t len) {
+  const char *bin = getenv("CNN_BIN");
+  if (!bin) tu_skip("CNN_BIN (the cnn command) is not set; run under ctest");
+  snprintf(dir, len, "/tmp/%s_XXXXXX", prefix);
+  if (!mkdtemp(dir)) {
+    fprintf(stderr, "mkdtemp %s: %s\n", dir, strerror(errno));
+    exit(1);
+  }
+  return bin;
+}
+
+int clitest_finish(const char *name, const char *dir) {
+  int rc = tu_finish(name);
+  if (!rc) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  } else {
+    fprintf(stderr, "files kept in %s\n", dir);
+  }
+  return rc;
+}
 
 void clitest_put_be32(FILE *f, unsigned v) {
   unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),

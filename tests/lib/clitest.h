@@ -3,6 +3,7 @@
 #ifndef CNN_TEST_CLITEST_H
 #define CNN_TEST_CLITEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -19,6 +20,12 @@ void clitest_write_quadrants(const char *dir, const char *img, const char *lab, 
 char *clitest_slurp(const char *dir, const char *rel);
 /* DIR/REL exists */
 int clitest_exists(const char *dir, const char *rel);
+/* The cnn command from $CNN_BIN (without it the test skips, exit 77: it runs under
+ * ctest) and a new folder "/tmp/<prefix>_XXXXXX" written into dir (exits 1 when it
+ * cannot be made). */
+const char *clitest_setup(const char *prefix, char *dir, size_t len);
+/* tu_finish(name); the folder is removed when every check passed, else kept and named */
+int clitest_finish(const char *name, const char *dir);
 /* a system() status: the command exited 0 / exited non-zero (not killed) */
 int clitest_exited_ok(int status);
 int clitest_failed_cleanly(int status);
