@@ -508,6 +508,7 @@ static const cnn_backend_ops cpu_ops = {
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,
     .conv_workspace = cpu_conv_workspace,
+    .weights_changed = cpu_weights_changed,
     .conv_fwd = cpu_conv_fwd,
     .conv_bwd_data = cpu_conv_bwd_data,
     .conv_bwd_filter = cpu_conv_bwd_filter,
