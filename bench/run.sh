@@ -74,11 +74,14 @@ cnn_bench() {
     local why
     why=$(tail -n 1 "$log" 2>/dev/null)
     [ "$rc" = 124 ] && why="timed out after $limit s"
+    local infer_only=0
+    case " $* " in *" --infer "*) infer_only=1 ;; esac
     "$PY" -c 'import json, sys
 json.dump({"tool": "cnn", "model": sys.argv[2], "precision": sys.argv[3],
-           "batch": int(sys.argv[4]), "device": sys.argv[5], "error": sys.argv[6]},
+           "batch": int(sys.argv[4]), "device": sys.argv[5], "error": sys.argv[6],
+           "infer_only": sys.argv[7] == "1"},
           open(sys.argv[1], "w"))' "$json" "$model" "$prec" "$batch" "$DEVICE" \
-      "exit $rc: ${why:-no output}"
+      "exit $rc: ${why:-no output}" "$infer_only"
     echo "  cnn $name: failed (exit $rc: $why)"
   else
     echo "  cnn $name: ok ($(elapsed))"
