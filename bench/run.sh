@@ -7,7 +7,7 @@
 # $BENCH_OUT/table.md. bench/README.md describes it.
 #
 #   BENCH_QUICK=1     few steps: about 4 minutes on an H200 (5 at most); on a CPU 1 round
-#                     of 3 steps, no torch.compile
+#                     of 3 steps, no torch.compile (about 3 minutes on 2 cores)
 #   BENCH_DEVICE=D    cuda | cpu (default: cuda when `cnn devices` finds a GPU)
 #   BENCH_OUT=DIR     where the JSON files and the table go (default runs/bench)
 #   BENCH_PYTHON=PY   the Python with torch (default python3); without torch the
@@ -129,20 +129,24 @@ fi
 # issue 11's rows: lenet and fashion training + inference at batch 128 (one cnn run each),
 # resnet9 training at 64 and inference at 128 (two runs: the second --infer); every cnn
 # run also measures the batch-1 latency. PyTorch: fp32 (eager, channels_last, compile
-# without BENCH_QUICK) and bf16 autocast, the same batches. cnn runs at --precision auto
+# without BENCH_QUICK; 10 steps, at most 15 s a measurement) and bf16 autocast, the same
+# batches. cnn runs at --precision auto
 # (bf16 only on CPUs with bf16 units; the JSON says which). Files: cnn-rR-NAME.json and
 # pytorch-rR-MODEL.json; bench/table.py reduces the rounds to medians.
 if [ "$DEVICE" != cuda ]; then
   ROUNDS=${BENCH_ROUNDS:-$([ "$QUICK" = 1 ] && echo 1 || echo 3)}
   read -r -a CNN_FLAGS <<<"${BENCH_CNN_FLAGS:-}"
+  # bf16 autocast: all the fp32 modes where the CPU has bf16 units (AVX512-BF16, AMX);
+  # elsewhere it is an emulation, slow, for reference only: eager alone
+  if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then BF16_UNITS=1; else BF16_UNITS=0; fi
   if [ "$QUICK" = 1 ]; then
     S=(--steps 3 --warmup 1); LIM=300
-    PTS=(--quick --steps 3 --warmup 1); MF=eager,channels_last; MB=eager; LIMP=600
+    PTS=(--quick --steps 3 --warmup 1); MF=eager,channels_last; LIMP=600
   else
     S=(--steps 10 --warmup 2); LIM=900
-    PTS=(--steps 10 --warmup 2); MF=eager,channels_last,compile; MB=eager,channels_last,compile
-    LIMP=1800
+    PTS=(--steps 10 --warmup 2 --seconds 15); MF=eager,channels_last,compile; LIMP=1800
   fi
+  MB=$([ "$BF16_UNITS" = 1 ] && echo "$MF" || echo eager)
   # pt_run NAME JOB...: pytorch-NAME.json (rewritten after every measurement, so a
   # timeout keeps what was measured)
   pt_run() {
