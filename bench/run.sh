@@ -137,7 +137,8 @@ if [ "$DEVICE" != cuda ]; then
   ROUNDS=${BENCH_ROUNDS:-$([ "$QUICK" = 1 ] && echo 1 || echo 3)}
   read -r -a CNN_FLAGS <<<"${BENCH_CNN_FLAGS:-}"
   # bf16 autocast: all the fp32 modes where the CPU has bf16 units (AVX512-BF16, AMX);
-  # elsewhere it is an emulation, slow, for reference only: eager alone
+  # elsewhere it is an emulation (resnet9 trains at about 1 image/s on 2 cores), for
+  # reference only: eager alone, in the first round, 2 steps after 1 warm-up
   if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then BF16_UNITS=1; else BF16_UNITS=0; fi
   if [ "$QUICK" = 1 ]; then
     S=(--steps 3 --warmup 1); LIM=300
@@ -147,14 +148,25 @@ if [ "$DEVICE" != cuda ]; then
     PTS=(--steps 10 --warmup 2 --seconds 15); MF=eager,channels_last,compile; LIMP=1800
   fi
   MB=$([ "$BF16_UNITS" = 1 ] && echo "$MF" || echo eager)
+  PTX=()
   # pt_run NAME JOB...: pytorch-NAME.json (rewritten after every measurement, so a
-  # timeout keeps what was measured)
+  # timeout keeps what was measured); PTX: more options
+  # bf16_run R MODEL JOB...: PyTorch's bf16 autocast jobs of round R, with the fp32 ones on a
+  # CPU with bf16 units, else on their own (first round only, fewer steps)
+  bf16_run() {
+    local r=$1 m=$2
+    shift 2
+    [ "$BF16_UNITS" = 1 ] || [ "$r" = 1 ] || return 0
+    PTX=(--steps 2 --warmup 1 --seconds 5)
+    pt_run r$r-$m-bf16 "$@"
+    PTX=()
+  }
   pt_run() {
     local name=$1 rc=0 args=()
     shift
     for j in "$@"; do args+=(--job "$j"); done
     timeout "$LIMP" "$PY" bench/pytorch_models.py --device cpu --threads "$THREADS" "${PTS[@]}" \
-      --json "$OUT/pytorch-$name.json" "${args[@]}" >"$OUT/pytorch-$name.log" 2>&1 || rc=$?
+      "${PTX[@]}" --json "$OUT/pytorch-$name.json" "${args[@]}" >"$OUT/pytorch-$name.log" 2>&1 || rc=$?
     if [ "$rc" = 0 ]; then echo "  pytorch $name: ok ($(elapsed))"
     else echo "  pytorch $name: exit $rc ($(tail -n 1 "$OUT/pytorch-$name.log"))"; fi
   }
@@ -163,13 +175,17 @@ if [ "$DEVICE" != cuda ]; then
     echo "round $r of $ROUNDS ($(elapsed))"
     for m in lenet fashion; do
       cnn_bench r$r-$m-b128 $LIM $m auto 128 --no-layers "${S[@]}" "${CNN_FLAGS[@]}"
-      pt_run r$r-$m $m:fp32:train,infer,latency:$MF:128 $m:bf16:train,infer,latency:$MB:128
+      B=($m:bf16:train,infer,latency:$MB:128)
+      if [ "$BF16_UNITS" = 1 ]; then pt_run r$r-$m $m:fp32:train,infer,latency:$MF:128 "${B[@]}"
+      else pt_run r$r-$m $m:fp32:train,infer,latency:$MF:128; bf16_run $r $m "${B[@]}"; fi
     done
     cnn_bench r$r-resnet9-b64 $LIM resnet9 auto 64 --no-layers "${S[@]}" "${CNN_FLAGS[@]}"
     cnn_bench r$r-resnet9-b128-infer $LIM resnet9 auto 128 --infer --no-layers "${S[@]}" \
       "${CNN_FLAGS[@]}"
-    pt_run r$r-resnet9 resnet9:fp32:train:$MF:64 resnet9:fp32:infer,latency:$MF:128 \
-      resnet9:bf16:train:$MB:64 resnet9:bf16:infer,latency:$MB:128
+    F=(resnet9:fp32:train:$MF:64 resnet9:fp32:infer,latency:$MF:128)
+    B=(resnet9:bf16:train:$MB:64 resnet9:bf16:infer,latency:$MB:128)
+    if [ "$BF16_UNITS" = 1 ]; then pt_run r$r-resnet9 "${F[@]}" "${B[@]}"
+    else pt_run r$r-resnet9 "${F[@]}"; bf16_run $r resnet9 "${B[@]}"; fi
   done
   echo "cnn and PyTorch done ($(elapsed))"
 fi
