@@ -380,10 +380,15 @@ def cpu_table(data, out):
         if terr:
             out.append("| %s | %s | %s | %s | — | %s | n/a |" % (what, ccell, terr, terr, ttext))
             continue
-        f32, f32m, _ = cpu_torch(data, model, "fp32", metric, batch)
-        b16, b16m, _ = cpu_torch(data, model, "bf16", metric, batch)
-        fcell = "%s (%s)" % (fmt_value(f32, metric), f32m) if f32 is not None else "—"
-        bcell = "%s (%s)" % (fmt_value(b16, metric), b16m) if b16 is not None else "—"
+        f32, f32m, f32n = cpu_torch(data, model, "fp32", metric, batch)
+        b16, b16m, b16n = cpu_torch(data, model, "bf16", metric, batch)
+
+        def pcell(v, mode, n):  # the value, its mode, and how many rounds measured it
+            if v is None:
+                return "—"
+            return "%s (%s%s)" % (fmt_value(v, metric), mode,
+                                  ", %d of %d rounds" % (n, rounds) if n < rounds else "")
+        fcell, bcell = pcell(f32, f32m, f32n), pcell(b16, b16m, b16n)
         if b16 is not None and "bf16" in cprec and cnn is not None:
             bcell += "; cnn bf16 / this %s" % fmt_ratio(cnn / b16)
         r = ratio(metric, cnn, f32)
