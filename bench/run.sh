@@ -7,7 +7,8 @@
 # $BENCH_OUT/table.md. bench/README.md describes it.
 #
 #   BENCH_QUICK=1     few steps: about 4 minutes on an H200 (5 at most); on a CPU 1 round
-#                     of 3 steps, no torch.compile (about 3 minutes on 2 cores)
+#                     of 3 steps, no torch.compile (about 6 minutes on 2 busy cores; the full run
+#                     of 3 rounds about 13)
 #   BENCH_DEVICE=D    cuda | cpu (default: cuda when `cnn devices` finds a GPU)
 #   BENCH_OUT=DIR     where the JSON files and the table go (default runs/bench)
 #   BENCH_PYTHON=PY   the Python with torch (default python3); without torch the
