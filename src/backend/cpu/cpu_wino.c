@@ -32,8 +32,14 @@
  *    (h, w), and an epilogue that adds into dx.
  *  - backward-filter: dM = A dY A^T per tile (6x6 from the 4x4 dy tile, 0 past
  *    oh/ow), V as forward, dU[xi][k][c] += dM[xi]^T V[xi] (36 GEMMs per block),
- *    dw = G^T dU G. The blocks are cut into `parts` fixed runs, each summed into its
- *    own dU partial (db alongside, in double); partials are added in order.
+ *    dw = G^T dU G. Here the whole team works on one large block at a time (tiles
+ *    transformed in parallel, then the GEMMs split by xi and column range): dU has
+ *    one copy, each piece of it summed over the blocks in block order, and the
+ *    GEMMs' reduction is long. Per-thread L2 blocks with a dU partial per run of
+ *    blocks (as cpu_conv.c's filter grads) are kept for dU <= 4 MiB, where they
+ *    measured faster; on resnet9's 256..512-channel layers they were up to 2x
+ *    slower: every short-block GEMM re-reads and re-writes a dU of up to 36 MiB.
+ *    db: fixed row chunks of dy summed in double, added in chunk order.
  *
  * Blocks of T tiles: a thread transforms a block's inputs into its own V slot,
  * multiplies, and transforms the outputs while they are in L2 (T from the channel
@@ -73,10 +79,13 @@
 #define WINO_TMAX 512
 /* fewer GEMM multiply-adds than this: one thread */
 #define WINO_PAR_MIN ((size_t)1 << 18)
-/* backward-filter partials: at most this many, and at most this much memory
- * beyond the one per thread */
-#define WINO_PARTS 8
-#define WINO_PARTS_BYTES ((size_t)64 << 20)
+/* backward-filter: V + dM block budget (shared by the team), and the fixed row
+ * chunks of the bias-grad sum */
+#define WINO_BF_BYTES ((size_t)16 << 20)
+/* backward-filter: dU (36 K C floats) up to this size is kept per run of blocks
+ * (partials, per-thread L2 blocks); above it the team shares one block at a time */
+#define WINO_BF_SHARED_MIN ((size_t)4 << 20)
+#define WINO_DB_CHUNKS 32
 
 /* geometry of one pass as a "core" conv: input [n][ih][iw][cin], padding ph/pw,
  * 3x3 filter, output [n][oh][ow][cout], tiles over the output */
@@ -96,8 +105,11 @@ typedef struct wino_plan {
   size_t u_slot;  /* floats of a transformed filter set (36 * cin * cout) */
   size_t v_slot;  /* floats of one thread's V block (36 * T * cin) */
   size_t m_slot;  /* floats of one thread's M block (36 * T * cout) */
-  size_t parts;   /* bwd-filter: dU partials */
-  size_t db_slot; /* bwd-filter: doubles of one db partial */
+  size_t parts;     /* bwd-filter: dU partials (per-thread blocks), 0: shared blocks */
+  size_t csplit;    /* bwd-filter, shared blocks: column ranges per GEMM */
+  size_t db_rows;   /* bwd-filter: rows of dy (n oh ow) */
+  size_t db_chunks; /* bwd-filter: fixed row chunks of the db sum */
+  size_t db_slot;   /* bwd-filter: doubles of one db partial */
   size_t ws;      /* bytes */
 } wino_plan;
 
@@ -151,25 +163,58 @@ static void plan_t(const cnn_conv_desc *d, cnn_conv_dir dir, int threads, wino_p
   p->T = (int)T;
   p->blocks = (g->tiles + T - 1) / T;
   if ((size_t)p->threads > p->blocks) p->threads = (int)p->blocks;
+  if (dir == CNN_CONV_BWD_FILTER &&
+      (36 * (size_t)g->cin * g->cout * sizeof(float) <= WINO_BF_SHARED_MIN || p->threads == 1)) {
+    /* small dU: per-thread L2 blocks, each run of blocks summed into its own dU
+     * partial, partials added in order (as cpu_conv.c's filter grads) */
+    size_t parts = 1;
+    if (p->threads > 1) {
+      parts = 2 * (size_t)p->threads;
+      if (parts > p->blocks) parts = p->blocks;
+      if (parts < (size_t)p->threads) parts = (size_t)p->threads;
+    }
+    p->parts = parts;
+    p->u_slot = slot(36 * (size_t)g->cin * g->cout);
+    p->v_slot = slot(36 * T * (size_t)g->cin);
+    p->m_slot = slot(36 * T * (size_t)g->cout);
+    p->db_rows = (size_t)g->n * g->oh * g->ow;
+    p->db_chunks = p->db_rows < WINO_DB_CHUNKS ? p->db_rows : WINO_DB_CHUNKS;
+    p->db_slot = ((size_t)d->k + 7) / 8 * 8;
+    p->ws = ((size_t)p->threads * (p->v_slot + p->m_slot) + parts * p->u_slot) * sizeof(float) +
+            p->db_chunks * p->db_slot * sizeof(double);
+    return;
+  }
+  if (dir == CNN_CONV_BWD_FILTER) {
+    /* large dU: one block at a time for the whole team: its tiles transformed in parallel,
+     * then the 36 GEMMs dU[xi] += dM[xi]^T V[xi] split by (xi, column range), so
+     * dU has one copy and no partials. Each GEMM reads and writes its dU[xi], so
+     * the block is made large: T up to WINO_TMAX within WINO_BF_BYTES of V + dM. */
+    T = WINO_BF_BYTES / per_tile;
+    if (T < WINO_TMIN) T = WINO_TMIN;
+    if (T > WINO_TMAX) T = WINO_TMAX;
+    if (T > g->tiles) T = g->tiles;
+    p->T = (int)T;
+    p->blocks = (g->tiles + T - 1) / T;
+    p->parts = 0; /* the shared-block scheme */
+    /* column ranges per GEMM: enough items for the team, ranges of >= 64 columns */
+    size_t cs = (4 * (size_t)p->threads + 35) / 36;
+    size_t cmax = ((size_t)g->cin + 63) / 64;
+    p->csplit = cs < cmax ? cs : cmax;
+    if (p->csplit < 1) p->csplit = 1;
+    p->u_slot = slot(36 * (size_t)g->cin * g->cout);
+    p->v_slot = slot(36 * T * (size_t)g->cin);
+    p->m_slot = slot(36 * T * (size_t)g->cout);
+    p->db_rows = (size_t)g->n * g->oh * g->ow;
+    p->db_chunks = p->db_rows < WINO_DB_CHUNKS ? p->db_rows : WINO_DB_CHUNKS;
+    p->db_slot = ((size_t)d->k + 7) / 8 * 8;
+    p->ws = (p->u_slot + p->v_slot + p->m_slot) * sizeof(float) +
+            p->db_chunks * p->db_slot * sizeof(double);
+    return;
+  }
   p->u_slot = slot(36 * (size_t)g->cin * g->cout);
   p->v_slot = slot(36 * T * (size_t)g->cin);
   p->m_slot = slot(36 * T * (size_t)g->cout);
-  size_t floats = (size_t)p->threads * (p->v_slot + p->m_slot);
-  if (dir == CNN_CONV_BWD_FILTER) {
-    size_t parts = 1;
-    if (p->threads > 1) {
-      size_t extra = WINO_PARTS_BYTES / (p->u_slot * sizeof(float));
-      parts = (size_t)p->threads + extra;
-      if (parts > WINO_PARTS) parts = WINO_PARTS;
-      if (parts < (size_t)p->threads) parts = (size_t)p->threads;
-      if (parts > p->blocks) parts = p->blocks;
-    }
-    p->parts = parts;
-    p->db_slot = ((size_t)d->k + 7) / 8 * 8;
-    p->ws = (floats + parts * p->u_slot) * sizeof(float) + parts * p->db_slot * sizeof(double);
-  } else {
-    p->ws = (floats + p->u_slot) * sizeof(float);
-  }
+  p->ws = ((size_t)p->threads * (p->v_slot + p->m_slot) + p->u_slot) * sizeof(float);
 }
 
 size_t cpu_wino_workspace(const cnn_conv_desc *d, cnn_conv_dir dir, int threads) {
@@ -283,12 +328,11 @@ static inline void gt6(const float *restrict in, size_t is, float *restrict out,
 
 /* ---- filter transforms ---- */
 
-/* U[xi][k][c] = (G g G^T)[xi] of g = w[k][.][.][c] (flip 0, forward), or
- * U[xi][c][k] of g[r][s] = w[k][2-r][2-s][c] (flip 1, backward-data);
- * run inside a parallel region: items are (k block, c chunk) pairs */
+/* U[xi][k][c] = (G g G^T)[xi] of g = w[k][.][.][c] (forward), vectorised over a
+ * chunk of c; run inside a parallel region: items are (k block, c chunk) pairs */
 #define WINO_FT_KB 16
 WINO_CLONES
-static void filter_transform(int K, int C, const float *restrict w, int flip, float *restrict U) {
+static void filter_transform(int K, int C, const float *restrict w, float *restrict U) {
   const size_t KC = (size_t)K * C;
   const int chunks = (C + CH - 1) / CH, kblocks = (K + WINO_FT_KB - 1) / WINO_FT_KB;
   const float scale = 1.0f / 576.0f;
@@ -301,25 +345,47 @@ static void filter_transform(int K, int C, const float *restrict w, int flip, fl
     int k1 = (kb + 1) * WINO_FT_KB < K ? (kb + 1) * WINO_FT_KB : K;
     for (int k = kb * WINO_FT_KB; k < k1; k++) {
       for (int rs = 0; rs < 9; rs++) {
-        const float *src = w + ((size_t)k * 9 + (flip ? 8 - rs : rs)) * C + c0;
+        const float *src = w + ((size_t)k * 9 + rs) * C + c0;
         for (int l = 0; l < cc; l++) g[rs * CH + l] = src[l];
       }
       /* t[i][s] = sum_r 24G[i][r] g[r][s];  u[i][j] = sum_s t[i][s] 24G[j][s] / 576 */
       for (int s = 0; s < 3; s++) g3(g + s * CH, 3 * CH, t + s * CH, 3 * CH);
       for (int i = 0; i < 6; i++) g3(t + i * 3 * CH, CH, u + i * 6 * CH, CH);
-      if (!flip) {
-        for (int xi = 0; xi < 36; xi++) {
-          float *dst = U + xi * KC + (size_t)k * C + c0;
-          const float *src = u + xi * CH;
+      for (int xi = 0; xi < 36; xi++) {
+        float *dst = U + xi * KC + (size_t)k * C + c0;
+        const float *src = u + xi * CH;
 #pragma omp simd
-          for (int l = 0; l < cc; l++) dst[l] = src[l] * scale;
-        }
-      } else {
-        for (int xi = 0; xi < 36; xi++) {
-          float *dst = U + xi * KC + (size_t)c0 * K + k;
-          const float *src = u + xi * CH;
-          for (int l = 0; l < cc; l++) dst[(size_t)l * K] = src[l] * scale;
-        }
+        for (int l = 0; l < cc; l++) dst[l] = src[l] * scale;
+      }
+    }
+  }
+}
+
+/* the backward-data one: U[xi][c][k] of g[r][s] = w[k][2-r][2-s][c], vectorised over
+ * a chunk of k (so U's rows are written contiguously; w is read with stride 9 C,
+ * each line used for 16 consecutive c); items are k chunks */
+WINO_CLONES
+static void filter_transform_flip(int K, int C, const float *restrict w, float *restrict U) {
+  const size_t KC = (size_t)K * C;
+  const int chunks = (K + CH - 1) / CH;
+  const float scale = 1.0f / 576.0f;
+  float g[9 * CH], t[18 * CH], u[36 * CH];
+  memset(g, 0, sizeof g);
+#pragma omp for schedule(static)
+  for (int item = 0; item < chunks; item++) {
+    int k0 = item * CH, kc = K - k0 < CH ? K - k0 : CH;
+    for (int c = 0; c < C; c++) {
+      for (int rs = 0; rs < 9; rs++) {
+        const float *src = w + (size_t)k0 * 9 * C + (size_t)(8 - rs) * C + c;
+        for (int l = 0; l < kc; l++) g[rs * CH + l] = src[(size_t)l * 9 * C];
+      }
+      for (int s = 0; s < 3; s++) g3(g + s * CH, 3 * CH, t + s * CH, 3 * CH);
+      for (int i = 0; i < 6; i++) g3(t + i * 3 * CH, CH, u + i * 6 * CH, CH);
+      for (int xi = 0; xi < 36; xi++) {
+        float *dst = U + xi * KC + (size_t)c * K + k0;
+        const float *src = u + xi * CH;
+#pragma omp simd
+        for (int l = 0; l < kc; l++) dst[l] = src[l] * scale;
       }
     }
   }
@@ -427,11 +493,11 @@ static void output_transform(const wino_geom *g, const float *restrict M, size_t
   }
 }
 
-/* ---- backward-filter's dY transform: dM[xi][t][k] = (A dY A^T)[xi], db += dY ---- */
+/* ---- backward-filter's dY transform: dM[xi][t][k] = (A dY A^T)[xi] ---- */
 
 WINO_CLONES
 static void dy_transform(const wino_geom *g, const float *restrict dy, size_t t0, int nt, int T,
-                         float *restrict M, double *restrict db) {
+                         float *restrict M) {
   const int K = g->cout;
   const size_t ms = (size_t)T * K;
   float e[16 * CH], tmp[24 * CH], o[36 * CH];
@@ -459,11 +525,6 @@ static void dy_transform(const wino_geom *g, const float *restrict dy, size_t t0
           } else {
             for (int l = 0; l < CH; l++) dst[l] = l < kc ? src[l] : 0.0f;
           }
-          if (db) {
-            double *dbp = db + k0;
-#pragma omp simd
-            for (int l = 0; l < kc; l++) dbp[l] += (double)src[l];
-          }
         }
       /* tmp[i][j] = (e A^T)[i][j] (4 x 6); o[i][j] = (A tmp)[i][j] (6 x 6) */
       for (int i = 0; i < 4; i++) a4(e + i * 4 * CH, CH, tmp + i * 6 * CH, CH);
@@ -482,10 +543,10 @@ static void dy_transform(const wino_geom *g, const float *restrict dy, size_t t0
   }
 }
 
-/* dw[k][r][s][c] = (G^T dU G)[r][s] of dU = the sum of the partials in order;
- * run inside a parallel region */
+/* dw[k][r][s][c] = (G^T dU G)[r][s], dU the sum of `parts` partials (u_slot apart)
+ * in order; run inside a parallel region */
 WINO_CLONES
-static void filter_grad_transform(int K, int C, const float *restrict part, size_t u_slot,
+static void filter_grad_transform(int K, int C, const float *restrict dU, size_t u_slot,
                                   size_t parts, float *restrict dw) {
   const size_t KC = (size_t)K * C;
   const int chunks = (C + CH - 1) / CH;
@@ -497,10 +558,10 @@ static void filter_grad_transform(int K, int C, const float *restrict part, size
     int c0 = (item % chunks) * CH, k = item / chunks;
     int cc = C - c0 < CH ? C - c0 : CH;
     for (int xi = 0; xi < 36; xi++) {
-      const float *src = part + xi * KC + (size_t)k * C + c0;
+      const float *src = dU + xi * KC + (size_t)k * C + c0;
       float *dst = u + xi * CH;
       for (int l = 0; l < cc; l++) dst[l] = src[l];
-      for (size_t q = 1; q < parts; q++)
+      for (size_t q = 1; q < parts; q++) /* partials in order */
         for (int l = 0; l < cc; l++) dst[l] += src[q * u_slot + l];
     }
     /* t[r][j] = sum_i 24G^T[r][i] u[i][j] (3 x 6); o[r][s] = sum_j t[r][j] 24G[j][s] */
@@ -527,7 +588,10 @@ static void run_conv(const wino_plan *p, int flip, const float *in, const float 
   const int K = flip ? cin : cout, C = flip ? cout : cin;
 #pragma omp parallel num_threads(p->threads) if (p->threads > 1)
   {
-    filter_transform(K, C, w, flip, U);
+    if (flip)
+      filter_transform_flip(K, C, w, U);
+    else
+      filter_transform(K, C, w, U);
     float *V = slots + (size_t)cpu_thread_num() * (p->v_slot + p->m_slot);
     float *M = V + p->v_slot;
 #pragma omp for schedule(dynamic, 1)
@@ -569,6 +633,62 @@ cnn_status cpu_wino_bwd_data(const cnn_conv_desc *d, const float *dy, const floa
   return CNN_OK;
 }
 
+/* db = column sums of dy [rows, K] in fixed row chunks (double partials, added in
+ * chunk order by db_finish); run inside a parallel region */
+static void db_chunks(const wino_plan *p, const float *dy, double *dbpart) {
+  const int K = p->g.cout;
+#pragma omp for schedule(static)
+  for (size_t q = 0; q < p->db_chunks; q++) {
+    size_t r0 = p->db_rows * q / p->db_chunks, r1 = p->db_rows * (q + 1) / p->db_chunks;
+    double *acc = dbpart + q * p->db_slot;
+    memset(acc, 0, (size_t)K * sizeof *acc);
+    cpu_colsum_add(r1 - r0, (size_t)K, (size_t)K, dy + r0 * K, acc);
+  }
+}
+
+static void db_finish(const wino_plan *p, const double *dbpart, float *db) {
+  for (int j = 0; j < p->g.cout; j++) {
+    double sum = 0.0;
+    for (size_t q = 0; q < p->db_chunks; q++) sum += dbpart[q * p->db_slot + j];
+    db[j] = (float)sum;
+  }
+}
+
+/* backward-filter with per-thread blocks: runs of blocks into dU partials */
+static cnn_status bwd_filter_parts(const wino_plan *p, const float *x, const float *dy, float *dw,
+                                   float *db, void *ws) {
+  const wino_geom *g = &p->g;
+  const int C = g->cin, K = g->cout, T = p->T;
+  float *part = ws;
+  float *slots = part + p->parts * p->u_slot;
+  double *dbpart = (double *)(slots + (size_t)p->threads * (p->v_slot + p->m_slot));
+#pragma omp parallel num_threads(p->threads) if (p->threads > 1)
+  {
+    if (db) db_chunks(p, dy, dbpart);
+    float *V = slots + (size_t)cpu_thread_num() * (p->v_slot + p->m_slot);
+    float *M = V + p->v_slot;
+#pragma omp for schedule(dynamic, 1)
+    for (size_t q = 0; q < p->parts; q++) {
+      float *dU = part + q * p->u_slot;
+      size_t lo = p->blocks * q / p->parts, hi = p->blocks * (q + 1) / p->parts;
+      for (size_t b = lo; b < hi; b++) {
+        size_t t0 = b * (size_t)T;
+        int nt = g->tiles - t0 < (size_t)T ? (int)(g->tiles - t0) : T;
+        input_transform(g, x, t0, nt, T, V);
+        dy_transform(g, dy, t0, nt, T, M);
+        for (int xi = 0; xi < 36; xi++)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, nt, 1.0f,
+                      M + (size_t)xi * T * K, K, V + (size_t)xi * T * C, C,
+                      b == lo ? 0.0f : 1.0f, dU + (size_t)xi * K * C, C);
+      }
+      if (lo == hi) memset(dU, 0, 36 * (size_t)K * C * sizeof *dU);
+    }
+    filter_grad_transform(K, C, part, p->u_slot, p->parts, dw);
+  }
+  if (db) db_finish(p, dbpart, db);
+  return CNN_OK;
+}
+
 cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const float *dy, float *dw,
                                float *db, void *ws, size_t ws_bytes) {
   const char *op = "wino_bwd_filter";
@@ -577,42 +697,41 @@ cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const flo
   CPU_NEED(dw, op);
   wino_plan p;
   CNN_TRY(plan_fit(d, CNN_CONV_BWD_FILTER, &p, ws, ws_bytes, op));
+  if (p.parts) return bwd_filter_parts(&p, x, dy, dw, db, ws);
   const wino_geom *g = &p.g;
   const int C = g->cin, K = g->cout, T = p.T;
-  float *part = ws;
-  float *slots = part + p.parts * p.u_slot;
-  double *dbpart = (double *)(slots + (size_t)p.threads * (p.v_slot + p.m_slot));
+  const int cs = (int)p.csplit, cw = (C + cs - 1) / cs; /* GEMM column ranges */
+  float *dU = ws, *V = dU + p.u_slot, *M = V + p.v_slot;
+  double *dbpart = (double *)(M + p.m_slot);
+  /* transform items: runs of 4 tiles of a block; GEMM items: (xi, column range) */
+  const int run = 4, items = 36 * cs;
 #pragma omp parallel num_threads(p.threads) if (p.threads > 1)
   {
-    float *V = slots + (size_t)cpu_thread_num() * (p.v_slot + p.m_slot);
-    float *M = V + p.v_slot;
+    if (db) db_chunks(&p, dy, dbpart);
+    for (size_t b = 0; b < p.blocks; b++) {
+      size_t t0 = b * (size_t)T;
+      int nt = g->tiles - t0 < (size_t)T ? (int)(g->tiles - t0) : T;
+      int runs = (nt + run - 1) / run;
 #pragma omp for schedule(dynamic, 1)
-    for (size_t q = 0; q < p.parts; q++) {
-      float *dU = part + q * p.u_slot;
-      double *dbacc = db ? dbpart + q * p.db_slot : NULL;
-      size_t lo = p.blocks * q / p.parts, hi = p.blocks * (q + 1) / p.parts;
-      if (dbacc) memset(dbacc, 0, (size_t)K * sizeof *dbacc);
-      for (size_t b = lo; b < hi; b++) {
-        size_t t0 = b * (size_t)T;
-        int nt = g->tiles - t0 < (size_t)T ? (int)(g->tiles - t0) : T;
-        input_transform(g, x, t0, nt, T, V);
-        dy_transform(g, dy, t0, nt, T, M, dbacc);
-        float beta = b == lo ? 0.0f : 1.0f;
-        for (int xi = 0; xi < 36; xi++)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, nt, 1.0f,
-                      M + (size_t)xi * T * K, K, V + (size_t)xi * T * C, C, beta,
-                      dU + (size_t)xi * K * C, C);
+      for (int q = 0; q < runs; q++) {
+        int a = q * run, na = nt - a < run ? nt - a : run;
+        input_transform(g, x, t0 + a, na, T, V + (size_t)a * C);
+        dy_transform(g, dy, t0 + a, na, T, M + (size_t)a * K);
       }
-      if (lo == hi) memset(dU, 0, 36 * (size_t)K * C * sizeof *dU);
+      /* dU[xi][k][c0 .. c1) (+)= dM[xi]^T V[xi][.][c0 .. c1): items own disjoint dU
+       * pieces, so the sum over blocks is in block order whoever runs an item */
+#pragma omp for schedule(dynamic, 1)
+      for (int it = 0; it < items; it++) {
+        int xi = it / cs, c0 = (it % cs) * cw, c1 = c0 + cw < C ? c0 + cw : C;
+        if (c1 <= c0) continue;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, c1 - c0, nt, 1.0f,
+                    M + (size_t)xi * T * K, K, V + (size_t)xi * T * C + c0, C,
+                    b == 0 ? 0.0f : 1.0f, dU + (size_t)xi * K * C + c0, C);
+      }
     }
-    filter_grad_transform(K, C, part, p.u_slot, p.parts, dw);
+    filter_grad_transform(K, C, dU, p.u_slot, 1, dw);
   }
-  if (db)
-    for (int j = 0; j < K; j++) {
-      double sum = 0.0;
-      for (size_t q = 0; q < p.parts; q++) sum += dbpart[q * p.db_slot + j];
-      db[j] = (float)sum;
-    }
+  if (db) db_finish(&p, dbpart, db);
   return CNN_OK;
 }
 
