@@ -372,6 +372,15 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* CPU time of the whole process (all threads): on a machine shared with other
+ * jobs it counts the work done rather than the waiting for a core (run the bench
+ * with OMP_WAIT_POLICY=passive so that barrier spinning is not counted either) */
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -391,12 +400,12 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
   memset(dx, 0, nx * sizeof *dx);
   size_t ws_w = ws_max(&d), ws_g = cpu_conv_workspace(NULL, &d);
   void *wsw = alloc_ws(ws_w), *wsg = alloc_ws(ws_g ? ws_g : 1);
-  double t[2][3][64];
+  double t[2][3][64], u[2][3][64];
   if (rounds > 64) rounds = 64;
   for (int it = -1; it < rounds; it++) /* round -1: warm-up */
     for (int e = 0; e < 2; e++)
       for (int pass = 0; pass < 3; pass++) {
-        double t0 = now_ms();
+        double t0 = now_ms(), c0 = cpu_ms();
         cnn_status st;
         if (e == 0) {
           st = pass == 0   ? cpu_wino_fwd(&d, x, w, bias, CNN_ACT_RELU, 0.0f, y, wsw, ws_w)
@@ -408,19 +417,23 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
                : pass == 1 ? cpu_own_conv_bwd_data(NULL, &d, dy, w, dx, wsg, ws_g)
                            : cpu_own_conv_bwd_filter(NULL, &d, x, dy, dw, db, wsg, ws_g);
         }
-        double t1 = now_ms();
+        double t1 = now_ms(), c1 = cpu_ms();
         if (st != CNN_OK) fprintf(stderr, "bench: %s\n", cnn_last_error());
-        if (it >= 0) t[e][pass][it] = t1 - t0;
+        if (it >= 0) {
+          t[e][pass][it] = t1 - t0;
+          u[e][pass][it] = c1 - c0;
+        }
       }
   static const char *pn[3] = {"fwd", "bwd_data", "bwd_filter"};
   double gf = 2.0 * n * h * h * (double)c * k * 9 / 1e6;
   for (int pass = 0; pass < 3; pass++) {
     double mw = median(t[0][pass], rounds), mg = median(t[1][pass], rounds);
     double bw = t[0][pass][0], bg = t[1][pass][0]; /* sorted by median(): the minimum */
+    double cw = median(u[0][pass], rounds), cg = median(u[1][pass], rounds);
     printf("| %-7s | %3d | %2dx%-2d | %3d -> %3d | %-10s | %7.2f | %7.2f | %5.2f | %7.2f | "
-           "%7.2f | %5.2f | %6.0f | %d |\n",
-           model, n, h, h, c, k, pn[pass], mw, mg, mg / mw, bw, bg, bg / bw, gf / bg,
-           cpu_wino_wins(&d, (cnn_conv_dir)pass));
+           "%7.2f | %5.2f | %7.2f | %7.2f | %5.2f | %4.0f | %d |\n",
+           model, n, h, h, c, k, pn[pass], mw, mg, mg / mw, bw, bg, bg / bw, cw, cg, cg / cw,
+           gf / bg, cpu_wino_wins(&d, (cnn_conv_dir)pass));
   }
   fflush(stdout);
   free(x); free(w); free(bias); free(dy); free(y); free(dx); free(dw); free(db);
@@ -429,9 +442,10 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
 
 static int bench(int rounds) {
   printf("threads %d, rounds %d (medians, engines interleaved)\n", omp_get_max_threads(), rounds);
+  printf("wall ms: median and minimum; cpu ms: median process CPU time (all threads)\n");
   printf("| model   |   n | h x w | c -> k     | pass       | wino med | gemm med | ratio | "
-         "wino min | gemm min | ratio | gemm GF/s (min) | wins |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+         "wino min | gemm min | ratio | wino cpu | gemm cpu | ratio | gemm GF/s (min) | wins |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char *only = getenv("WINO_BENCH_ONLY");
   if (only) {
     int n, h, c, k;
