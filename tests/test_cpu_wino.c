@@ -317,6 +317,21 @@ static void check_refusals(void) {
   d = shape(1, 2, 2, 3, 4, 0, 0); /* oh = 0 */
   CHECK(!cpu_wino_takes(&d), "refuses an empty output");
   CHECK(!cpu_wino_wins(&d, CNN_CONV_FWD), "does not win what it cannot take");
+  /* the rule of cpu_wino_wins (cpu_wino.c): resnet9's and fashion's layers but the
+   * first, not thin channels, mostly empty tiles, or few tiles */
+  static const int yes[][4] = {{64, 28, 64, 128}, {64, 14, 128, 256}, {64, 7, 256, 512},
+                               {64, 4, 512, 512}, {128, 14, 24, 48}, {128, 7, 48, 96}};
+  static const int no[][4] = {{128, 28, 1, 24}, {128, 14, 8, 8}, {128, 28, 3, 32},
+                              {64, 2, 256, 256}, {64, 1, 512, 512}, {8, 7, 512, 512}};
+  for (int i = 0; i < 6; i++)
+    for (int dir = 0; dir < 3; dir++) {
+      cnn_conv_desc a = shape(yes[i][0], yes[i][1], yes[i][1], yes[i][2], yes[i][3], 1, 1);
+      cnn_conv_desc b = shape(no[i][0], no[i][1], no[i][1], no[i][2], no[i][3], 1, 1);
+      CHECK(cpu_wino_wins(&a, (cnn_conv_dir)dir), "wins n%d %dx%d %d->%d", yes[i][0],
+            yes[i][1], yes[i][1], yes[i][2], yes[i][3]);
+      CHECK(!cpu_wino_wins(&b, (cnn_conv_dir)dir), "does not win n%d %dx%d %d->%d", no[i][0],
+            no[i][1], no[i][1], no[i][2], no[i][3]);
+    }
   CHECK(cpu_wino_workspace(&d, CNN_CONV_FWD, 2) == 0, "no workspace for what it cannot take");
 
   float buf[4096];
