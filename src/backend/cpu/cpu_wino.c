@@ -59,7 +59,6 @@
  *
  * OpenBLAS is single-threaded here (cnn_backend_cpu_create), as in cpu_conv.c. */
 #include <cblas.h>
-#include <limits.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -69,8 +68,9 @@
 #pragma GCC optimize("no-tree-loop-distribute-patterns", "no-trapping-math")
 #endif
 
-/* The transforms run on the AVX2 clone where the CPU has it (2 x 8 lanes instead
- * of 4: the transforms are most of the non-GEMM time). */
+/* The transforms run on the AVX2 clone where the CPU has it (8 lanes instead of
+ * SSE2's 4): measured 5-15 % less Winograd time (fashion 14x14 24->48 forward
+ * 9.7 -> 8.6 ms, resnet9 28x28 64->128 59 -> 54 ms). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CNN_WINO_NO_CLONES)
 #define WINO_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -775,18 +775,19 @@ cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const flo
 
 /* ---- when Winograd beats im2col+gemm ----
  * Measured at 2 threads on the 2-core EPYC (AVX2) against cpu_own_conv_* (im2col +
- * OpenBLAS), pad 1, bench: test_cpu_wino --bench (process CPU time, the machine
- * shared with other jobs); wino speed-up per pass fwd / bwd-data / bwd-filter:
- *   resnet9 n64  28x28  64->128 1.7/1.8/1.9   28x28 128->128 2.3/2.4/2.3
- *                14x14 128->128 1.4/1.6/1.6   14x14 128->256 1.4/1.5/1.7
- *                 7x7  256->256 1.4/1.4/1.8    7x7  256->512 2.2/2.1/1.9
- *                 4x4  512->512 2.0/1.7/1.9
- *   fashion n128 28x28   1->24  0.3/0.4/0.4   14x14  24->48  1.1/1.2/1.2
- *                 7x7   48->96  1.3/1.2/1.4
- *   others  n128 14x14 8->8 0.5/0.9/0.4, 16->16 1.4/1.6/1.7, 16->32 1.2/1.3/1.6,
- *          32->32 1.4/1.6/1.7;  28x28 8->16 0.7/1.3/0.8, 3->32 0.5/0.9/0.6,
- *          16->16 1.6/2.0/2.0;  7x7 24->24 1.1/1.3/1.1, 32->32 1.6/1.8/1.7
- *          n64 4x4 64->64 1.9/1.9/1.7;  2x2 256->256 0.6/0.5/0.9;
+ * OpenBLAS), pad 1, with `OMP_WAIT_POLICY=passive test_cpu_wino --bench 9`
+ * (medians of process CPU time; the machine was shared with other jobs, load
+ * about 3). Winograd's speed-up per pass, fwd / bwd-data / bwd-filter:
+ *   resnet9 n64  28x28  64->128 1.65/1.92/1.93   28x28 128->128 2.09/2.32/2.38
+ *                14x14 128->128 1.51/1.68/1.57   14x14 128->256 1.50/1.73/1.76
+ *                 7x7  256->256 1.70/1.70/1.96    7x7  256->512 2.12/2.26/1.93
+ *                 4x4  512->512 1.85/1.73/1.87
+ *   fashion n128 28x28   1->24  0.32/0.44/0.36   14x14  24->48  1.00/1.42/1.33
+ *                 7x7   48->96  1.35/1.29/1.48
+ *   others (one run each, +-10 %): n128 14x14 8->8 0.5/0.9/0.4, 16->16 1.4/1.6/1.7,
+ *          16->32 1.2/1.3/1.6, 32->32 1.4/1.6/1.7;  28x28 8->16 0.7/1.3/0.8,
+ *          3->32 0.5/0.9/0.6, 16->16 1.6/2.0/2.0;  7x7 24->24 1.1/1.3/1.1,
+ *          32->32 1.6/1.8/1.7;  n64 4x4 64->64 1.9/1.9/1.7, 2x2 256->256 0.6/0.5/0.9,
  *          1x1 512->512 0.3/0.2/0.3;  n8 7x7 512->512 1.1/0.9/1.1
  * So Winograd wins when
  *  - both channel counts are >= 16: below, the GEMMs are too thin for the
