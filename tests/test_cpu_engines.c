@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_wino.h"
 #include "opsuite.h"
 #include "testutil.h"
 
@@ -204,9 +205,9 @@ int main(void) {
   CHECK(have_dnnl || st == CNN_UNSUPPORTED, "conv-engine dnnl: built or unsupported: %s",
         cnn_last_error());
 
-  static const char *const forced[] = {"own", "dnnl", "dnnl-plain", "auto"};
+  static const char *const forced[] = {"own", "dnnl", "dnnl-plain", "auto", "winograd"};
   cnn_conv_desc d3 = shape(4, 12, 16, 32, 3, 1, 1, 1);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     if (!have_dnnl && (i == 1 || i == 2)) continue;
     cnn_backend *b = NULL;
     CHECK_OK(cnn_backend_cpu_create(&b));
@@ -224,6 +225,13 @@ int main(void) {
       CHECK(e && !strcmp(e, want), "forced dnnl-plain runs %s: %s", want, e ? e : "(null)");
     }
     if (i == 0) CHECK(e && !strcmp(e, "im2col+gemm"), "own runs im2col+gemm: %s", e ? e : "(null)");
+    if (i == 4) {
+      CHECK(e && !strcmp(e, "winograd"), "forced winograd runs winograd: %s", e ? e : "(null)");
+      cnn_conv_desc s2 = shape(4, 12, 16, 32, 3, 2, 1, 1); /* stride 2: not Winograd's */
+      const char *e2 = b->ops->conv_engine(b->ctx, &s2, CNN_CONV_FWD);
+      CHECK(e2 && !strcmp(e2, "im2col+gemm"), "forced winograd, stride 2: ours: %s",
+            e2 ? e2 : "(null)");
+    }
     check_repeatable(b, &d3, forced[i]);
     check_packs(b, forced[i]);
     cnn_conv_desc dw = shape(2, 9, 24, 24, 3, 2, 1, 24);
@@ -277,6 +285,15 @@ int main(void) {
       CHECK(e && !strcmp(e, have_dnnl ? "dnnl" : "im2col+gemm"),
             "default setting, f32: oneDNN where built, else ours: %s", e ? e : "(null)");
       CHECK(keeps_packs(e) == have_dnnl, "default setting: oneDNN keeps packs where built");
+      cnn_conv_desc big = shape(8, 16, 32, 32, 3, 1, 1, 1); /* 128 full 4x4 tiles */
+      for (int dir = 0; dir < 3; dir++) {
+        const char *ew = bo->conv_engine(b->ctx, &big, (cnn_conv_dir)dir);
+        CHECK(ew && !strcmp(ew, "winograd"), "default setting, 3x3 32->32 on 16x16 x8, pass %d: "
+              "winograd: %s", dir, ew ? ew : "(null)");
+      }
+      size_t wsb = bo->conv_workspace(b->ctx, &big);
+      CHECK(wsb >= cpu_wino_workspace(&big, CNN_CONV_BWD_FILTER, 1),
+            "the workspace covers Winograd's scratch (%zu bytes)", wsb);
       check_packs(b, "default");
       if (bo->set_option(b->ctx, "conv-engine", "dnnl") == CNN_OK) {
         unsigned mm = bo->matrix_math ? bo->matrix_math(b->ctx) : 0u;

@@ -129,7 +129,8 @@ cnn_status cpu_add_act_bwd(void *ctx, size_t n, const float *y, const float *dy,
                            float alpha, float *da, float *db);
 
 /* ---- cpu_conv.c: our own conv engines (im2col+gemm, gemm-1x1, depthwise) ---- */
-size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
+/* scratch bytes of cpu_own_conv_* for d with the current team size */
+size_t cpu_own_conv_workspace(const cnn_conv_desc *d);
 /* CNN_ERR_ARG (naming op) unless d is a valid conv */
 cnn_status cpu_conv_check(const cnn_conv_desc *d, const char *op);
 /* "im2col+gemm", "gemm-1x1" or "depthwise": what cpu_own_conv_* runs for d */
@@ -167,6 +168,8 @@ cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, si
 const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
 cnn_status cpu_set_option(void *ctx, const char *key, const char *value);
 unsigned cpu_matrix_math(void *ctx);
+/* scratch for every pass of d on the engines chosen for it (the backend op) */
+size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
 /* weights kept repacked for inference convs (wconst) are stale from now on */
 void cpu_weights_changed(void *ctx);
 

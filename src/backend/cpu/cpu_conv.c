@@ -173,7 +173,7 @@ const char *cpu_own_conv_kind(const cnn_conv_desc *d) {
   return p.kind == CONV_DEPTHWISE ? "depthwise" : p.kind == CONV_GEMM1X1 ? "gemm-1x1" : "im2col+gemm";
 }
 
-size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d) {
+size_t cpu_own_conv_workspace(const cnn_conv_desc *d) {
   if (check_conv(d, "conv_workspace") != CNN_OK) return 0;
   conv_plan p;
   make_plan(d, &p);

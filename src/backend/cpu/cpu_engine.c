@@ -26,9 +26,11 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/cpu_dnnl.h"
+#include "backend/cpu/cpu_wino.h"
 
-enum { ENG_OWN = 0, ENG_DNNL, ENG_DNNL_PLAIN, ENG_N };
-enum { MODE_DEFAULT = 0, MODE_AUTO, MODE_OWN, MODE_DNNL, MODE_DNNL_PLAIN };
+/* ENG_WINO first after ours: the engines after it are oneDNN's */
+enum { ENG_OWN = 0, ENG_WINO, ENG_DNNL, ENG_DNNL_PLAIN, ENG_N };
+enum { MODE_DEFAULT = 0, MODE_AUTO, MODE_OWN, MODE_WINO, MODE_DNNL, MODE_DNNL_PLAIN };
 
 typedef struct cpu_sel {
   cnn_conv_desc d;
@@ -65,14 +67,15 @@ struct cpu_ctx {
 
 static cnn_status parse_mode(const char *v, int *mode) {
   static const struct { const char *name; int mode; } modes[] = {
-      {"auto", MODE_AUTO}, {"own", MODE_OWN}, {"dnnl", MODE_DNNL}, {"dnnl-plain", MODE_DNNL_PLAIN}};
+      {"auto", MODE_AUTO}, {"own", MODE_OWN}, {"winograd", MODE_WINO}, {"dnnl", MODE_DNNL},
+      {"dnnl-plain", MODE_DNNL_PLAIN}};
   for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
     if (!strcmp(v, modes[i].name)) {
       *mode = modes[i].mode;
       return CNN_OK;
     }
   return cnn_error(CNN_ERR_ARG, "--conv-engine %s: the cpu backend's engines are auto, own, "
-                   "dnnl and dnnl-plain", v);
+                   "winograd, dnnl and dnnl-plain", v);
 }
 
 cnn_status cpu_ctx_create(cpu_ctx **out) {
@@ -194,6 +197,12 @@ typedef struct tune_bufs {
 
 static cnn_status run_engine(cpu_ctx *c, const cnn_conv_desc *d, int dir, int engine,
                              tune_bufs *t) {
+  if (engine == ENG_WINO) {
+    if (dir == CNN_CONV_FWD)
+      return cpu_wino_fwd(d, t->x, t->w, t->b, CNN_ACT_LINEAR, 0.0f, t->y, t->ws, t->ws_bytes);
+    if (dir == CNN_CONV_BWD_DATA) return cpu_wino_bwd_data(d, t->y, t->w, t->dx, t->ws, t->ws_bytes);
+    return cpu_wino_bwd_filter(d, t->x, t->y, t->dw, t->db, t->ws, t->ws_bytes);
+  }
   if (engine == ENG_OWN) {
     if (dir == CNN_CONV_FWD) return cpu_own_conv_fwd(NULL, d, t->x, t->w, t->b, t->y, t->ws, t->ws_bytes);
     if (dir == CNN_CONV_BWD_DATA)
@@ -220,6 +229,7 @@ static int measure(cpu_ctx *c, const cnn_conv_desc *d0, int dir) {
     d.n = (d.n + 1) / 2;
   int cand[ENG_N], nc = 0;
   cand[nc++] = ENG_OWN;
+  if (cpu_wino_takes(&d)) cand[nc++] = ENG_WINO;
   for (int e = ENG_DNNL; e < ENG_N; e++)
     if (dnnl_takes(c, d0, dir, e) && dnnl_takes(c, &d, dir, e)) cand[nc++] = e;
   if (nc == 1 || d.n < 1) return ENG_OWN;
@@ -231,7 +241,11 @@ static int measure(cpu_ctx *c, const cnn_conv_desc *d0, int dir) {
   t.dx = pattern((size_t)d.n * img_x, 5);
   t.dw = pattern(nw, 6);
   t.db = pattern((size_t)d.k, 7);
-  t.ws_bytes = cpu_conv_workspace(NULL, &d);
+  t.ws_bytes = cpu_own_conv_workspace(&d);
+  if (cpu_wino_takes(&d)) {
+    size_t wb = cpu_wino_workspace(&d, (cnn_conv_dir)dir, cpu_max_threads());
+    if (wb > t.ws_bytes) t.ws_bytes = wb;
+  }
   if (t.ws_bytes && cpu_alloc_aligned(t.ws_bytes, "conv tune", &t.ws) != CNN_OK) t.ws = NULL;
   int best = ENG_OWN;
   if (t.x && t.y && t.w && t.b && t.dx && t.dw && t.db && (t.ws || !t.ws_bytes)) {
@@ -275,9 +289,13 @@ static int choose(cpu_ctx *c, const cnn_conv_desc *d, int dir) {
   }
   switch (c->mode) {
   case MODE_OWN: return ENG_OWN;
+  case MODE_WINO: return cpu_wino_takes(d) ? ENG_WINO : ENG_OWN;
   case MODE_DNNL: return dnnl_takes(c, d, dir, ENG_DNNL) ? ENG_DNNL : ENG_OWN;
   case MODE_DNNL_PLAIN: return dnnl_takes(c, d, dir, ENG_DNNL_PLAIN) ? ENG_DNNL_PLAIN : ENG_OWN;
   case MODE_DEFAULT:
+    /* Winograd where it measured faster than the GEMM engines (cpu_wino_wins: 3x3
+     * stride 1, >= 16 channels, enough full tiles; f32 products, for any maths) */
+    if (cpu_wino_wins(d, (cnn_conv_dir)dir)) return ENG_WINO;
     /* bf16 maths on a CPU with bf16 units: ours (f32 products). oneDNN's bf16 path
      * has not run on such a CPU yet (none here), so it is opt-in (--conv-engine dnnl
      * or auto) until measured there. */
@@ -331,36 +349,45 @@ static cnn_conv_desc shape_of(const cnn_conv_desc *d) {
   return s;
 }
 
-cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
-                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
-                            size_t ws_bytes) {
-  CPU_NEED(d0, "conv_fwd_act");
+/* the engine of (d, dir) for a call with ws_bytes of workspace: Winograd's needs more
+ * than ours; a caller that sized the workspace for another choice gets ours */
+static int engine_for(void *ctx, const cnn_conv_desc *d, int dir, int ptrs, size_t ws_bytes) {
+  int e = ptrs ? choose(ctx, d, dir) : ENG_OWN;
+  if (e == ENG_WINO && ws_bytes < cpu_wino_workspace(d, (cnn_conv_dir)dir, 1)) e = ENG_OWN;
+  return e;
+}
+
+static cnn_status fwd_impl(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
+                           const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                           size_t ws_bytes, const char *op) {
+  CPU_NEED(d0, op);
+  CNN_TRY(cpu_check_act(act, op));
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
-  int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
-  if (e != ENG_OWN && cpu_check_act(act, "conv_fwd_act") == CNN_OK)
-    return fwd_on(ctx, e, d0, d, x, w, bias, act, alpha, y);
-  cnn_error_clear();
+  int e = engine_for(ctx, d, CNN_CONV_FWD, x && w && y, ws_bytes);
+  if (e == ENG_WINO) return cpu_wino_fwd(d, x, w, bias, act, alpha, y, ws, ws_bytes);
+  if (e != ENG_OWN) return fwd_on(ctx, e, d0, d, x, w, bias, act, alpha, y);
   return cpu_own_conv_fwd_act(NULL, d, x, w, bias, act, alpha, y, ws, ws_bytes);
 }
 
-cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
+cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                            size_t ws_bytes) {
+  return fwd_impl(ctx, d, x, w, bias, act, alpha, y, ws, ws_bytes, "conv_fwd_act");
+}
+
+cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
                         const float *bias, float *y, void *ws, size_t ws_bytes) {
-  CPU_NEED(d0, "conv_fwd");
-  cnn_conv_desc dd = shape_of(d0), *d = &dd;
-  int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
-  if (e != ENG_OWN) return fwd_on(ctx, e, d0, d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
-  return cpu_own_conv_fwd(NULL, d, x, w, bias, y, ws, ws_bytes);
+  return fwd_impl(ctx, d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y, ws, ws_bytes, "conv_fwd");
 }
 
 cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d0, const float *dy,
                              const float *w, float *dx, void *ws, size_t ws_bytes) {
   CPU_NEED(d0, "conv_bwd_data");
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
-  int e = dy && w && dx ? choose(ctx, d, CNN_CONV_BWD_DATA) : ENG_OWN;
-  if (e != ENG_OWN) {
-    cpu_ctx *c = ctx;
-    return cpu_dnnl_bwd_data(c->dnnl, d, variant_of(e), dy, w, dx);
-  }
+  cpu_ctx *c = ctx;
+  int e = engine_for(ctx, d, CNN_CONV_BWD_DATA, dy && w && dx, ws_bytes);
+  if (e == ENG_WINO) return cpu_wino_bwd_data(d, dy, w, dx, ws, ws_bytes);
+  if (e != ENG_OWN) return cpu_dnnl_bwd_data(c->dnnl, d, variant_of(e), dy, w, dx);
   return cpu_own_conv_bwd_data(NULL, d, dy, w, dx, ws, ws_bytes);
 }
 
@@ -369,12 +396,28 @@ cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d0, const float *
                                size_t ws_bytes) {
   CPU_NEED(d0, "conv_bwd_filter");
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
-  int e = x && dy && dw ? choose(ctx, d, CNN_CONV_BWD_FILTER) : ENG_OWN;
-  if (e != ENG_OWN) {
-    cpu_ctx *c = ctx;
-    return cpu_dnnl_bwd_filter(c->dnnl, d, variant_of(e), x, dy, dw, db);
-  }
+  cpu_ctx *c = ctx;
+  int e = engine_for(ctx, d, CNN_CONV_BWD_FILTER, x && dy && dw, ws_bytes);
+  if (e == ENG_WINO) return cpu_wino_bwd_filter(d, x, dy, dw, db, ws, ws_bytes);
+  if (e != ENG_OWN) return cpu_dnnl_bwd_filter(c->dnnl, d, variant_of(e), x, dy, dw, db);
   return cpu_own_conv_bwd_filter(NULL, d, x, dy, dw, db, ws, ws_bytes);
+}
+
+/* Scratch for every pass of d on the engines chosen for it: ours (im2col tiles) or
+ * Winograd's (transformed filters and tile blocks); oneDNN keeps its own. */
+size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d0) {
+  if (!d0 || cpu_conv_check(d0, "conv_workspace") != CNN_OK) {
+    cnn_error_clear();
+    return 0;
+  }
+  cnn_conv_desc d = shape_of(d0);
+  size_t ws = cpu_own_conv_workspace(&d);
+  for (int dir = 0; dir < 3 && ctx; dir++)
+    if (choose(ctx, &d, dir) == ENG_WINO) {
+      size_t wb = cpu_wino_workspace(&d, (cnn_conv_dir)dir, cpu_max_threads());
+      if (wb > ws) ws = wb;
+    }
+  return ws;
 }
 
 /* ---- engine ops (backend.h) ---- */
@@ -397,6 +440,7 @@ int cpu_conv_engines(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir, const
   }
   const char *list[ENG_N];
   list[n++] = cpu_own_conv_kind(d);
+  if (cpu_wino_takes(d)) list[n++] = "winograd";
   for (int e = ENG_DNNL; c && e < ENG_N; e++)
     if (dnnl_takes(c, d, (int)dir, e)) list[n++] = dnnl_name(c, d, e);
   for (int i = 0; i < n && i < max; i++) names[i] = list[i];
@@ -414,6 +458,7 @@ const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir
   if (!d0) return "?";
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = choose(ctx, d, (int)dir);
+  if (e == ENG_WINO) return "winograd";
   return e == ENG_OWN ? cpu_own_conv_kind(d) : dnnl_name(ctx, d, e);
 }
 
