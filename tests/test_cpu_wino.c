@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* The cpu backend's Winograd F(4x4, 3x3) engine (src/backend/cpu/cpu_wino.c), called
  * directly, against the reference backend:
  *  - forward (bias or not, every activation), backward-data (adding into a nonzero
@@ -5,7 +6,8 @@
  *    {1, 2, 4, 5, 7, 13, 28} (non-square too), pad 0..2, n 1..5;
  *  - cpu_wino_takes refuses what it cannot run; the ops refuse such shapes and too
  *    small a workspace with an error naming the op;
- *  - repeat runs are bit-identical; 1 and 2 threads agree within the tolerance.
+ *  - repeat runs are bit-identical; 1 and 2 threads agree within the tolerance;
+ *  - the activation epilogue gives conv + act_fwd's bits.
  *
  * Tolerance (fp32 unit roundoff u = 2^-24), a first-order worst-case bound:
  *     |got - ref| <= CMAX * ROUNDS(m) * u * S + 4 u |ref|       (x 1.2 after an activation)
@@ -198,6 +200,13 @@ static void check_case(int n, int h, int w, int c, int k, int ph, int pw, cnn_ac
   free(sy);
   sy = window_bound(Wx, Fkc, n, d.oh, d.ow, c, k);
   check_bound("fwd", &d, 0, y, yr, sy, ny, ROUNDS(c), 1.2, 4.0);
+  /* the epilogue is act_fwd's kernel on the linear result: the same bits as the
+   * unfused chain */
+  float *ylin = alloc_f(ny);
+  CHECK_OK(cpu_wino_fwd(&d, x, wt, b, CNN_ACT_LINEAR, 0.0f, ylin, ws, wsb));
+  cpu_act_fwd_block(act, alpha, ny, ylin, ylin);
+  CHECK(!memcmp(y, ylin, ny * sizeof *y), "fwd with act %d differs from fwd + act_fwd", (int)act);
+  free(ylin);
   /* repeat: the same bits */
   float *y2 = alloc_f(ny);
   CHECK_OK(cpu_wino_fwd(&d, x, wt, b, act, alpha, y2, ws, wsb));
