@@ -388,7 +388,12 @@ static void check_refusals(void) {
   free(x); free(w); free(y); free(dy); free(dx); free(dw);
 }
 
-/* ---- timing mode: test_cpu_wino --bench [rounds] (not run by ctest) ---- */
+/* ---- timing mode (not run by ctest):
+ *   OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2 build/test_cpu_wino --bench [rounds]
+ * times the three passes of Winograd and of cpu_own_conv_* (im2col + gemm, fwd
+ * with bias + relu) on resnet9's and fashion's 3x3 layers, the engines interleaved,
+ * and prints medians / minima of wall time and medians of process CPU time;
+ * WINO_BENCH_ONLY=n,h,c,k times one shape (h x h, pad 1) instead ---- */
 
 static double now_ms(void) {
   struct timespec ts;
