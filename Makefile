@@ -67,7 +67,8 @@ train: build
 	$(BUILD)/cnn train $$model --data fashion-mnist --device auto $(TRAIN_FLAGS)
 
 # cnn against PyTorch on the best device found (cuda when cnn devices finds a GPU, else
-# the CPU with small batches): cnn bench and bench/pytorch_models.py on the same models,
+# the CPU: issue 11's rows, interleaved rounds, medians; BENCH_ROUNDS, BENCH_THREADS,
+# BENCH_CNN_FLAGS): cnn bench and bench/pytorch_models.py on the same models,
 # precisions and batches, the time to 94 % on Fashion-MNIST (GPU), then one markdown
 # table with DESIGN.md's targets (runs/bench/table.md). BENCH_QUICK=1: about 4 minutes on
 # an H200; BENCH_PYTHON: a Python with torch; more knobs in bench/run.sh, bench/README.md.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch side of `make bench`: the models of models/*.cfg (lenet, resnet9, resnet50,
-mobilenet_v2) measured with the data already on the device, in every PyTorch mode
+"""PyTorch side of `make bench`: the models of models/*.cfg (lenet, fashion, resnet9,
+resnet50, mobilenet_v2) measured with the data already on the device, in every PyTorch mode
 worth comparing against:
 
   eager          NCHW, the default
@@ -33,16 +33,16 @@ import statistics
 import sys
 import time
 
-MODELS = ("lenet", "resnet9", "resnet50", "mobilenet_v2")
+MODELS = ("lenet", "fashion", "resnet9", "resnet50", "mobilenet_v2")
 MODES = ("eager", "channels_last", "cuda_graph", "compile")
 PRECISIONS = ("fp32", "tf32", "bf16")
 METRICS = ("train", "infer", "latency")
 # the models' inputs and classes (models/*.cfg)
-SHAPES = {"lenet": (1, 28, 28, 10), "resnet9": (1, 28, 28, 10),
+SHAPES = {"lenet": (1, 28, 28, 10), "fashion": (1, 28, 28, 10), "resnet9": (1, 28, 28, 10),
           "resnet50": (3, 224, 224, 1000), "mobilenet_v2": (3, 224, 224, 1000)}
 # DESIGN.md's workloads on a GPU: the batch of each model
-GPU_BATCH = {"lenet": 128, "resnet9": 512, "resnet50": 256, "mobilenet_v2": 256}
-CPU_BATCH = {"lenet": 128, "resnet9": 64, "resnet50": 8, "mobilenet_v2": 16}
+GPU_BATCH = {"lenet": 128, "fashion": 128, "resnet9": 512, "resnet50": 256, "mobilenet_v2": 256}
+CPU_BATCH = {"lenet": 128, "fashion": 128, "resnet9": 64, "resnet50": 8, "mobilenet_v2": 16}
 
 try:
     import torch
@@ -69,6 +69,17 @@ if torch is not None:
         if act is not None:
             layers.append(act(inplace=True))
         return layers
+
+    def fashion():
+        """models/fashion.cfg: 53,362 parameters. Its convs have batch_normalize=1 and so no
+        bias (cnn, as Darknet, drops the conv bias under batch norm; the BN shift is it);
+        Darknet's 2x2/2 max pool of an even size is MaxPool2d(2); `global=1` is a global
+        max pool"""
+        return nn.Sequential(
+            *conv_bn(1, 24), nn.MaxPool2d(2),
+            *conv_bn(24, 48), nn.MaxPool2d(2),
+            *conv_bn(48, 96),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(96, 10))
 
     class Residual(nn.Module):
         def __init__(self, *layers):
@@ -157,7 +168,8 @@ def build_model(name):
             return getattr(tvm, name)(weights=None), "torchvision"
         except Exception:  # no torchvision (or an old one): the same layers, ours
             return (resnet50_own if name == "resnet50" else mobilenet_v2_own)(), "own definition"
-    return {"lenet": lenet, "resnet9": resnet9}[name](), "models/%s.cfg" % name
+    return {"lenet": lenet, "fashion": fashion, "resnet9": resnet9}[name](), \
+        "models/%s.cfg" % name
 
 
 # ---- measuring ---------------------------------------------------------------------------
@@ -362,8 +374,8 @@ def parse_args(argv):
                     help="stop a measurement's timed loop after this many seconds")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     ap.add_argument("--compile-models", default=None,
-                    help="models that get the compile mode (default: all; --quick: resnet9 "
-                         "and lenet)")
+                    help="models that get the compile mode (default: all; --quick: lenet, "
+                         "fashion and resnet9)")
     ap.add_argument("--job", action="append", default=[],
                     help="MODEL:PRECISIONS:METRICS[:MODES[:BATCH]] (lists comma-separated), "
                          "e.g. resnet50:fp32:latency:eager,cuda_graph; repeatable; replaces "
@@ -418,7 +430,7 @@ def main(argv=None):
     modes = modes.split(",")
     metrics = a.metrics.split(",")
     compile_models = (a.compile_models.split(",") if a.compile_models is not None else
-                      ["lenet", "resnet9"] if a.quick else list(MODELS))
+                      ["lenet", "fashion", "resnet9"] if a.quick else list(MODELS))
     bs = batches(a.batch, device, models)
     if device == "cuda":
         steps = a.steps or (15 if a.quick else 50)

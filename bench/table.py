@@ -5,22 +5,33 @@
                   names ending in -own.json / -cudnn.json are the --conv-engine runs
   pytorch*.json   bench/pytorch_models.py --json
   tta*.json       bench/tta.py --json
+  run.json        bench/run.sh's record of the run: CPU model, threads, rounds, cnn flags,
+                  `uptime` load averages at the start and the end
+
+A CPU run has rounds (cnn-rR-*.json, pytorch-rR-*.json: run.sh interleaves cnn and
+PyTorch): every figure is the median over the rounds that measured it.
 
     python3 bench/table.py runs/bench            # every *.json there
     python3 bench/table.py a.json b.json ...
 
-Prints one table of the measurements (rows: model, precision, metric, batch; columns:
-cnn, each PyTorch mode, cnn / the best PyTorch mode), the per-layer conv table of our
-engine against cuDNN (GPU runs with both engines), and DESIGN.md's performance targets
-with pass / miss. Standard library only.
+On a CPU it first prints issue 11's table: lenet, fashion and resnet9 training,
+inference and batch-1 latency; columns cnn, PyTorch fp32 (the best mode, named), PyTorch
+bf16 autocast, cnn / the best fp32 PyTorch mode and the target (throughput >= 1.3x,
+latency <= 0.8x) with pass / miss; above it the machine, torch, rounds and load averages.
+Then (every device) one table of all measurements (rows: model, precision, metric, batch;
+columns: cnn, each PyTorch mode, cnn / the best PyTorch mode), the per-layer conv table of
+our engine against cuDNN (GPU runs with both engines), and DESIGN.md's performance targets
+with pass / miss (on a CPU only the time to accuracy, when it ran: the CPU targets are
+the first table's). Standard library only.
 """
 import glob
 import json
 import os
 import re
+import statistics
 import sys
 
-MODEL_ORDER = ["lenet", "resnet9", "resnet50", "mobilenet_v2"]
+MODEL_ORDER = ["lenet", "fashion", "resnet9", "resnet50", "mobilenet_v2"]
 PREC_ORDER = ["fp32", "tf32", "bf16"]
 METRIC_ORDER = ["train", "infer", "latency"]
 MODE_ORDER = ["eager", "channels_last", "cuda_graph", "compile"]
@@ -62,6 +73,7 @@ class Data:
         self.pytorch = []      # pytorch_models.py documents
         self.tta = []
         self.cnn_errors = []   # failed cnn runs
+        self.run = None        # run.json
         self.notes = []
 
     def load(self, path):
@@ -72,8 +84,15 @@ class Data:
             self.notes.append("%s: unreadable (%s)" % (os.path.basename(path), e))
             return
         base = os.path.basename(path)
+        if not isinstance(doc, dict):
+            self.notes.append("%s: not a JSON object" % base)
+            return
         tool = doc.get("tool")
-        if tool == "pytorch" or base.startswith("pytorch"):
+        m = re.match(r"(?:cnn|pytorch)-r(\d+)-", base)
+        doc["_round"] = int(m.group(1)) if m else None
+        if tool == "run" or base == "run.json":
+            self.run = doc
+        elif tool == "pytorch" or base.startswith("pytorch"):
             self.pytorch.append(doc)
         elif tool == "tta" or base.startswith("tta"):
             self.tta.append(doc)
@@ -96,7 +115,9 @@ class Data:
     # ---- the measurements -------------------------------------------------------------
 
     def cnn_rows(self):
-        rows = {}
+        """{(model, precision, metric, batch): the median over the runs that measured it,
+        or "failed [cN]"}"""
+        vals = {}
         for d in self.cnn:
             m, p, b = model_name(d["model"]), d.get("precision"), d.get("batch")
             for metric in METRIC_ORDER:
@@ -106,13 +127,17 @@ class Data:
                 batch = 1 if metric == "latency" else b
                 if metric == "infer" and b == 1:
                     continue  # a latency run (--infer --batch 1): the latency row says it
-                rows[(m, p, metric, batch)] = v
-        for i, d in enumerate(self.cnn_errors):  # a failed run: its rows say so
+                vals.setdefault((m, p, metric, batch), []).append(v)
+        rows = {k: statistics.median(v) for k, v in vals.items()}
+        measured = {(k[0], k[2], k[3]) for k in rows}  # any precision (a failed run's
+        for i, d in enumerate(self.cnn_errors):       # may be "auto"): its rows say so
             m, p, b = model_name(d.get("model")), d.get("precision"), d.get("batch")
             for metric in METRIC_ORDER:
                 key = (m, p, metric, 1 if metric == "latency" else b)
-                if key not in rows and not (metric == "infer" and b == 1):
-                    rows[key] = "failed [c%d]" % (i + 1)
+                if metric == "train" and d.get("infer_only"):
+                    continue
+                if (m, metric, key[3]) not in measured and not (metric == "infer" and b == 1):
+                    rows[key] = rows.get(key, "failed") + " [c%d]" % (i + 1)
         return rows
 
     def cnn_value(self, key):
@@ -128,17 +153,25 @@ class Data:
         errs = [d.get("error") for d in self.pytorch if d.get("error")]
         if errs and len(errs) == len(self.pytorch):
             return errs[0], cells, modes
+        vals = {}  # over the rounds: (row, mode) -> ([values], [errors])
         for d in self.pytorch:
             for r in d.get("results", []):
                 key = (r["model"], r["precision"], r["metric"], r["batch"])
-                cells.setdefault(key, {})[r["mode"]] = (r.get("value"), r.get("error"))
+                v, e = vals.setdefault((key, r["mode"]), ([], []))
+                if r.get("value") is not None:
+                    v.append(r["value"])
+                elif r.get("error"):
+                    e.append(r["error"])
                 if r["mode"] not in modes:
                     modes.append(r["mode"])
+        for (key, mode), (v, e) in vals.items():  # the median; an error only if none measured
+            cells.setdefault(key, {})[mode] = ((statistics.median(v), None) if v else
+                                               (None, e[0] if e else None))
         modes.sort(key=lambda m: order(MODE_ORDER, m))
         return None, cells, modes
 
     def device(self):
-        for d in self.cnn + self.cnn_errors + self.pytorch:
+        for d in self.cnn + self.cnn_errors + self.pytorch + ([self.run] if self.run else []):
             if d.get("device"):
                 return d["device"]
         return "?"
@@ -211,6 +244,168 @@ def main_table(data, out):
         out.append("[%d] %s" % (i + 1, e))
     for i, d in enumerate(data.cnn_errors):
         out.append("[c%d] cnn (%s): %s" % (i + 1, d.get("_file", "?"), d.get("error")))
+
+
+# ---- the CPU table (issue 11) ----------------------------------------------------------------
+
+# (workload, model, metric, batch)
+CPU_ROWS = [
+    ("lenet training, batch 128 (img/s)", "lenet", "train", 128),
+    ("models/fashion.cfg training, batch 128 (img/s)", "fashion", "train", 128),
+    ("resnet9 training, batch 64 (img/s)", "resnet9", "train", 64),
+    ("lenet inference, batch 128 (img/s)", "lenet", "infer", 128),
+    ("models/fashion.cfg inference, batch 128 (img/s)", "fashion", "infer", 128),
+    ("resnet9 inference, batch 128 (img/s)", "resnet9", "infer", 128),
+    ("lenet batch-1 latency (ms)", "lenet", "latency", 1),
+    ("models/fashion.cfg batch-1 latency (ms)", "fashion", "latency", 1),
+    ("resnet9 batch-1 latency (ms)", "resnet9", "latency", 1),
+]
+CPU_TARGET = {"train": 1.3, "infer": 1.3, "latency": 0.8}
+
+
+def median_of(vals):
+    return statistics.median(vals) if vals else None
+
+
+def cpu_cnn(data, model, metric, batch):
+    """([values], {precisions}, [errors]) of cnn over every run and round that measured
+    the row (latency: every run of the model, each measures it)"""
+    vals, precs, errs = [], set(), []
+    for d in data.cnn:
+        if model_name(d.get("model")) != model:
+            continue
+        if metric != "latency" and d.get("batch") != batch:
+            continue
+        v = d.get(CNN_KEYS[metric])
+        if good(v):
+            vals.append(v)
+            precs.add(d.get("precision") or "?")
+    for d in data.cnn_errors:
+        if model_name(d.get("model")) == model and (metric == "latency" or d.get("batch") == batch) \
+                and not (metric == "train" and d.get("infer_only")):
+            errs.append(d)
+    return vals, precs, errs
+
+
+def cpu_torch(data, model, prec, metric, batch):
+    """(median of the best mode, that mode, rounds it had) for PyTorch at `prec`: per
+    mode the median over the rounds, then the best mode (the most images/s, the least
+    ms); None when nothing was measured"""
+    per_mode = {}
+    for d in data.pytorch:
+        for r in d.get("results", []):
+            if (r.get("model"), r.get("precision"), r.get("metric"), r.get("batch")) == \
+                    (model, prec, metric, batch) and r.get("value") is not None:
+                per_mode.setdefault(r["mode"], []).append(r["value"])
+    if not per_mode:
+        return None, None, 0
+    meds = [(statistics.median(v), m, len(v)) for m, v in per_mode.items()]
+    pick = min(meds) if metric == "latency" else max(meds)
+    return pick
+
+
+def cpu_header(data, out):
+    """the machine, torch, rounds, load averages"""
+    run = data.run or {}
+    names = sorted({d.get("device_name") for d in data.cnn if d.get("device_name")})
+    cpu = run.get("cpu_model") or (names[0] if names else None) or \
+        next((d.get("device_name") for d in data.pytorch if d.get("device_name")), "?")
+    threads = run.get("threads") or next((d.get("threads") for d in data.cnn + data.pytorch
+                                           if d.get("threads")), "?")
+    tv = next((d.get("torch") for d in data.pytorch if d.get("torch")), None)
+    rounds = run.get("rounds") or len({d.get("_round") for d in data.cnn + data.pytorch +
+                                       data.cnn_errors if d.get("_round") is not None}) or 1
+    out.append("## cnn vs PyTorch on the CPU (issue 11)")
+    out.append("")
+    out.append("- machine: %s, %s threads (both sides)%s" % (
+        cpu, threads, ", %s cores" % run["nproc"] if run.get("nproc") else ""))
+    out.append("- PyTorch: %s" % ("torch " + tv if tv else
+                                  (data.torch_state()[0] or "not run")))
+    out.append("- rounds: %d, interleaved (each round: cnn then PyTorch, row by row); every "
+               "figure is the median over the rounds%s" % (
+                   rounds, " (quick run)" if run.get("quick") else ""))
+    la, lb = run.get("loadavg_start"), run.get("loadavg_end")
+    fmt = lambda l: ", ".join("%.2f" % x for x in l) if l else "?"  # noqa: E731
+    out.append("- load average (1, 5, 15 min): %s at the start, %s at the end" % (
+        fmt(la), fmt(lb)) if run else "- load average: not recorded (no run.json)")
+    if run.get("cnn_flags"):
+        out.append("- cnn flags: `%s`" % run["cnn_flags"])
+    return rounds
+
+
+def cpu_table(data, out):
+    rounds = cpu_header(data, out)
+    terr, _, _ = data.torch_state()
+    precs = set()
+    for _, model, metric, batch in CPU_ROWS:
+        precs |= cpu_cnn(data, model, metric, batch)[1]
+    if precs == {"fp32"} or not precs:
+        out.append("- cnn ran fp32 (no bf16 units, or not asked): cnn fp32 vs PyTorch fp32; "
+                   "the bf16 autocast column is for reference")
+    else:
+        out.append("- cnn ran %s: the ratio is against PyTorch's best fp32 mode; cnn's bf16 "
+                   "against PyTorch's bf16 autocast is in that column" % "/".join(sorted(precs)))
+    out.append("")
+    out.append("| workload | cnn | PyTorch fp32, best | PyTorch bf16 autocast | "
+               "cnn / PyTorch fp32 best | target | result |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    notes = []  # [(message, [files])]: one footnote per message, [f1], [f2], ...
+
+    def note(d):
+        msg = d.get("error") or "?"
+        for i, (m, files) in enumerate(notes):
+            if m == msg:
+                if d.get("_file") not in files:
+                    files.append(d.get("_file"))
+                return i + 1
+        notes.append((msg, [d.get("_file")]))
+        return len(notes)
+
+    for what, model, metric, batch in CPU_ROWS:
+        vals, cprec, errs = cpu_cnn(data, model, metric, batch)
+        cnn = median_of(vals)
+        refs = " ".join("[f%d]" % n for n in sorted({note(d) for d in errs}))
+        if cnn is not None:
+            ccell = fmt_value(cnn, metric)
+            if cprec != {"fp32"}:
+                ccell += " (%s)" % "/".join(sorted(cprec))
+            if errs:  # some runs failed: how many measured it, and why not the others
+                ccell += " (%d of %d runs; %s)" % (len(vals), len(vals) + len(errs), refs)
+        elif errs:
+            ccell = "failed " + refs
+        else:
+            ccell = "—"
+        target = CPU_TARGET[metric]
+        ttext = ("≤ %.1f×" if metric == "latency" else "≥ %.1f×") % target
+        if terr:
+            out.append("| %s | %s | %s | %s | — | %s | n/a |" % (what, ccell, terr, terr, ttext))
+            continue
+        f32, f32m, f32n = cpu_torch(data, model, "fp32", metric, batch)
+        b16, b16m, b16n = cpu_torch(data, model, "bf16", metric, batch)
+
+        def pcell(v, mode, n):  # the value, its mode, and how many rounds measured it
+            if v is None:
+                return "—"
+            return "%s (%s%s)" % (fmt_value(v, metric), mode,
+                                  ", %d of %d rounds" % (n, rounds) if n < rounds else "")
+        fcell, bcell = pcell(f32, f32m, f32n), pcell(b16, b16m, b16n)
+        if b16 is not None and "bf16" in cprec and cnn is not None:
+            bcell += "; cnn bf16 / this %s" % fmt_ratio(cnn / b16)
+        r = ratio(metric, cnn, f32)
+        if r is None:
+            res = "n/a (%s)" % ("no cnn figure" if cnn is None else "no PyTorch figure")
+        else:
+            ok = r <= target + 1e-9 if metric == "latency" else r >= target - 1e-9
+            res = "pass" if ok else "miss"
+        out.append("| %s | %s | %s | %s | %s | %s | %s |" % (what, ccell, fcell, bcell,
+                                                             fmt_ratio(r), ttext, res))
+    out.append("")
+    out.append("img/s: images per second, higher is better; latency: ms for one image, lower "
+               "is better (cnn's end to end: upload, forward, probabilities back; PyTorch's "
+               "the forward alone). PyTorch's best: per mode the median over the rounds, then "
+               "the best mode (eager NCHW, channels_last, torch.compile when it ran).")
+    for i, (msg, files) in enumerate(notes):
+        out.append("[f%d] cnn (%s): %s" % (i + 1, ", ".join(str(f) for f in files), msg))
 
 
 # ---- conv layers: our engine against cuDNN -------------------------------------------------
@@ -334,16 +529,8 @@ def targets(data, conv_results, out):
             got = [ok for k, ok in conv_results if k == kind]
             rows.append((name, "%d of %d shapes pass" % (sum(got), len(got)) if got else "—",
                          "cuDNN", text, ("pass" if all(got) else "miss") if got else "n/a"))
-    else:
-        for k in sorted((k for k in crow if not isinstance(crow[k], str)), key=lambda k: (order(MODEL_ORDER, k[0]), order(PREC_ORDER, k[1]),
-                                             order(METRIC_ORDER, k[2]))):
-            m, p, metric, b = k
-            if metric == "latency":
-                compare("CPU %s %s batch-1 latency" % (m, p), m, p, metric, b, None, 0.8,
-                        "≤ 0.8× PyTorch's best mode")
-            else:
-                compare("CPU %s %s %s" % (m, p, "training" if metric == "train" else "inference"),
-                        m, p, metric, b, None, 1.3, "≥ 1.3× PyTorch's best mode")
+    # on a CPU the targets (>= 1.3x PyTorch's best fp32 mode, latency <= 0.8x) are the
+    # CPU table's last columns
     for t in data.tta:
         c, pt = t.get("cnn") or {}, t.get("pytorch") or {}
 
@@ -378,8 +565,16 @@ def render(paths):
     dev = data.device()
     names = sorted({d.get("device_name") for d in data.cnn + data.pytorch if d.get("device_name")})
     tv = [d.get("torch") for d in data.pytorch if d.get("torch")]
-    out.append("## cnn vs PyTorch on %s%s%s" % (dev, " (%s)" % ", ".join(names) if names else "",
-                                               ", torch %s" % tv[0] if tv else ""))
+    if dev != "cuda":
+        cpu_table(data, out)
+        out.append("")
+        out.append("## every measurement on %s%s%s%s" % (
+            dev, " (%s)" % ", ".join(names) if names else "", ", torch %s" % tv[0] if tv else "",
+            ", medians over the rounds" if data.run or any(
+                d.get("_round") for d in data.cnn + data.pytorch) else ""))
+    else:
+        out.append("## cnn vs PyTorch on %s%s%s" % (
+            dev, " (%s)" % ", ".join(names) if names else "", ", torch %s" % tv[0] if tv else ""))
     out.append("")
     main_table(data, out)
     out.append("")
@@ -390,9 +585,10 @@ def render(paths):
         out.append("")
     else:
         conv_results = []
-    out.append("## DESIGN.md performance targets")
-    out.append("")
-    targets(data, conv_results, out)
+    if dev == "cuda" or data.tta:
+        out.append("## DESIGN.md performance targets")
+        out.append("")
+        targets(data, conv_results, out)
     for n in data.notes:
         out.append("")
         out.append("note: " + n)

@@ -63,7 +63,8 @@ static void test_model_json(const char *lenet) {
   CHECK_OK(cnn_net_info_get(net, &info));
   cnn_net_destroy(net);
   char args[1200];
-  snprintf(args, sizeof args, "%s --device cpu --batch 8 --steps 2 --json out.json", lenet);
+  snprintf(args, sizeof args, "%s --device cpu --batch 8 --steps 2 --conv-engine own --json out.json",
+           lenet);
   int st = run(args, "model.txt");
   char *o = clitest_slurp(dir, "model.txt");
   CHECK(clitest_exited_ok(st), "cnn bench lenet exits 0: %s", o);

@@ -1,7 +1,9 @@
 """bench/table.py on the fixture JSON files of tests/data/bench: a GPU run (cnn bench
 of lenet, our conv engine and cuDNN per layer on resnet9, PyTorch's modes with an error
-and skipped cells, a time-to-accuracy result) and a CPU run without torch (and a cnn run
-that timed out). Checks the cells, ratios and pass / miss verdicts it prints; then that
+and skipped cells, a time-to-accuracy result), issue 11's CPU table on three interleaved
+rounds (medians, the best fp32 mode named, a failed round, a cnn run failed in every
+round, the load averages), a quick CPU run without torch (and a cnn run that timed out)
+and a cnn bf16 run. Checks the cells, ratios and pass / miss verdicts it prints; then that
 bench/pytorch_models.py without torch says so, writes that in its JSON and exits 0."""
 import json
 import os
@@ -107,20 +109,114 @@ def gpu():
 
 
 def cpu():
+    """issue 11's CPU table: three rounds, medians, the best fp32 mode named, a failed run"""
     out = table(os.path.join(DATA, "cpu"))
     print(out)
-    expect_row(out, ("lenet", "fp32", "train (img/s)", "64"),
-               {4: "1,500", 5: "torch not installed", 6: "torch not installed", 8: "—"},
-               "without torch")
+    head = row(out, "workload")
+    check(head == ["workload", "cnn", "PyTorch fp32, best", "PyTorch bf16 autocast",
+                   "cnn / PyTorch fp32 best", "target", "result"],
+          "the CPU table's columns (%s)" % head)
+    want = ["lenet training, batch 128 (img/s)", "models/fashion.cfg training, batch 128 (img/s)",
+            "resnet9 training, batch 64 (img/s)", "lenet inference, batch 128 (img/s)",
+            "models/fashion.cfg inference, batch 128 (img/s)",
+            "resnet9 inference, batch 128 (img/s)", "lenet batch-1 latency (ms)",
+            "models/fashion.cfg batch-1 latency (ms)", "resnet9 batch-1 latency (ms)"]
+    got = [r[0] for r in rows(out)]
+    check(got[1:1 + len(want)] == want, "the CPU table's rows, in the issue's order (%s)" % got)
+    check("machine: AMD EPYC 7B13, 2 threads" in out, "the machine and threads")
+    check("PyTorch: torch 2.15.0" in out, "the torch version")
+    check("rounds: 3, interleaved" in out, "the rounds")
+    check("load average (1, 5, 15 min): 1.50, 1.25, 1.00 at the start, 2.00, 1.60, 1.10 at "
+          "the end" in out, "the load averages at the start and the end")
+    check("cnn flags: `--conv-engine dnnl`" in out, "BENCH_CNN_FLAGS")
+    check("cnn fp32 vs PyTorch fp32" in out, "cnn ran fp32: says it is compared with fp32")
+    # medians over the rounds, not the last round or the mean: cnn 400, 520, 450 -> 450;
+    # channels_last 340, 330, 360 -> 340 beats eager's median 310; 450 / 340 = 1.32
+    expect_row(out, ("lenet training, batch 128 (img/s)",),
+               {1: "450", 2: "340 (channels_last)", 3: "205 (eager)", 4: "1.32×", 5: "≥ 1.3×",
+                6: "pass"}, "lenet training: medians, the best fp32 mode")
+    # cnn 1100, 1250, 1000 -> 1100; eager 1000, 920, 900 -> 920 (channels_last 800)
+    expect_row(out, ("lenet inference, batch 128 (img/s)",),
+               {1: "1,100", 2: "920 (eager)", 4: "1.20×", 6: "miss"}, "lenet inference: a miss")
+    # latency: the least ms wins; cnn 2.5, 3.5, 2.0 -> 2.5; channels_last 3.3, 3.6, 3.2 -> 3.3
+    expect_row(out, ("lenet batch-1 latency (ms)",),
+               {1: "2.500 ms", 2: "3.300 ms (channels_last)", 3: "5.000 ms (eager)",
+                4: "0.76×", 5: "≤ 0.8×", 6: "pass"}, "lenet latency: <= 0.8x passes")
+    # fashion: round 2's cnn run failed (2 of 3 runs); compile failed in round 1, its
+    # median over the other two (2000, 1600 -> 1800) beats eager's 1000
+    expect_row(out, ("models/fashion.cfg training, batch 128 (img/s)",),
+               {1: "2,200 (2 of 3 runs; [f1])", 2: "1,800 (compile, 2 of 3 rounds)", 3: "—",
+                4: "1.22×",
+                6: "miss"}, "fashion training: a failed round, compile's median")
+    expect_row(out, ("models/fashion.cfg batch-1 latency (ms)",),
+               {1: "0.600 ms (2 of 3 runs; [f1])", 4: "1.50×", 6: "miss"}, "fashion latency")
+    check("[f1] cnn (cnn-r2-fashion-b128.json): exit 1: out of memory" in out,
+          "the failed round's footnote")
+    # resnet9: training at 64; the inference run at 128 (--infer) failed in every round
+    expect_row(out, ("resnet9 training, batch 64 (img/s)",),
+               {1: "63.0", 2: "50.0 (eager)", 3: "30.0 (eager)", 4: "1.26×", 6: "miss"},
+               "resnet9 training at 64 (not the failed --infer run's row)")
+    expect_row(out, ("resnet9 inference, batch 128 (img/s)",),
+               {1: "failed [f2]", 2: "100 (eager)", 4: "—", 6: "n/a (no cnn figure)"},
+               "resnet9 inference: a failed cnn run")
+    check("[f2] cnn (cnn-r1-resnet9-b128-infer.json, cnn-r2-resnet9-b128-infer.json, "
+          "cnn-r3-resnet9-b128-infer.json): exit 124: timed out after 900 s" in out,
+          "one footnote for the same error in three rounds")
+    # the latency comes from every run of the model: three measured, three failed
+    expect_row(out, ("resnet9 batch-1 latency (ms)",),
+               {1: "22.000 ms (3 of 6 runs; [f2])", 2: "20.000 ms (eager)", 4: "1.10×",
+                6: "miss"}, "resnet9 latency")
+    # the table of every measurement: medians too, a failed --infer run has no train row
+    expect_row(out, ("lenet", "fp32", "train (img/s)", "128"),
+               {4: "450", 5: "310", 6: "340", 8: "1.32× (vs channels_last)"},
+               "every measurement: medians")
+    check(row(out, "resnet9", "auto", "train (img/s)") is None,
+          "a failed --infer run makes no training row")
+    check(row(out, "CPU lenet fp32 training") is None and "DESIGN.md performance targets"
+          not in out, "on a CPU no second targets table (the CPU table has them)")
+
+
+def cpu_no_torch():
+    out = table(os.path.join(DATA, "cpu-notorch"))
+    print(out)
+    check("PyTorch: torch not installed" in out, "without torch: says so")
+    check("(quick run)" in out and "rounds: 1," in out, "a quick run of one round")
+    expect_row(out, ("lenet training, batch 128 (img/s)",),
+               {1: "1,500", 2: "torch not installed", 3: "torch not installed", 4: "—",
+                6: "n/a"}, "without torch: cnn's figure, no ratio")
+    expect_row(out, ("lenet batch-1 latency (ms)",), {1: "1.250 ms", 6: "n/a"},
+               "without torch: latency")
+    expect_row(out, ("models/fashion.cfg training, batch 128 (img/s)",),
+               {1: "failed [f1]", 6: "n/a"}, "without torch: a failed cnn run")
+    check("[f1] cnn (cnn-r1-fashion-b128.json): exit 124: timed out after 300 s" in out,
+          "its footnote")
+    expect_row(out, ("resnet9 training, batch 64 (img/s)",), {1: "—"}, "a row not run")
     check(row(out, "model", "precision", "metric")[5:8] ==
           ["PyTorch eager", "PyTorch channels_last", "PyTorch compile"],
           "without torch on a CPU: the CPU modes, no cuda_graph column")
-    expect_row(out, ("resnet50", "fp32", "latency (ms)", "1"), {4: "failed [c1]"},
-               "a failed cnn run")
-    check("[c1] cnn (cnn-resnet50-fp32-b2.json): exit 124: timed out after 300 s" in out,
-          "the failed run's footnote")
-    expect_row(out, ("CPU lenet fp32 training",), {2: "torch not installed", 4: "n/a"},
-               "CPU target without torch")
+
+
+def cpu_bf16():
+    """cnn ran bf16: the ratio stays against fp32's best, the bf16 cell compares too"""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(DATA, "cpu-notorch", "cnn-r1-lenet-b128.json")) as f:
+            doc = json.load(f)
+        doc["precision"] = "bf16"
+        with open(os.path.join(tmp, "cnn-r1-lenet-b128.json"), "w") as f:
+            json.dump(doc, f)
+        res = [{"model": "lenet", "precision": p, "metric": "train", "batch": 128,
+                "mode": "eager", "value": v, "error": None} for p, v in (("fp32", 1000),
+                                                                         ("bf16", 750))]
+        with open(os.path.join(tmp, "pytorch-r1-lenet.json"), "w") as f:
+            json.dump({"tool": "pytorch", "device": "cpu", "torch": "2.15.0", "results": res}, f)
+        out = table(tmp)
+        print(out)
+        check("cnn ran bf16" in out and "cnn fp32 vs PyTorch fp32" not in out,
+              "cnn ran bf16: says so")
+        expect_row(out, ("lenet training, batch 128 (img/s)",),
+                   {1: "1,500 (bf16)", 2: "1,000 (eager)", 3: "750 (eager); cnn bf16 / this 2.00×",
+                    4: "1.50×", 6: "pass"}, "cnn bf16 against both columns")
+        check("load average: not recorded" in out, "no run.json: no load averages")
 
 
 def no_torch():
@@ -148,6 +244,8 @@ def no_torch():
 def main():
     gpu()
     cpu()
+    cpu_no_torch()
+    cpu_bf16()
     no_torch()
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0

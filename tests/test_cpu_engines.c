@@ -77,6 +77,108 @@ static void check_repeatable(cnn_backend *b, const cnn_conv_desc *d, const char 
   }
 }
 
+/* Inference convs (wconst) on engine `engine` keep their weights repacked: the same
+ * bits as a plain call; a weight change is seen only after weights_changed (the
+ * contract: the program calls it whenever weights may have changed), per weight
+ * pointer. Engines that keep packs: oneDNN's (its own weight layout). */
+static int keeps_packs(const char *e) { return e && !strcmp(e, "dnnl"); }
+
+static void check_packs(cnn_backend *b, const char *engine) {
+  cnn_conv_desc d = shape(2, 10, 16, 24, 3, 1, 1, 1), dc = d;
+  dc.wconst = 1;
+  size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.k;
+  size_t nw = (size_t)d.k * d.r * d.s * d.c;
+  float *x = filled(nx, 11), *w = filled(nw, 12), *w2 = filled(nw, 13), *w3 = filled(nw, 14);
+  float *bias = filled((size_t)d.k, 15), *y[6];
+  for (int i = 0; i < 6; i++) y[i] = filled(ny, 16);
+  size_t wsb = b->ops->conv_workspace(b->ctx, &d);
+  void *ws = wsb ? aligned_alloc(256, (wsb + 255) / 256 * 256) : NULL;
+  const cnn_backend_ops *o = b->ops;
+  CHECK(o->weights_changed != NULL, "the cpu backend has weights_changed");
+  if (!o->weights_changed) return;
+  const int packs = keeps_packs(o->conv_engine(b->ctx, &d, CNN_CONV_FWD));
+  o->weights_changed(b->ctx);
+  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[0], ws, wsb));
+  CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[1], ws, wsb));
+  CHECK(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: a kept pack gives a plain call's bits", engine);
+  float *keep = filled(nw, 12); /* w's values */
+  memcpy(w, w2, nw * sizeof *w); /* changed behind the backend's back */
+  CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[2], ws, wsb));
+  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[3], ws, wsb));
+  if (packs)
+    CHECK(!memcmp(y[2], y[1], ny * sizeof(float)), "%s: the pack is kept until weights_changed",
+          engine);
+  else
+    CHECK(!memcmp(y[2], y[3], ny * sizeof(float)), "%s: no pack, the weights are read", engine);
+  o->weights_changed(b->ctx);
+  CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[2], ws, wsb));
+  CHECK(!memcmp(y[2], y[3], ny * sizeof(float)) && memcmp(y[2], y[1], ny * sizeof(float)),
+        "%s: after weights_changed the new weights are used", engine);
+  /* another weight buffer of the same shape has its own pack */
+  CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w3, bias, CNN_ACT_RELU, 0.0f, y[4], ws, wsb));
+  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w3, bias, CNN_ACT_RELU, 0.0f, y[5], ws, wsb));
+  CHECK(!memcmp(y[4], y[5], ny * sizeof(float)), "%s: a second weight buffer, its own pack", engine);
+  CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[4], ws, wsb));
+  CHECK(!memcmp(y[4], y[3], ny * sizeof(float)), "%s: the first buffer's pack is still its own",
+        engine);
+  free(keep);
+  free(x); free(w); free(w2); free(w3); free(bias); free(ws);
+  for (int i = 0; i < 6; i++) free(y[i]);
+}
+
+/* A net predicting between training steps and a weight write: its kept packs follow
+ * every change (the programs call weights_changed), so its predictions match ours
+ * (no packs) to f32 rounding; a stale pack would be far off. */
+static void check_net_packs(int have_dnnl) {
+  static const char cfg[] =
+      "[net]\nheight=8\nwidth=8\nchannels=3\nbatch=4\nlearning_rate=0.5\nmomentum=0.9\n"
+      "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\npad=1\nactivation=relu\n"
+      "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
+      "[maxpool]\nglobal=1\n[connected]\noutput=5\nactivation=linear\n[softmax]\n";
+  const char *engines[2] = {have_dnnl ? "dnnl" : "own", "own"};
+  float probs[2][3][20];
+  float *x = filled(4 * 8 * 8 * 3, 21);
+  int32_t labels[4] = {0, 3, 1, 4};
+  for (int e = 0; e < 2; e++) {
+    cnn_backend *b = NULL;
+    cnn_net *net = NULL;
+    CHECK_OK(cnn_backend_cpu_create(&b));
+    CHECK_OK(cnn_net_from_cfg_text(cfg, "packs", &net));
+    if (!b || !net) return;
+    CHECK_OK(b->ops->set_option(b->ctx, "conv-engine", engines[e]));
+    CHECK_OK(cnn_net_build(net, b, 4, CNN_MODE_TRAIN));
+    CHECK_OK(cnn_net_predict(net, x, NULL, 4, probs[e][0], NULL));
+    for (int s = 0; s < 2; s++) CHECK_OK(cnn_net_train_step(net, x, labels, 4, NULL));
+    CHECK_OK(cnn_net_predict(net, x, NULL, 4, probs[e][1], NULL));
+    cnn_param_desc pd;
+    int wi = -1;
+    for (int i = 0; i < cnn_net_num_tensors(net) && wi < 0; i++)
+      if (cnn_net_tensor_desc(net, i, &pd) == CNN_OK && pd.ndim == 4 && pd.shape[0] == 8) wi = i;
+    CHECK(wi >= 0, "the second conv's weight tensor");
+    if (wi >= 0) {
+      float *nw = filled(pd.count, 22);
+      CHECK_OK(cnn_net_tensor_set(net, wi, nw));
+      free(nw);
+    }
+    CHECK_OK(cnn_net_predict(net, x, NULL, 4, probs[e][2], NULL));
+    cnn_net_destroy(net);
+    b->ops->destroy(b);
+  }
+  for (int k = 0; k < 3; k++) {
+    double worst = 0.0, moved = 0.0;
+    for (int i = 0; i < 20; i++) {
+      double dd = fabs((double)probs[0][k][i] - probs[1][k][i]);
+      if (dd > worst) worst = dd;
+      if (k && fabs((double)probs[0][k][i] - probs[0][k - 1][i]) > moved)
+        moved = fabs((double)probs[0][k][i] - probs[0][k - 1][i]);
+    }
+    CHECK(worst < 1e-4, "net with kept packs (%s), prediction %d: off by %.3g from own", engines[0],
+          k, worst);
+    if (k) CHECK(moved > 1e-3, "prediction %d moved after the change (%.3g)", k, moved);
+  }
+  free(x);
+}
+
 static int listed(const char *name, const char **names, int n) {
   for (int i = 0; i < n; i++)
     if (!strcmp(name, names[i])) return 1;
@@ -123,6 +225,7 @@ int main(void) {
     }
     if (i == 0) CHECK(e && !strcmp(e, "im2col+gemm"), "own runs im2col+gemm: %s", e ? e : "(null)");
     check_repeatable(b, &d3, forced[i]);
+    check_packs(b, forced[i]);
     cnn_conv_desc dw = shape(2, 9, 24, 24, 3, 2, 1, 24);
     check_repeatable(b, &dw, forced[i]);
     b->ops->destroy(b);
@@ -167,11 +270,14 @@ int main(void) {
       cnn_conv_desc d = d3;
       d.math = CNN_MATH_BF16;
       const char *e = bo->conv_engine(b->ctx, &d, CNN_CONV_FWD);
-      CHECK(e && !strcmp(e, "im2col+gemm"), "default setting, bf16 maths: our engine: %s",
+      CHECK(e && !strstr(e, "bf16"), "default setting, bf16 maths: never oneDNN's bf16: %s",
             e ? e : "(null)");
       d.math = CNN_MATH_F32;
       e = bo->conv_engine(b->ctx, &d, CNN_CONV_FWD);
-      CHECK(e && !strcmp(e, "im2col+gemm"), "default setting, f32: our engine: %s", e ? e : "(null)");
+      CHECK(e && !strcmp(e, have_dnnl ? "dnnl" : "im2col+gemm"),
+            "default setting, f32: oneDNN where built, else ours: %s", e ? e : "(null)");
+      CHECK(keeps_packs(e) == have_dnnl, "default setting: oneDNN keeps packs where built");
+      check_packs(b, "default");
       if (bo->set_option(b->ctx, "conv-engine", "dnnl") == CNN_OK) {
         unsigned mm = bo->matrix_math ? bo->matrix_math(b->ctx) : 0u;
         printf("matrix_math with dnnl: 0x%x\n", mm);
@@ -205,11 +311,11 @@ int main(void) {
   /* the environment variable */
   {
     cnn_backend *b = NULL;
-    setenv("CNN_CPU_CONV_ENGINE", have_dnnl ? "dnnl" : "own", 1);
+    setenv("CNN_CPU_CONV_ENGINE", "own", 1);
     CHECK_OK(cnn_backend_cpu_create(&b));
     if (b) {
       const char *e = b->ops->conv_engine(b->ctx, &d3, CNN_CONV_BWD_FILTER);
-      CHECK(e && !strcmp(e, have_dnnl ? "dnnl" : "im2col+gemm"),
+      CHECK(e && !strcmp(e, "im2col+gemm"),
             "CNN_CPU_CONV_ENGINE picks the engine: %s", e ? e : "(null)");
       b->ops->destroy(b);
     }
@@ -221,6 +327,8 @@ int main(void) {
     if (b) b->ops->destroy(b);
     unsetenv("CNN_CPU_CONV_ENGINE");
   }
+
+  check_net_packs(have_dnnl);
 
   cpu->ops->destroy(cpu);
   ref->ops->destroy(ref);

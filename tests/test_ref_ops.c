@@ -54,7 +54,7 @@ static void test_null_args(void) {
   CHECK(strstr(cnn_last_error(), "add") != NULL, "message names the op: %s", cnn_last_error());
   CHECK(B->gemm(NULL, 0, 0, 1, 1, 1, 1, NULL, 1, x, 1, 0, x, 1) == CNN_ERR_ARG, "gemm NULL a");
   CHECK(B->gemm(NULL, 0, 0, 2, 2, 2, 1, x, 1, x, 2, 0, x, 2) == CNN_ERR_ARG, "gemm lda < k");
-  cnn_conv_desc d = {1, 2, 2, 3, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1, 2, CNN_MATH_F32}; /* c=3, groups=2 */
+  cnn_conv_desc d = {1, 2, 2, 3, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1, 2, CNN_MATH_F32, 0}; /* c=3, groups=2 */
   CHECK(B->conv_fwd(NULL, &d, x, x, NULL, x, NULL, 0) == CNN_ERR_ARG, "groups must divide c");
   int32_t bad_label = 5;
   CHECK(B->softmax_xent_fwd(NULL, 1, 4, x, &bad_label, 0, x, x) == CNN_ERR_ARG,
@@ -229,7 +229,7 @@ static void test_gemm(void) {
 
 static cnn_conv_desc conv_desc(int n, int h, int w, int c, int k, int r, int s, int stride,
                                int pad, int dil, int groups) {
-  cnn_conv_desc d = {n, h, w, c, k, r, s, 0, 0, stride, stride, pad, pad, dil, dil, groups, CNN_MATH_F32};
+  cnn_conv_desc d = {n, h, w, c, k, r, s, 0, 0, stride, stride, pad, pad, dil, dil, groups, CNN_MATH_F32, 0};
   d.oh = (h + 2 * pad - dil * (r - 1) - 1) / stride + 1;
   d.ow = (w + 2 * pad - dil * (s - 1) - 1) / stride + 1;
   return d;

@@ -43,6 +43,9 @@ typedef struct cnn_conv_desc {
   int dil_h, dil_w;
   int groups;                  /* c % groups == 0 and k % groups == 0 */
   cnn_math math;               /* 0 (F32) unless the build's precision permits rounding */
+  int wconst;                  /* forward in an inference program: the weights at this
+                                * pointer stay as they were at its previous call until
+                                * weights_changed, so an engine may keep them repacked */
 } cnn_conv_desc;
 
 /* A dense product with an epilogue (gemm_ex): row-major
@@ -469,6 +472,12 @@ struct cnn_backend_ops {
    *   workspace    MB of conv workspace the tuner may use (default: from free memory)
    *   tune-cache   a file path | off (default ~/.cache/cnn/tune-<device>.txt) */
   cnn_status (*set_option)(void *ctx, const char *key, const char *value);
+  /* (optional) weights may have changed since the last run of an inference program:
+   * weights kept repacked for convs with cnn_conv_desc.wconst are stale. Called
+   * before every run of a training program and before an inference run told that
+   * the parameters changed (cnn_program_run's prologue flag: the same events that
+   * refold batch norm into conv weights). */
+  void (*weights_changed)(void *ctx);
 };
 
 /* constructors, one per backend (cuda's returns CNN_UNSUPPORTED when not compiled

@@ -473,8 +473,10 @@ static cnn_status run_range(cnn_net *net, cnn_program *p, int from, int to) {
 #define GRAPH_WARMUP 2
 
 cnn_status cnn_program_run(cnn_net *net, cnn_program *p, int prologue) {
-  if (prologue && p->n_prologue) CNN_TRY(run_range(net, p, 0, p->n_prologue));
   const cnn_backend_ops *o = net->b->ops;
+  /* a training step changes the weights; an inference run is told so by the flag */
+  if ((prologue || p->kind != CNN_PK_INFER) && o->weights_changed) o->weights_changed(net->b->ctx);
+  if (prologue && p->n_prologue) CNN_TRY(run_range(net, p, 0, p->n_prologue));
   /* profiled runs time their nodes one by one: never as a graph */
   int can_graph = net->graphs && !net->profile && o->capture_begin && o->capture_end &&
                   o->graph_launch;

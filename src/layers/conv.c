@@ -86,6 +86,7 @@ static cnn_status conv_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n
     w = l->fold_w;
     bias = l->fold_b;
   }
+  d.wconst = !train; /* unchanged between runs unless weights_changed says otherwise */
   if (l->fold_bn < 0 && l->fused_act == CNN_ACT_LINEAR)
     return CNN_EMIT(p, net, l, CNN_NODE_CONV_FWD, conv, .d = d, .x = cnn_layer_x(net, l, 0),
                     .w = w, .bias = bias, .y = l->y);

@@ -167,6 +167,8 @@ cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, si
 const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir);
 cnn_status cpu_set_option(void *ctx, const char *key, const char *value);
 unsigned cpu_matrix_math(void *ctx);
+/* weights kept repacked for inference convs (wconst) are stale from now on */
+void cpu_weights_changed(void *ctx);
 
 /* ---- cpu_pool.c ---- */
 cnn_status cpu_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);

@@ -505,13 +505,29 @@ static cnn_status weights_in(cpu_dnnl *e, prim *p, const float *w, const void **
   return CNN_OK;
 }
 
+size_t cpu_dnnl_fwd_wbytes(cpu_dnnl *e, const cnn_conv_desc *d, int variant, int with_bias,
+                           cnn_act act, float alpha) {
+  prim *p;
+  if (get_prim(e, d, CNN_CONV_FWD, variant, with_bias, act, alpha, &p) != CNN_OK) {
+    cnn_error_clear();
+    return 0;
+  }
+  return p->w_reorder ? dnnl_memory_desc_get_size(&p->cw_md) : 0;
+}
+
 cnn_status cpu_dnnl_fwd(cpu_dnnl *e, const cnn_conv_desc *d, int variant, const float *x,
-                        const float *w, const float *bias, cnn_act act, float alpha, float *y) {
+                        const float *w, void *wpack, int fill, const float *bias, cnn_act act,
+                        float alpha, float *y) {
   prim *p;
   CNN_TRY(get_prim(e, d, CNN_CONV_FWD, variant, bias != NULL, act, alpha, &p));
   if (d->n == 0 || d->oh == 0 || d->ow == 0) return CNN_OK;
   const void *wc, *xc = x;
-  CNN_TRY(weights_in(e, p, w, &wc));
+  if (wpack && p->w_reorder) { /* kept reordered across calls: refilled when asked */
+    if (fill) CNN_TRY(reorder(e, p->w_reorder, &p->w_md, w, &p->cw_md, wpack));
+    wc = wpack;
+  } else {
+    CNN_TRY(weights_in(e, p, w, &wc));
+  }
   if (p->a_reorder) {
     CNN_TRY(reorder(e, p->a_reorder, &p->x_md, x, &p->ca_md, p->abuf));
     xc = p->abuf;
@@ -614,9 +630,16 @@ const char *cpu_dnnl_impl(cpu_dnnl *e, const cnn_conv_desc *d, cnn_conv_dir dir,
   (void)e; (void)d; (void)dir; (void)variant;
   return NULL;
 }
+size_t cpu_dnnl_fwd_wbytes(cpu_dnnl *e, const cnn_conv_desc *d, int variant, int with_bias,
+                           cnn_act act, float alpha) {
+  (void)e; (void)d; (void)variant; (void)with_bias; (void)act; (void)alpha;
+  return 0;
+}
 cnn_status cpu_dnnl_fwd(cpu_dnnl *e, const cnn_conv_desc *d, int variant, const float *x,
-                        const float *w, const float *bias, cnn_act act, float alpha, float *y) {
-  (void)e; (void)d; (void)variant; (void)x; (void)w; (void)bias; (void)act; (void)alpha; (void)y;
+                        const float *w, void *wpack, int fill, const float *bias, cnn_act act,
+                        float alpha, float *y) {
+  (void)e; (void)d; (void)variant; (void)x; (void)w; (void)wpack; (void)fill; (void)bias;
+  (void)act; (void)alpha; (void)y;
   return none();
 }
 cnn_status cpu_dnnl_bwd_data(cpu_dnnl *e, const cnn_conv_desc *d, int variant, const float *dy,

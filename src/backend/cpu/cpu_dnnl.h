@@ -43,9 +43,16 @@ cnn_status cpu_dnnl_check(cpu_dnnl *e, const cnn_conv_desc *d, cnn_conv_dir dir,
 /* oneDNN's name of the implementation it picked ("jit:avx2", "gemm:jit"), or NULL */
 const char *cpu_dnnl_impl(cpu_dnnl *e, const cnn_conv_desc *d, cnn_conv_dir dir, int variant);
 
-/* y = act(conv(x, w) + bias) (act LINEAR: none) */
+/* bytes of oneDNN's own layout of the forward weights of (d, variant, bias, epilogue);
+ * 0 when it takes ours as they are (nothing to keep repacked) or not at all */
+size_t cpu_dnnl_fwd_wbytes(cpu_dnnl *e, const cnn_conv_desc *d, int variant, int with_bias,
+                           cnn_act act, float alpha);
+/* y = act(conv(x, w) + bias) (act LINEAR: none). wpack: NULL (w reordered on every
+ * call), or a buffer of cpu_dnnl_fwd_wbytes bytes that keeps w reordered across calls:
+ * filled from w first when fill is set, else used as it is (w unread). */
 cnn_status cpu_dnnl_fwd(cpu_dnnl *e, const cnn_conv_desc *d, int variant, const float *x,
-                        const float *w, const float *bias, cnn_act act, float alpha, float *y);
+                        const float *w, void *wpack, int fill, const float *bias, cnn_act act,
+                        float alpha, float *y);
 /* dx += conv_transpose(dy, w) */
 cnn_status cpu_dnnl_bwd_data(cpu_dnnl *e, const cnn_conv_desc *d, int variant, const float *dy,
                              const float *w, float *dx);

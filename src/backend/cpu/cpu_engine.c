@@ -5,9 +5,9 @@
  * with ours). Which one runs a (shape, pass) is the conv-engine setting
  * (set_option, or $CNN_CPU_CONV_ENGINE when the backend is created):
  *
- *   (unset)     ours, except that convs of bf16 maths (cnn_conv_desc.math) run on
- *               oneDNN in bf16 where the CPU has bf16 instructions (AVX512-BF16,
- *               AMX): the only engine here that uses them
+ *   (unset)     oneDNN where it takes the shape, ours elsewhere; but convs of bf16
+ *               maths (cnn_conv_desc.math) on a CPU with bf16 instructions run ours
+ *               (oneDNN's bf16 path is opt-in until it has run on such a CPU)
  *   own         ours, always
  *   dnnl        oneDNN wherever it takes the shape (ours elsewhere); likewise
  *   dnnl-plain
@@ -35,12 +35,32 @@ typedef struct cpu_sel {
   int dir, threads, engine;
 } cpu_sel;
 
+/* Weights kept repacked for an engine across inference runs (convs whose desc has
+ * wconst): one per (shape, engine, epilogue, weight pointer), valid while its epoch
+ * is the ctx's; weights_changed starts a new epoch. */
+typedef struct cpu_pack {
+  cnn_conv_desc d; /* wconst cleared */
+  int engine, with_bias, act;
+  float alpha;
+  const float *w;
+  unsigned long epoch; /* of the contents; 0: never filled */
+  void *buf;
+  size_t bytes;
+} cpu_pack;
+
+/* at most this much host memory in kept packs (beyond it: repacked every call) */
+#define CPU_PACK_BYTES ((size_t)2 << 30)
+
 struct cpu_ctx {
   int mode;
   int dnnl_tried;
   cpu_dnnl *dnnl;
   cpu_sel *sel;
   int nsel, cap;
+  cpu_pack *pack;
+  int npack, pack_cap;
+  size_t pack_bytes;
+  unsigned long epoch; /* weights_changed count, from 1 */
 };
 
 static cnn_status parse_mode(const char *v, int *mode) {
@@ -67,6 +87,7 @@ cnn_status cpu_ctx_create(cpu_ctx **out) {
       return cnn_error_prefix(st, "%s", "CNN_CPU_CONV_ENGINE");
     }
   }
+  c->epoch = 1;
   *out = c;
   return CNN_OK;
 }
@@ -75,7 +96,56 @@ void cpu_ctx_destroy(cpu_ctx *c) {
   if (!c) return;
   cpu_dnnl_destroy(c->dnnl);
   free(c->sel);
+  for (int i = 0; i < c->npack; i++) free(c->pack[i].buf);
+  free(c->pack);
   free(c);
+}
+
+void cpu_weights_changed(void *ctx) {
+  cpu_ctx *c = ctx;
+  if (c) c->epoch++;
+}
+
+/* The kept pack of (d, engine, epilogue, w) with `bytes` of room, made on first need;
+ * NULL when none can be kept (then the engine repacks per call). *fill: its contents
+ * are not this epoch's (the caller repacks, then marks it with pack_done). */
+static cpu_pack *pack_for(cpu_ctx *c, const cnn_conv_desc *d, int engine, int with_bias,
+                          cnn_act act, float alpha, const float *w, size_t bytes, int *fill) {
+  *fill = 1;
+  if (!c || !bytes) return NULL;
+  for (int i = 0; i < c->npack; i++) {
+    cpu_pack *k = &c->pack[i];
+    if (k->w == w && k->engine == engine && k->with_bias == with_bias && k->act == (int)act &&
+        k->alpha == alpha && k->bytes == bytes && !memcmp(&k->d, d, sizeof *d)) {
+      *fill = k->epoch != c->epoch;
+      return k;
+    }
+  }
+  if (c->pack_bytes + bytes > CPU_PACK_BYTES) return NULL;
+  if (c->npack == c->pack_cap) {
+    int cap = c->pack_cap ? 2 * c->pack_cap : 16;
+    cpu_pack *np = realloc(c->pack, (size_t)cap * sizeof *np);
+    if (!np) return NULL;
+    c->pack = np;
+    c->pack_cap = cap;
+  }
+  void *buf;
+  if (cpu_alloc_aligned(bytes, "conv weight pack", &buf) != CNN_OK) {
+    cnn_error_clear();
+    return NULL;
+  }
+  cpu_pack *k = &c->pack[c->npack++];
+  memset(k, 0, sizeof *k);
+  k->d = *d;
+  k->engine = engine;
+  k->with_bias = with_bias;
+  k->act = (int)act;
+  k->alpha = alpha;
+  k->w = w;
+  k->buf = buf;
+  k->bytes = bytes;
+  c->pack_bytes += bytes;
+  return k;
 }
 
 /* oneDNN's engine, made on first need (NULL when not built) */
@@ -131,7 +201,8 @@ static cnn_status run_engine(cpu_ctx *c, const cnn_conv_desc *d, int dir, int en
     return cpu_own_conv_bwd_filter(NULL, d, t->x, t->y, t->dw, t->db, t->ws, t->ws_bytes);
   }
   int v = variant_of(engine);
-  if (dir == CNN_CONV_FWD) return cpu_dnnl_fwd(c->dnnl, d, v, t->x, t->w, t->b, CNN_ACT_LINEAR, 0.0f, t->y);
+  if (dir == CNN_CONV_FWD)
+    return cpu_dnnl_fwd(c->dnnl, d, v, t->x, t->w, NULL, 0, t->b, CNN_ACT_LINEAR, 0.0f, t->y);
   if (dir == CNN_CONV_BWD_DATA) return cpu_dnnl_bwd_data(c->dnnl, d, v, t->y, t->w, t->dx);
   return cpu_dnnl_bwd_filter(c->dnnl, d, v, t->x, t->y, t->dw, t->db);
 }
@@ -207,10 +278,13 @@ static int choose(cpu_ctx *c, const cnn_conv_desc *d, int dir) {
   case MODE_DNNL: return dnnl_takes(c, d, dir, ENG_DNNL) ? ENG_DNNL : ENG_OWN;
   case MODE_DNNL_PLAIN: return dnnl_takes(c, d, dir, ENG_DNNL_PLAIN) ? ENG_DNNL_PLAIN : ENG_OWN;
   case MODE_DEFAULT:
-    /* ours, also for bf16 on CPUs with bf16 units: oneDNN's bf16 path has not run on
-     * such a CPU yet (none here), so it is opt-in (--conv-engine dnnl or auto) until
-     * measured there */
-    return ENG_OWN;
+    /* bf16 maths on a CPU with bf16 units: ours (f32 products). oneDNN's bf16 path
+     * has not run on such a CPU yet (none here), so it is opt-in (--conv-engine dnnl
+     * or auto) until measured there. */
+    if (cpu_dnnl_uses_bf16(get_dnnl(c), d)) return ENG_OWN;
+    /* f32: oneDNN where it takes the shape: faster than ours on every model measured
+     * (docs/cpu-engines.md), and a fixed choice, so results stay repeatable */
+    return dnnl_takes(c, d, dir, ENG_DNNL) ? ENG_DNNL : ENG_OWN;
   default: break;
   }
   const int threads = cpu_max_threads();
@@ -235,30 +309,53 @@ static int choose(cpu_ctx *c, const cnn_conv_desc *d, int dir) {
 
 /* ---- the conv ops ---- */
 
-cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+/* the forward on engine e; with d0->wconst the weights stay repacked across calls */
+static cnn_status fwd_on(cpu_ctx *c, int e, const cnn_conv_desc *d0, const cnn_conv_desc *d,
+                         const float *x, const float *w, const float *bias, cnn_act act,
+                         float alpha, float *y) {
+  int fill = 1;
+  cpu_pack *k = NULL;
+  if (d0->wconst) {
+    size_t bytes = cpu_dnnl_fwd_wbytes(c->dnnl, d, variant_of(e), bias != NULL, act, alpha);
+    k = pack_for(c, d, e, bias != NULL, act, alpha, w, bytes, &fill);
+  }
+  CNN_TRY(cpu_dnnl_fwd(c->dnnl, d, variant_of(e), x, w, k ? k->buf : NULL, fill, bias, act, alpha, y));
+  if (k) k->epoch = c->epoch;
+  return CNN_OK;
+}
+
+/* the desc as the engines' caches key it: wconst is how a call may run, not a shape */
+static cnn_conv_desc shape_of(const cnn_conv_desc *d) {
+  cnn_conv_desc s = *d;
+  s.wconst = 0;
+  return s;
+}
+
+cnn_status cpu_conv_fwd_act(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
                             const float *bias, cnn_act act, float alpha, float *y, void *ws,
                             size_t ws_bytes) {
+  CPU_NEED(d0, "conv_fwd_act");
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
-  if (e != ENG_OWN && cpu_check_act(act, "conv_fwd_act") == CNN_OK) {
-    cpu_ctx *c = ctx;
-    return cpu_dnnl_fwd(c->dnnl, d, variant_of(e), x, w, bias, act, alpha, y);
-  }
+  if (e != ENG_OWN && cpu_check_act(act, "conv_fwd_act") == CNN_OK)
+    return fwd_on(ctx, e, d0, d, x, w, bias, act, alpha, y);
   cnn_error_clear();
   return cpu_own_conv_fwd_act(NULL, d, x, w, bias, act, alpha, y, ws, ws_bytes);
 }
 
-cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d, const float *x, const float *w,
+cnn_status cpu_conv_fwd(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
                         const float *bias, float *y, void *ws, size_t ws_bytes) {
+  CPU_NEED(d0, "conv_fwd");
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = x && w && y ? choose(ctx, d, CNN_CONV_FWD) : ENG_OWN;
-  if (e != ENG_OWN) {
-    cpu_ctx *c = ctx;
-    return cpu_dnnl_fwd(c->dnnl, d, variant_of(e), x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
-  }
+  if (e != ENG_OWN) return fwd_on(ctx, e, d0, d, x, w, bias, CNN_ACT_LINEAR, 0.0f, y);
   return cpu_own_conv_fwd(NULL, d, x, w, bias, y, ws, ws_bytes);
 }
 
-cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
+cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d0, const float *dy,
                              const float *w, float *dx, void *ws, size_t ws_bytes) {
+  CPU_NEED(d0, "conv_bwd_data");
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = dy && w && dx ? choose(ctx, d, CNN_CONV_BWD_DATA) : ENG_OWN;
   if (e != ENG_OWN) {
     cpu_ctx *c = ctx;
@@ -267,9 +364,11 @@ cnn_status cpu_conv_bwd_data(void *ctx, const cnn_conv_desc *d, const float *dy,
   return cpu_own_conv_bwd_data(NULL, d, dy, w, dx, ws, ws_bytes);
 }
 
-cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x,
+cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d0, const float *x,
                                const float *dy, float *dw, float *db, void *ws,
                                size_t ws_bytes) {
+  CPU_NEED(d0, "conv_bwd_filter");
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = x && dy && dw ? choose(ctx, d, CNN_CONV_BWD_FILTER) : ENG_OWN;
   if (e != ENG_OWN) {
     cpu_ctx *c = ctx;
@@ -286,9 +385,11 @@ static const char *dnnl_name(cpu_ctx *c, const cnn_conv_desc *d, int engine) {
   return bf ? "dnnl-bf16" : "dnnl";
 }
 
-int cpu_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, const char **names,
+int cpu_conv_engines(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir, const char **names,
                      int max) {
   cpu_ctx *c = ctx;
+  if (!d0) return 0;
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int n = 0;
   if (cpu_conv_check(d, "conv_engines") != CNN_OK) {
     cnn_error_clear();
@@ -302,12 +403,16 @@ int cpu_conv_engines(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, const 
   return n;
 }
 
-cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir, size_t ws_bytes) {
-  (void)choose(ctx, d, (int)dir);
+cnn_status cpu_conv_tune(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir, size_t ws_bytes) {
+  CPU_NEED(d0, "conv_tune");
+  cnn_conv_desc d = shape_of(d0);
+  (void)choose(ctx, &d, (int)dir);
   return CNN_OK;
 }
 
-const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d, cnn_conv_dir dir) {
+const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir) {
+  if (!d0) return "?";
+  cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = choose(ctx, d, (int)dir);
   return e == ENG_OWN ? cpu_own_conv_kind(d) : dnnl_name(ctx, d, e);
 }
