@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* The cpu backend's Winograd F(4x4, 3x3) engine (src/backend/cpu/cpu_wino.c), called
  * directly, against the reference backend:
  *  - forward (bias or not, every activation), backward-data (adding into a nonzero
@@ -5,7 +6,8 @@
  *    {1, 2, 4, 5, 7, 13, 28} (non-square too), pad 0..2, n 1..5;
  *  - cpu_wino_takes refuses what it cannot run; the ops refuse such shapes and too
  *    small a workspace with an error naming the op;
- *  - repeat runs are bit-identical; 1 and 2 threads agree within the tolerance.
+ *  - repeat runs are bit-identical; 1 and 2 threads agree within the tolerance;
+ *  - the activation epilogue gives conv + act_fwd's bits.
  *
  * Tolerance (fp32 unit roundoff u = 2^-24), a first-order worst-case bound:
  *     |got - ref| <= CMAX * ROUNDS(m) * u * S + 4 u |ref|       (x 1.2 after an activation)
@@ -43,6 +45,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_dnnl.h"
 #include "backend/cpu/cpu_wino.h"
 #include "cnn/cnn.h"
 #include "testutil.h"
@@ -198,6 +201,13 @@ static void check_case(int n, int h, int w, int c, int k, int ph, int pw, cnn_ac
   free(sy);
   sy = window_bound(Wx, Fkc, n, d.oh, d.ow, c, k);
   check_bound("fwd", &d, 0, y, yr, sy, ny, ROUNDS(c), 1.2, 4.0);
+  /* the epilogue is act_fwd's kernel on the linear result: the same bits as the
+   * unfused chain */
+  float *ylin = alloc_f(ny);
+  CHECK_OK(cpu_wino_fwd(&d, x, wt, b, CNN_ACT_LINEAR, 0.0f, ylin, ws, wsb));
+  cpu_act_fwd_block(act, alpha, ny, ylin, ylin);
+  CHECK(!memcmp(y, ylin, ny * sizeof *y), "fwd with act %d differs from fwd + act_fwd", (int)act);
+  free(ylin);
   /* repeat: the same bits */
   float *y2 = alloc_f(ny);
   CHECK_OK(cpu_wino_fwd(&d, x, wt, b, act, alpha, y2, ws, wsb));
@@ -379,7 +389,13 @@ static void check_refusals(void) {
   free(x); free(w); free(y); free(dy); free(dx); free(dw);
 }
 
-/* ---- timing mode: test_cpu_wino --bench [rounds] (not run by ctest) ---- */
+/* ---- timing mode (not run by ctest):
+ *   OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2 build/test_cpu_wino --bench [rounds]
+ * times the three passes of Winograd, of cpu_own_conv_* (im2col + gemm) and of
+ * oneDNN (its weight layout, reordered every call as in training; where the build
+ * has it), fwd with bias + relu, on resnet9's and fashion's 3x3 layers, the
+ * engines interleaved, and prints medians of wall time and of process CPU time;
+ * WINO_BENCH_ONLY=n,h,c,k times one shape (h x h, pad 1) instead ---- */
 
 static double now_ms(void) {
   struct timespec ts;
@@ -406,6 +422,8 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+static cpu_dnnl *dnnl; /* oneDNN where the build has it (else NULL: not timed) */
+
 static void bench_shape(const char *model, int n, int h, int c, int k, int rounds) {
   cnn_conv_desc d = shape(n, h, h, c, k, 1, 1);
   size_t nx = (size_t)n * h * h * c, ny = (size_t)n * h * h * k, nw = (size_t)k * 9 * c;
@@ -415,10 +433,11 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
   memset(dx, 0, nx * sizeof *dx);
   size_t ws_w = ws_max(&d), ws_g = cpu_conv_workspace(NULL, &d);
   void *wsw = alloc_ws(ws_w), *wsg = alloc_ws(ws_g ? ws_g : 1);
-  double t[2][3][64], u[2][3][64];
+  const int engines = dnnl ? 3 : 2;
+  double t[3][3][64], u[3][3][64];
   if (rounds > 64) rounds = 64;
   for (int it = -1; it < rounds; it++) /* round -1: warm-up */
-    for (int e = 0; e < 2; e++)
+    for (int e = 0; e < engines; e++)
       for (int pass = 0; pass < 3; pass++) {
         double t0 = now_ms(), c0 = cpu_ms();
         cnn_status st;
@@ -426,11 +445,16 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
           st = pass == 0   ? cpu_wino_fwd(&d, x, w, bias, CNN_ACT_RELU, 0.0f, y, wsw, ws_w)
                : pass == 1 ? cpu_wino_bwd_data(&d, dy, w, dx, wsw, ws_w)
                            : cpu_wino_bwd_filter(&d, x, dy, dw, db, wsw, ws_w);
-        } else {
+        } else if (e == 1) {
           st = pass == 0 ? cpu_own_conv_fwd_act(NULL, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y, wsg,
                                                 ws_g)
                : pass == 1 ? cpu_own_conv_bwd_data(NULL, &d, dy, w, dx, wsg, ws_g)
                            : cpu_own_conv_bwd_filter(NULL, &d, x, dy, dw, db, wsg, ws_g);
+        } else { /* oneDNN's own weight layout, reordered every call (training) */
+          st = pass == 0 ? cpu_dnnl_fwd(dnnl, &d, CPU_DNNL_ANY, x, w, NULL, 0, bias, CNN_ACT_RELU,
+                                        0.0f, y)
+               : pass == 1 ? cpu_dnnl_bwd_data(dnnl, &d, CPU_DNNL_ANY, dy, w, dx)
+                           : cpu_dnnl_bwd_filter(dnnl, &d, CPU_DNNL_ANY, x, dy, dw, db);
         }
         double t1 = now_ms(), c1 = cpu_ms();
         if (st != CNN_OK) fprintf(stderr, "bench: %s\n", cnn_last_error());
@@ -440,15 +464,16 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
         }
       }
   static const char *pn[3] = {"fwd", "bwd_data", "bwd_filter"};
-  double gf = 2.0 * n * h * h * (double)c * k * 9 / 1e6;
   for (int pass = 0; pass < 3; pass++) {
-    double mw = median(t[0][pass], rounds), mg = median(t[1][pass], rounds);
-    double bw = t[0][pass][0], bg = t[1][pass][0]; /* sorted by median(): the minimum */
-    double cw = median(u[0][pass], rounds), cg = median(u[1][pass], rounds);
-    printf("| %-7s | %3d | %2dx%-2d | %3d -> %3d | %-10s | %7.2f | %7.2f | %5.2f | %7.2f | "
-           "%7.2f | %5.2f | %7.2f | %7.2f | %5.2f | %4.0f | %d |\n",
-           model, n, h, h, c, k, pn[pass], mw, mg, mg / mw, bw, bg, bg / bw, cw, cg, cg / cw,
-           gf / bg, cpu_wino_wins(&d, (cnn_conv_dir)pass));
+    double m[3] = {0, 0, 0}, cm[3] = {0, 0, 0};
+    for (int e = 0; e < engines; e++) {
+      m[e] = median(t[e][pass], rounds);
+      cm[e] = median(u[e][pass], rounds);
+    }
+    printf("| %-7s | %3d | %2dx%-2d | %3d -> %3d | %-10s | %7.2f | %7.2f | %7.2f | %7.2f | "
+           "%7.2f | %7.2f | %5.2f | %5.2f | %d |\n",
+           model, n, h, h, c, k, pn[pass], m[0], m[1], m[2], cm[0], cm[1], cm[2],
+           cm[1] / cm[0], dnnl ? cm[2] / cm[0] : 0.0, cpu_wino_wins(&d, (cnn_conv_dir)pass));
   }
   fflush(stdout);
   free(x); free(w); free(bias); free(dy); free(y); free(dx); free(dw); free(db);
@@ -457,14 +482,18 @@ static void bench_shape(const char *model, int n, int h, int c, int k, int round
 
 static int bench(int rounds) {
   printf("threads %d, rounds %d (medians, engines interleaved)\n", omp_get_max_threads(), rounds);
-  printf("wall ms: median and minimum; cpu ms: median process CPU time (all threads)\n");
-  printf("| model   |   n | h x w | c -> k     | pass       | wino med | gemm med | ratio | "
-         "wino min | gemm min | ratio | wino cpu | gemm cpu | ratio | gemm GF/s (min) | wins |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  dnnl = cpu_dnnl_create();
+  printf("%s; ms: medians of wall time and of process CPU time (all threads); ratios: "
+         "CPU time of the other engine over Winograd's\n",
+         dnnl ? cpu_dnnl_describe(dnnl) : "no oneDNN in this build");
+  printf("| model   |   n | h x w | c -> k     | pass       | wino | im2col | onednn | "
+         "wino cpu | im2col cpu | onednn cpu | im2col/wino | onednn/wino | wins |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char *only = getenv("WINO_BENCH_ONLY");
   if (only) {
     int n, h, c, k;
     if (sscanf(only, "%d,%d,%d,%d", &n, &h, &c, &k) == 4) bench_shape("custom", n, h, c, k, rounds);
+    cpu_dnnl_destroy(dnnl);
     return 0;
   }
   bench_shape("resnet9", 64, 28, 64, 128, rounds);
@@ -477,6 +506,7 @@ static int bench(int rounds) {
   bench_shape("fashion", 128, 28, 1, 24, rounds);
   bench_shape("fashion", 128, 14, 24, 48, rounds);
   bench_shape("fashion", 128, 7, 48, 96, rounds);
+  cpu_dnnl_destroy(dnnl);
   return 0;
 }
 

@@ -774,22 +774,29 @@ cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const flo
 }
 
 /* ---- when Winograd beats im2col+gemm ----
- * Measured at 2 threads on the 2-core EPYC (AVX2) against cpu_own_conv_* (im2col +
- * OpenBLAS), pad 1, with `OMP_WAIT_POLICY=passive test_cpu_wino --bench 9`
- * (medians of process CPU time; the machine was shared with other jobs, load
- * about 3). Winograd's speed-up per pass, fwd / bwd-data / bwd-filter:
- *   resnet9 n64  28x28  64->128 1.65/1.92/1.93   28x28 128->128 2.09/2.32/2.38
- *                14x14 128->128 1.51/1.68/1.57   14x14 128->256 1.50/1.73/1.76
- *                 7x7  256->256 1.70/1.70/1.96    7x7  256->512 2.12/2.26/1.93
- *                 4x4  512->512 1.85/1.73/1.87
- *   fashion n128 28x28   1->24  0.32/0.44/0.36   14x14  24->48  1.00/1.42/1.33
- *                 7x7   48->96  1.35/1.29/1.48
- *   others (one run each, +-10 %): n128 14x14 8->8 0.5/0.9/0.4, 16->16 1.4/1.6/1.7,
- *          16->32 1.2/1.3/1.6, 32->32 1.4/1.6/1.7;  28x28 8->16 0.7/1.3/0.8,
- *          3->32 0.5/0.9/0.6, 16->16 1.6/2.0/2.0;  7x7 24->24 1.1/1.3/1.1,
- *          32->32 1.6/1.8/1.7;  n64 4x4 64->64 1.9/1.9/1.7, 2x2 256->256 0.6/0.5/0.9,
- *          1x1 512->512 0.3/0.2/0.3;  n8 7x7 512->512 1.1/0.9/1.1
- * So Winograd wins when
+ * Measured at 2 threads on the 2-core EPYC (AVX2) with
+ * `OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2 test_cpu_wino --bench 9`, pad 1: medians
+ * of process CPU time (the machine was shared with other jobs, load 3-4 on 2
+ * cores; CPU time counts the work, wall time the waiting too). Speed-up of
+ * Winograd over im2col + OpenBLAS (cpu_own_conv_*) and, in brackets, over oneDNN
+ * 2.6.3 (jit avx2, its weight layout reordered every call), fwd / bwd-data / bwd-filter:
+ *   resnet9 n64 28x28  64->128 1.70/1.97/1.90 (1.47/1.96/2.54)
+ *               28x28 128->128 2.14/2.30/2.35 (2.22/2.05/2.85)
+ *               14x14 128->128 1.48/1.67/1.48 (1.39/1.36/1.76)
+ *               14x14 128->256 1.58/1.60/1.67 (1.47/1.38/2.03)
+ *                7x7  256->256 1.66/1.70/1.83 (1.55/1.42/2.21)
+ *                7x7  256->512 2.26/2.20/1.89 (1.69/1.59/2.20)
+ *                4x4  512->512 1.92/1.75/2.07 (2.05/1.68/2.84)
+ *   fashion n128 28x28   1->24 0.31/0.45/0.37 (0.13/0.66/0.84)
+ *               14x14  24->48 1.06/1.33/1.28 (0.89/0.96/1.28)
+ *                7x7   48->96 1.28/1.29/1.49 (1.04/1.46/1.66)
+ *   others, over im2col (one run each, +-10 %): n128 14x14 8->8 0.5/0.9/0.4,
+ *          16->16 1.4/1.6/1.7, 16->32 1.2/1.3/1.6, 32->32 1.4/1.6/1.7;
+ *          28x28 8->16 0.7/1.3/0.8, 3->32 0.5/0.9/0.6, 16->16 1.6/2.0/2.0;
+ *          7x7 24->24 1.1/1.3/1.1, 32->32 1.6/1.8/1.7;  n64 4x4 64->64 1.9/1.9/1.7,
+ *          2x2 256->256 0.6/0.5/0.9, 1x1 512->512 0.3/0.2/0.3;  n8 7x7 512->512
+ *          1.1/0.9/1.1
+ * So Winograd beats im2col + gemm when
  *  - both channel counts are >= 16: below, the GEMMs are too thin for the
  *    transforms' memory traffic (c or k of 1, 3, 8 lose);
  *  - the tiles are mostly full: n oh ow >= 8 * tiles, i.e. the multiply count
@@ -797,7 +804,10 @@ cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const flo
  *    7x7 and 14x14, 1x for 2x2 outputs, which lose);
  *  - there are >= 64 tiles: the filter transform (36 K C floats written per call)
  *    is paid back (n8 7x7 512->512, 32 tiles, was even).
- * The same rule for the three passes (they measured alike); dir is for later. */
+ * The same rule for the three passes (they measured alike); dir is for later.
+ * Against oneDNN the rule holds too except at the low channel end (fashion 24->48
+ * forward 0.89, backward-data 0.96): a choice between these two would ask for
+ * c, k >= 32 on those passes. */
 int cpu_wino_wins(const cnn_conv_desc *d, cnn_conv_dir dir) {
   (void)dir;
   if (!cpu_wino_takes(d)) return 0;

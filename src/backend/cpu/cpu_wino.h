@@ -20,7 +20,9 @@ int cpu_wino_takes(const cnn_conv_desc *d);
  * fixed function of the shape, so an engine choice made from it is deterministic */
 int cpu_wino_wins(const cnn_conv_desc *d, cnn_conv_dir dir);
 /* bytes of scratch pass dir of d needs with `threads` threads (everything: the
-   transformed filters, per-thread tile-block buffers, partial sums); 0 if not taken */
+   transformed filters, per-thread tile-block buffers, partial sums); 0 if not taken.
+   ws must be 8-byte aligned (it holds double partials); the ops run a smaller team
+   when ws was sized for fewer threads than cpu_max_threads() */
 size_t cpu_wino_workspace(const cnn_conv_desc *d, cnn_conv_dir dir, int threads);
 /* y = act(conv(x, w) + bias) (bias may be NULL, act CNN_ACT_LINEAR: none) */
 cnn_status cpu_wino_fwd(const cnn_conv_desc *d, const float *x, const float *w, const float *bias,
