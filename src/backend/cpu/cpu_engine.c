@@ -294,8 +294,13 @@ static int choose(cpu_ctx *c, const cnn_conv_desc *d, int dir) {
   case MODE_DNNL_PLAIN: return dnnl_takes(c, d, dir, ENG_DNNL_PLAIN) ? ENG_DNNL_PLAIN : ENG_OWN;
   case MODE_DEFAULT:
     /* Winograd where it measured faster than the GEMM engines (cpu_wino_wins: 3x3
-     * stride 1, >= 16 channels, enough full tiles; f32 products, for any maths) */
-    if (cpu_wino_wins(d, (cnn_conv_dir)dir)) return ENG_WINO;
+     * stride 1, >= 16 channels, enough full tiles; f32 products, for any maths).
+     * Against oneDNN its forward and backward-data lose slightly below 32 channels
+     * (fashion's 14x14 24->48: 0.89x, 0.96x; cpu_wino.c's table), so there oneDNN. */
+    if (cpu_wino_wins(d, (cnn_conv_dir)dir) &&
+        (dir == CNN_CONV_BWD_FILTER || (d->c >= 32 && d->k >= 32) ||
+         !dnnl_takes(c, d, dir, ENG_DNNL)))
+      return ENG_WINO;
     /* bf16 maths on a CPU with bf16 units: ours (f32 products). oneDNN's bf16 path
      * has not run on such a CPU yet (none here), so it is opt-in (--conv-engine dnnl
      * or auto) until measured there. */
