@@ -81,31 +81,36 @@ static void check_repeatable(cnn_backend *b, const cnn_conv_desc *d, const char 
 /* Inference convs (wconst) on engine `engine` keep their weights repacked: the same
  * bits as a plain call; a weight change is seen only after weights_changed (the
  * contract: the program calls it whenever weights may have changed), per weight
- * pointer. Engines that keep packs: oneDNN's (its own weight layout). */
-static int keeps_packs(const char *e) { return e && !strcmp(e, "dnnl"); }
+ * pointer. Engines that keep packs: oneDNN's (its own weight layout) and Winograd's
+ * (the filter transform). */
+static int keeps_packs(const char *e) { return e && (!strcmp(e, "dnnl") || !strcmp(e, "winograd")); }
 
-static void check_packs(cnn_backend *b, const char *engine) {
-  cnn_conv_desc d = shape(2, 10, 16, 24, 3, 1, 1, 1), dc = d;
+/* plain: where the plain (wconst 0) calls run: b, or a backend forced onto the engine
+ * that b's kept packs run on */
+static void check_packs_on(cnn_backend *b, cnn_backend *plain, const char *engine,
+                           cnn_conv_desc d) {
+  cnn_conv_desc dc = d;
   dc.wconst = 1;
   size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.k;
   size_t nw = (size_t)d.k * d.r * d.s * d.c;
   float *x = filled(nx, 11), *w = filled(nw, 12), *w2 = filled(nw, 13), *w3 = filled(nw, 14);
   float *bias = filled((size_t)d.k, 15), *y[6];
   for (int i = 0; i < 6; i++) y[i] = filled(ny, 16);
-  size_t wsb = b->ops->conv_workspace(b->ctx, &d);
+  size_t wsb = b->ops->conv_workspace(b->ctx, &d), wsp = plain->ops->conv_workspace(plain->ctx, &d);
+  if (wsp > wsb) wsb = wsp;
   void *ws = wsb ? aligned_alloc(256, (wsb + 255) / 256 * 256) : NULL;
-  const cnn_backend_ops *o = b->ops;
+  const cnn_backend_ops *o = b->ops, *po = plain->ops;
   CHECK(o->weights_changed != NULL, "the cpu backend has weights_changed");
   if (!o->weights_changed) return;
   const int packs = keeps_packs(o->conv_engine(b->ctx, &d, CNN_CONV_FWD));
   o->weights_changed(b->ctx);
-  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[0], ws, wsb));
+  CHECK_OK(po->conv_fwd_act(plain->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[0], ws, wsb));
   CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[1], ws, wsb));
   CHECK(!memcmp(y[0], y[1], ny * sizeof(float)), "%s: a kept pack gives a plain call's bits", engine);
   float *keep = filled(nw, 12); /* w's values */
   memcpy(w, w2, nw * sizeof *w); /* changed behind the backend's back */
   CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[2], ws, wsb));
-  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[3], ws, wsb));
+  CHECK_OK(po->conv_fwd_act(plain->ctx, &d, x, w, bias, CNN_ACT_RELU, 0.0f, y[3], ws, wsb));
   if (packs)
     CHECK(!memcmp(y[2], y[1], ny * sizeof(float)), "%s: the pack is kept until weights_changed",
           engine);
@@ -117,7 +122,7 @@ static void check_packs(cnn_backend *b, const char *engine) {
         "%s: after weights_changed the new weights are used", engine);
   /* another weight buffer of the same shape has its own pack */
   CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w3, bias, CNN_ACT_RELU, 0.0f, y[4], ws, wsb));
-  CHECK_OK(o->conv_fwd_act(b->ctx, &d, x, w3, bias, CNN_ACT_RELU, 0.0f, y[5], ws, wsb));
+  CHECK_OK(po->conv_fwd_act(plain->ctx, &d, x, w3, bias, CNN_ACT_RELU, 0.0f, y[5], ws, wsb));
   CHECK(!memcmp(y[4], y[5], ny * sizeof(float)), "%s: a second weight buffer, its own pack", engine);
   CHECK_OK(o->conv_fwd_act(b->ctx, &dc, x, w, bias, CNN_ACT_RELU, 0.0f, y[4], ws, wsb));
   CHECK(!memcmp(y[4], y[3], ny * sizeof(float)), "%s: the first buffer's pack is still its own",
@@ -125,6 +130,10 @@ static void check_packs(cnn_backend *b, const char *engine) {
   free(keep);
   free(x); free(w); free(w2); free(w3); free(bias); free(ws);
   for (int i = 0; i < 6; i++) free(y[i]);
+}
+
+static void check_packs(cnn_backend *b, const char *engine) {
+  check_packs_on(b, b, engine, shape(2, 10, 16, 24, 3, 1, 1, 1));
 }
 
 /* A net predicting between training steps and a weight write: its kept packs follow
@@ -294,6 +303,22 @@ int main(void) {
       size_t wsb = bo->conv_workspace(b->ctx, &big);
       CHECK(wsb >= cpu_wino_workspace(&big, CNN_CONV_BWD_FILTER, 1),
             "the workspace covers Winograd's scratch (%zu bytes)", wsb);
+      check_packs_on(b, b, "default, winograd", big); /* its inference keeps the transform */
+      /* batch 1 of a 28x28 layer (49 tiles): Winograd only with a kept transform */
+      cnn_conv_desc one = shape(1, 28, 32, 32, 3, 1, 1, 1), onec = one;
+      onec.wconst = 1;
+      const char *e1 = bo->conv_engine(b->ctx, &one, CNN_CONV_FWD);
+      const char *e2 = bo->conv_engine(b->ctx, &onec, CNN_CONV_FWD);
+      CHECK(e1 && e2 && strcmp(e1, "winograd") && !strcmp(e2, "winograd"),
+            "batch 1, 28x28: %s per call, winograd with a kept transform (%s)", e1 ? e1 : "(null)",
+            e2 ? e2 : "(null)");
+      cnn_backend *wb = NULL;
+      CHECK_OK(cnn_backend_cpu_create(&wb));
+      if (wb) {
+        CHECK_OK(wb->ops->set_option(wb->ctx, "conv-engine", "winograd"));
+        check_packs_on(b, wb, "default, batch 1", one);
+        wb->ops->destroy(wb);
+      }
       check_packs(b, "default");
       if (bo->set_option(b->ctx, "conv-engine", "dnnl") == CNN_OK) {
         unsigned mm = bo->matrix_math ? bo->matrix_math(b->ctx) : 0u;

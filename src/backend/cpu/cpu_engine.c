@@ -362,12 +362,31 @@ static int engine_for(void *ctx, const cnn_conv_desc *d, int dir, int ptrs, size
   return e;
 }
 
+/* An inference forward (wconst) on Winograd with its filter transform kept: where
+ * the default's rule says so (cpu_wino_wins_packed), or Winograd is forced */
+static int wino_packed(const cpu_ctx *c, const cnn_conv_desc *d) {
+  if (!c) return 0;
+  if (c->mode == MODE_WINO) return cpu_wino_takes(d);
+  return c->mode == MODE_DEFAULT && cpu_wino_wins_packed(d);
+}
+
 static cnn_status fwd_impl(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
                            const float *bias, cnn_act act, float alpha, float *y, void *ws,
                            size_t ws_bytes, const char *op) {
   CPU_NEED(d0, op);
   CNN_TRY(cpu_check_act(act, op));
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
+  cpu_ctx *c = ctx;
+  if (d0->wconst && x && w && y && wino_packed(c, d) &&
+      ws_bytes >= cpu_wino_packed_workspace(d, 1)) {
+    int fill;
+    cpu_pack *k = pack_for(c, d, ENG_WINO, 0, CNN_ACT_LINEAR, 0.0f, w, cpu_wino_pack_bytes(d), &fill);
+    if (k) {
+      if (fill) cpu_wino_pack(d, w, k->buf);
+      k->epoch = c->epoch;
+      return cpu_wino_fwd_packed(d, x, k->buf, bias, act, alpha, y, ws, ws_bytes);
+    }
+  }
   int e = engine_for(ctx, d, CNN_CONV_FWD, x && w && y, ws_bytes);
   if (e == ENG_WINO) return cpu_wino_fwd(d, x, w, bias, act, alpha, y, ws, ws_bytes);
   if (e != ENG_OWN) return fwd_on(ctx, e, d0, d, x, w, bias, act, alpha, y);
@@ -417,6 +436,10 @@ size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d0) {
   }
   cnn_conv_desc d = shape_of(d0);
   size_t ws = cpu_own_conv_workspace(&d);
+  if (wino_packed(ctx, &d)) { /* an inference forward may run on a kept transform */
+    size_t wb = cpu_wino_packed_workspace(&d, cpu_max_threads());
+    if (wb > ws) ws = wb;
+  }
   for (int dir = 0; dir < 3 && ctx; dir++)
     if (choose(ctx, &d, dir) == ENG_WINO) {
       size_t wb = cpu_wino_workspace(&d, (cnn_conv_dir)dir, cpu_max_threads());
@@ -463,7 +486,7 @@ const char *cpu_conv_engine(void *ctx, const cnn_conv_desc *d0, cnn_conv_dir dir
   if (!d0) return "?";
   cnn_conv_desc dd = shape_of(d0), *d = &dd;
   int e = choose(ctx, d, (int)dir);
-  if (e == ENG_WINO) return "winograd";
+  if (e == ENG_WINO || (d0->wconst && dir == CNN_CONV_FWD && wino_packed(ctx, d))) return "winograd";
   return e == ENG_OWN ? cpu_own_conv_kind(d) : dnnl_name(ctx, d, e);
 }
 

@@ -102,6 +102,14 @@
  * V + M within WINO_SHARED_BYTES (see the top) */
 #define WINO_SHARED_MIN ((size_t)4 << 20)
 #define WINO_SHARED_BYTES ((size_t)16 << 20)
+/* inference with kept filter transforms (cpu_wino_fwd_packed): Winograd also from
+ * WINO_PACK_TILES tiles (batch 1 of a 28x28 layer: 49) while the transform stays this
+ * small (it is read from cache). Measured at batch 1 against oneDNN with its weights
+ * kept reordered (cnn bench models/resnet9.cfg --batch 1 --infer, 2 threads):
+ * 28x28 64->128 (49 tiles) 0.85-0.93 vs 1.41 ms; 14x14 128->128 (16 tiles) 0.72-0.77
+ * vs 0.68-0.72 and 128->256 1.47-1.50 vs 1.31 (16-row GEMMs are mostly packing). */
+#define WINO_PACK_CACHED ((size_t)6 << 20)
+#define WINO_PACK_TILES 32
 /* backward-filter: fixed row chunks of the bias-grad sum */
 #define WINO_DB_CHUNKS 32
 
@@ -174,7 +182,9 @@ static void plan_t(const cnn_conv_desc *d, cnn_conv_dir dir, int threads, wino_p
   size_t macs = 36 * g->tiles * (size_t)g->cin * g->cout;
   p->threads = macs >= WINO_PAR_MIN && threads > 1 ? threads : 1;
   p->u_slot = slot(36 * (size_t)g->cin * g->cout);
-  p->shared = p->threads > 1 && p->u_slot * sizeof(float) > WINO_SHARED_MIN;
+  /* also when per-thread blocks of WINO_TMIN tiles would leave threads idle (batch 1) */
+  p->shared = p->threads > 1 && (p->u_slot * sizeof(float) > WINO_SHARED_MIN ||
+                                 g->tiles < (size_t)p->threads * WINO_TMIN);
   size_t T;
   if (p->shared) {
     /* large U / dU: the team shares one large block at a time (see the top) */
@@ -585,13 +595,14 @@ static void filter_grad_transform(int K, int C, const float *restrict dU, size_t
 
 /* ---- the passes ---- */
 
-/* forward (dir FWD) and backward-data (dir BWD_DATA, add = 1) */
+/* forward (dir FWD) and backward-data (dir BWD_DATA, add = 1); Upre: the forward's
+ * filters already transformed (cpu_wino_pack), else w is transformed into ws */
 static void run_conv(const wino_plan *p, int flip, const float *in, const float *w,
-                     const float *bias, cnn_act act, float alpha, int add, float *out,
-                     void *ws) {
+                     const float *Upre, const float *bias, cnn_act act, float alpha, int add,
+                     float *out, void *ws) {
   const wino_geom *g = &p->g;
-  float *U = ws;
-  float *slots = U + p->u_slot;
+  float *U = Upre ? (float *)Upre : ws;
+  float *slots = Upre ? (float *)ws : U + p->u_slot;
   const int cin = g->cin, cout = g->cout, T = p->T;
   /* filter dims as stored: forward w is [cout][3][3][cin], backward-data [cin][3][3][cout] */
   const int K = flip ? cin : cout, C = flip ? cout : cin;
@@ -599,7 +610,7 @@ static void run_conv(const wino_plan *p, int flip, const float *in, const float 
   {
     if (flip)
       filter_transform_flip(K, C, w, U);
-    else
+    else if (!Upre)
       filter_transform(K, C, w, U);
     if (p->shared) {
       /* one block at a time: its tiles transformed by runs of 4, the GEMMs split
@@ -655,7 +666,40 @@ cnn_status cpu_wino_fwd(const cnn_conv_desc *d, const float *x, const float *w, 
   CPU_NEED(y, op);
   wino_plan p;
   CNN_TRY(plan_fit(d, CNN_CONV_FWD, &p, ws, ws_bytes, op));
-  run_conv(&p, 0, x, w, bias, act, alpha, 0, y, ws);
+  run_conv(&p, 0, x, w, NULL, bias, act, alpha, 0, y, ws);
+  return CNN_OK;
+}
+
+size_t cpu_wino_pack_bytes(const cnn_conv_desc *d) {
+  return cpu_wino_takes(d) ? slot(36 * (size_t)d->c * d->k) * sizeof(float) : 0;
+}
+
+void cpu_wino_pack(const cnn_conv_desc *d, const float *w, float *U) {
+  int threads = cpu_max_threads();
+#pragma omp parallel num_threads(threads) if (threads > 1 && (size_t)d->k * d->c >= 4096)
+  filter_transform(d->k, d->c, w, U);
+}
+
+size_t cpu_wino_packed_workspace(const cnn_conv_desc *d, int threads) {
+  if (!cpu_wino_takes(d)) return 0;
+  wino_plan p;
+  plan_t(d, CNN_CONV_FWD, threads < 1 ? 1 : threads, &p);
+  return p.ws - p.u_slot * sizeof(float);
+}
+
+cnn_status cpu_wino_fwd_packed(const cnn_conv_desc *d, const float *x, const float *U,
+                               const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                               size_t ws_bytes) {
+  const char *op = "wino_fwd_packed";
+  CNN_TRY(cpu_check_act(act, op));
+  CPU_NEED(x, op);
+  CPU_NEED(U, op);
+  CPU_NEED(y, op);
+  wino_plan p;
+  /* the plan without its U slot: fit against ws plus that much */
+  size_t u_bytes = cpu_wino_pack_bytes(d);
+  CNN_TRY(plan_fit(d, CNN_CONV_FWD, &p, ws, ws ? ws_bytes + u_bytes : 0, op));
+  run_conv(&p, 0, x, NULL, U, bias, act, alpha, 0, y, ws);
   return CNN_OK;
 }
 
@@ -667,7 +711,7 @@ cnn_status cpu_wino_bwd_data(const cnn_conv_desc *d, const float *dy, const floa
   CPU_NEED(dx, op);
   wino_plan p;
   CNN_TRY(plan_fit(d, CNN_CONV_BWD_DATA, &p, ws, ws_bytes, op));
-  run_conv(&p, 1, dy, w, NULL, CNN_ACT_LINEAR, 0.0f, 1, dx, ws);
+  run_conv(&p, 1, dy, w, NULL, NULL, CNN_ACT_LINEAR, 0.0f, 1, dx, ws);
   return CNN_OK;
 }
 
@@ -808,6 +852,15 @@ cnn_status cpu_wino_bwd_filter(const cnn_conv_desc *d, const float *x, const flo
  * Against oneDNN the rule holds too except at the low channel end (fashion 24->48
  * forward 0.89, backward-data 0.96): a choice between these two would ask for
  * c, k >= 32 on those passes. */
+int cpu_wino_wins_packed(const cnn_conv_desc *d) {
+  if (!cpu_wino_takes(d) || d->c < 16 || d->k < 16) return 0;
+  if (cpu_wino_wins(d, CNN_CONV_FWD)) return 1;
+  size_t tiles = (size_t)d->n * ((d->oh + 3) / 4) * ((d->ow + 3) / 4);
+  size_t outputs = (size_t)d->n * d->oh * d->ow;
+  return tiles >= WINO_PACK_TILES && outputs >= 8 * tiles &&
+         cpu_wino_pack_bytes(d) <= WINO_PACK_CACHED;
+}
+
 int cpu_wino_wins(const cnn_conv_desc *d, cnn_conv_dir dir) {
   (void)dir;
   if (!cpu_wino_takes(d)) return 0;

@@ -19,6 +19,17 @@ int cpu_wino_takes(const cnn_conv_desc *d);
  * dir of d on a 2-core AVX2 EPYC (the rule and its table are in cpu_wino.c): a
  * fixed function of the shape, so an engine choice made from it is deterministic */
 int cpu_wino_wins(const cnn_conv_desc *d, cnn_conv_dir dir);
+/* Inference keeps the forward's filter transform (U, 36 c k floats) across calls:
+ * its bytes, filling it, the forward from it (scratch: cpu_wino_packed_workspace),
+ * and whether that beats the GEMM engines (cpu_wino_wins for the forward, or few
+ * tiles (batch 1) with a U small enough to stay in cache). Same bits as cpu_wino_fwd. */
+size_t cpu_wino_pack_bytes(const cnn_conv_desc *d);
+void cpu_wino_pack(const cnn_conv_desc *d, const float *w, float *U);
+size_t cpu_wino_packed_workspace(const cnn_conv_desc *d, int threads);
+cnn_status cpu_wino_fwd_packed(const cnn_conv_desc *d, const float *x, const float *U,
+                               const float *bias, cnn_act act, float alpha, float *y, void *ws,
+                               size_t ws_bytes);
+int cpu_wino_wins_packed(const cnn_conv_desc *d);
 /* bytes of scratch pass dir of d needs with `threads` threads (everything: the
    transformed filters, per-thread tile-block buffers, partial sums); 0 if not taken.
    ws must be 8-byte aligned (it holds double partials); the ops run a smaller team
