@@ -135,7 +135,86 @@ static void quotas(void) {
   CHECK(system(cmd) == 0, "rm %s", tmp);
 }
 
+/* the team size under contention (cnn_cpu_adapt_step) on made-up samples: seconds
+ * of run-queue wait per second as the kernel would report them */
+static void adapt(void) {
+  cnn_cpu_adapt a = {.base = 2, .cur = 2};
+  double t = 100.0, d = 5.0;
+  CHECK(cnn_cpu_adapt_step(&a, t, d) == 2, "first sample: no change");
+  /* quiet (0.002 s/s, as measured): stays at 2 */
+  for (int i = 0; i < 20; i++) {
+    t += 0.5, d += 0.001;
+    CHECK(cnn_cpu_adapt_step(&a, t, d) == 2, "quiet sample %d: 2 threads", i);
+  }
+  /* samples closer than the period are ignored */
+  CHECK(cnn_cpu_adapt_step(&a, t + 0.1, d + 1.0) == 2, "a sample inside the period is ignored");
+  /* contended (0.7 s/s): one sample is not enough, two in a row drop a thread */
+  t += 0.5, d += 0.35;
+  CHECK(cnn_cpu_adapt_step(&a, t, d) == 2, "one contended sample: still 2");
+  t += 0.5, d += 0.35;
+  CHECK(cnn_cpu_adapt_step(&a, t, d) == 1, "two contended samples: 1 thread");
+  double dropped = t;
+  /* at 1 thread the wait is gone; after CNN_CPU_ADAPT_PROBE seconds a probe up */
+  int n = 1;
+  while (n == 1 && t < dropped + 10.0) {
+    t += 0.5, d += 0.001;
+    n = cnn_cpu_adapt_step(&a, t, d);
+  }
+  CHECK(n == 2 && t - dropped >= CNN_CPU_ADAPT_PROBE && t - dropped < CNN_CPU_ADAPT_PROBE + 1.0,
+        "probe up after %.1f s (want %.1f)", t - dropped, CNN_CPU_ADAPT_PROBE);
+  /* the probe meets contention again: down, and the next probe waits twice as long */
+  t += 0.5, d += 0.35;
+  cnn_cpu_adapt_step(&a, t, d);
+  t += 0.5, d += 0.35;
+  CHECK(cnn_cpu_adapt_step(&a, t, d) == 1, "a contended probe goes back to 1");
+  CHECK(a.probe_wait == 2 * CNN_CPU_ADAPT_PROBE, "the probe wait doubled: %.1f", a.probe_wait);
+  dropped = t;
+  n = 1;
+  while (n == 1 && t < dropped + 60.0) {
+    t += 0.5, d += 0.001;
+    n = cnn_cpu_adapt_step(&a, t, d);
+  }
+  CHECK(n == 2 && t - dropped >= 2 * CNN_CPU_ADAPT_PROBE, "second probe after %.1f s",
+        t - dropped);
+  /* contention gone: the probe holds, and the wait resets */
+  for (int i = 0; i < 40; i++) {
+    t += 0.5, d += 0.001;
+    CHECK(cnn_cpu_adapt_step(&a, t, d) == 2, "after the load: 2 threads (sample %d)", i);
+  }
+  CHECK(a.probe_wait == CNN_CPU_ADAPT_PROBE, "the probe wait is back to %.1f: %.1f",
+        CNN_CPU_ADAPT_PROBE, a.probe_wait);
+  /* the backoff stops at its maximum */
+  for (int k = 0; k < 12; k++) {
+    for (int j = 0; j < 2; j++) t += 0.5, d += 0.35, cnn_cpu_adapt_step(&a, t, d);
+    while (a.cur == 1) t += 0.5, d += 0.001, cnn_cpu_adapt_step(&a, t, d);
+  }
+  CHECK(a.probe_wait == CNN_CPU_ADAPT_PROBE_MAX, "the probe wait stops at %.0f s: %.1f",
+        CNN_CPU_ADAPT_PROBE_MAX, a.probe_wait);
+  /* never below 1, never above base; off for base <= 1 and without readings */
+  cnn_cpu_adapt one = {.base = 1, .cur = 1};
+  for (int i = 0; i < 10; i++) CHECK(cnn_cpu_adapt_step(&one, 200.0 + i, 10.0 * i) == 1, "base 1");
+  cnn_cpu_adapt off = {.base = 0, .cur = 4};
+  CHECK(cnn_cpu_adapt_step(&off, 1.0, 0.0) == 4 && cnn_cpu_adapt_step(&off, 9.0, 8.0) == 4,
+        "base 0: off");
+  cnn_cpu_adapt four = {.base = 4, .cur = 4};
+  t = 1.0, d = 0.0;
+  cnn_cpu_adapt_step(&four, t, d);
+  for (int i = 0; i < 40; i++) t += 0.5, d += 0.5, cnn_cpu_adapt_step(&four, t, d);
+  CHECK(four.cur == 1, "under heavy contention 4 threads step down to 1: %d", four.cur);
+  CHECK(cnn_cpu_adapt_step(&four, t + 1.0, -1.0) == 1, "no reading (-1): no change");
+  /* this process's run-queue wait, where the kernel reports it */
+  FILE *f = fopen("/proc/thread-self/schedstat", "r");
+  double rd = cnn_cpu_run_delay();
+  if (f) {
+    fclose(f);
+    CHECK(rd >= 0.0, "schedstat is there: cnn_cpu_run_delay %.6f s", rd);
+  } else {
+    CHECK(rd == -1.0, "no schedstat: cnn_cpu_run_delay -1, got %g", rd);
+  }
+}
+
 int main(void) {
+  adapt();
   quotas();
   cpu_set_t s;
   CHECK(sched_getaffinity(0, sizeof s, &s) == 0, "sched_getaffinity");

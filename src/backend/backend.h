@@ -507,6 +507,39 @@ cnn_status cnn_host_mem_read(const char *meminfo, const char *proc_cgroup, const
 int cnn_cpu_quota_read(const char *proc_cgroup, const char *cg2, const char *cg1,
                        const char **source);
 
+/* The cpu backend's team size under contention (cpu_threads.c). Where another
+ * process keeps one of our cores busy, the thread sharing it runs half the time and
+ * every statically split parallel region waits for it: 2 threads measured 8 %
+ * slower than 1 (fashion.cfg training). At each step's start (at most every
+ * CNN_CPU_ADAPT_PERIOD s) the backend samples its threads' summed run-queue wait
+ * (schedstat) and this decides: more than CNN_CPU_ADAPT_BUSY s of waiting per
+ * second in two samples in a row: one thread fewer; less than CNN_CPU_ADAPT_IDLE:
+ * after probe_wait seconds at the lower count, one more (a probe that is contended
+ * again doubles the wait, up to CNN_CPU_ADAPT_PROBE_MAX). base 0 (OMP_NUM_THREADS or
+ * --threads set): off. Measured on the 2-core EPYC VM, fashion.cfg training at 2
+ * threads: 0.07 s/s quiet (waking passive workers), 0.74 s/s with a busy loop
+ * beside it, 0.4-0.5 in the first second of a process (start-up). */
+#define CNN_CPU_ADAPT_PERIOD 0.5
+#define CNN_CPU_ADAPT_BUSY 0.3
+#define CNN_CPU_ADAPT_IDLE 0.05
+#define CNN_CPU_ADAPT_PROBE 2.0
+#define CNN_CPU_ADAPT_PROBE_MAX 32.0
+typedef struct cnn_cpu_adapt {
+  int base;          /* the team size to return to; 0: adaptation off */
+  int cur;           /* the team size now */
+  double last_t;     /* seconds (monotonic) of the previous sample; 0: none yet */
+  double last_delay; /* the summed run-queue wait (seconds) then */
+  double changed_t;  /* when cur last changed */
+  double probe_wait; /* seconds at cur < base before trying cur + 1 */
+  int rose;          /* the last change was a probe up */
+  int strikes;       /* contended samples in a row */
+} cnn_cpu_adapt;
+/* the team size after a sample at `now` with summed wait `delay` (both seconds) */
+int cnn_cpu_adapt_step(cnn_cpu_adapt *a, double now, double delay);
+/* this process's threads' summed run-queue wait in seconds (the second field of
+ * /proc/self/task/TID/schedstat), or -1 where the kernel does not report it */
+double cnn_cpu_run_delay(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,7 @@ static void help(FILE *f) {
   fprintf(f,
           "usage: cnn bench MODEL.cfg [--device cuda|cpu|ref] [--precision auto|fp32|tf32|bf16]\n"
           "                 [--batch N|auto] [--infer] [--steps N] [--warmup N]\n"
-          "                 [--conv-engine auto|own|cudnn|dnnl|NAME] [--workspace MB]\n"
+          "                 [--conv-engine auto|own|cudnn|dnnl|winograd|NAME] [--workspace MB]\n"
           "                 [--layers|--no-layers] [--peak] [--peak-tflops X] [--json FILE]\n"
           "                 [--no-memory-check]\n"
           "       cnn bench --peak [--device D] [--json FILE]\n\n"
@@ -37,7 +37,8 @@ static void help(FILE *f) {
           "  --steps N      timed steps (default 50 on cuda, 10 on cpu, 2 on ref)\n"
           "  --warmup N     untimed steps first (default 10 on cuda, 2 on cpu, 1 on ref)\n"
           "  --conv-engine  the conv engine: cuda: auto (tuned per shape), own, cudnn or an\n"
-          "                 engine's name; cpu: own (default), dnnl, dnnl-plain or auto\n"
+          "                 engine's name; cpu: a fixed rule per shape (default: Winograd,\n"
+          "                 oneDNN or ours), own, winograd, dnnl, dnnl-plain or auto\n"
           "                 (measured per shape; docs/cpu-engines.md)\n"
           "  --workspace MB conv workspace the cuda tuner may use\n"
           "  --tune-cache F the cuda tuner's cache file, or off (default ~/.cache/cnn/)\n"

@@ -170,6 +170,8 @@ cnn_status cpu_set_option(void *ctx, const char *key, const char *value);
 unsigned cpu_matrix_math(void *ctx);
 /* scratch for every pass of d on the engines chosen for it (the backend op) */
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
+/* at a step's start: the team size under contention (backend.h, cnn_cpu_adapt) */
+void cpu_threads_adapt(void *ctx);
 /* weights kept repacked for inference convs (wconst) are stale from now on */
 void cpu_weights_changed(void *ctx);
 

@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/cpu_dnnl.h"
@@ -63,6 +66,7 @@ struct cpu_ctx {
   int npack, pack_cap;
   size_t pack_bytes;
   unsigned long epoch; /* weights_changed count, from 1 */
+  cnn_cpu_adapt adapt; /* the team size under contention (backend.h) */
 };
 
 static cnn_status parse_mode(const char *v, int *mode) {
@@ -78,6 +82,12 @@ static cnn_status parse_mode(const char *v, int *mode) {
                    "winograd, dnnl and dnnl-plain", v);
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 cnn_status cpu_ctx_create(cpu_ctx **out) {
   *out = NULL;
   cpu_ctx *c = calloc(1, sizeof *c);
@@ -91,8 +101,27 @@ cnn_status cpu_ctx_create(cpu_ctx **out) {
     }
   }
   c->epoch = 1;
+  /* a team size the user set (OMP_NUM_THREADS, --threads) stays as it is */
+  const char *nt = getenv("OMP_NUM_THREADS");
+  c->adapt.base = nt && *nt ? 0 : cpu_max_threads();
+  c->adapt.cur = cpu_max_threads();
   *out = c;
   return CNN_OK;
+}
+
+void cpu_threads_adapt(void *ctx) {
+  cpu_ctx *c = ctx;
+  if (!c || c->adapt.base <= 1) return;
+  double now = now_s();
+  if (c->adapt.last_t > 0.0 && now - c->adapt.last_t < CNN_CPU_ADAPT_PERIOD) return; /* cheap */
+  int before = c->adapt.cur;
+  int t = cnn_cpu_adapt_step(&c->adapt, now, cnn_cpu_run_delay());
+#ifdef _OPENMP
+  if (t != before) omp_set_num_threads(t);
+#else
+  (void)t;
+  (void)before;
+#endif
 }
 
 void cpu_ctx_destroy(cpu_ctx *c) {
@@ -171,11 +200,6 @@ static int dnnl_takes(cpu_ctx *c, const cnn_conv_desc *d, int dir, int engine) {
   return st == CNN_OK;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* scratch operands for timing: a fixed pattern in [-1, 1] */
 static float *pattern(size_t n, unsigned seed) {

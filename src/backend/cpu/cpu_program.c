@@ -41,6 +41,7 @@ int cpu_read_done(void *ctx, int wait) { return 1; }
 
 cnn_status cpu_step_begin(void *ctx, cnn_step_state *st, const cnn_sched_desc *sd) {
   CPU_NEED(st, "step_begin");
+  cpu_threads_adapt(ctx);
   st->nonfinite = 0;
   st->step_loss = 0.0;
   st->step_correct = 0;

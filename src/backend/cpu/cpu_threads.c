@@ -18,6 +18,7 @@
  * .preinit_array setenv is too early: libc's initialisation resets environ to the
  * original block afterwards; a constructor is too late: libgomp's runs first). */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <dirent.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,4 +150,66 @@ void cnn_cpu_env_defaults(char **argv) {
   if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
   execv("/proc/self/exe", argv);
   unsetenv("OMP_WAIT_POLICY"); /* no /proc, or the program is gone: libgomp's default */
+}
+
+/* ---- the team size under contention (backend.h: cnn_cpu_adapt) ---- */
+
+int cnn_cpu_adapt_step(cnn_cpu_adapt *a, double now, double delay) {
+  if (a->base <= 1 || delay < 0.0) return a->cur;
+  if (a->last_t <= 0.0 || now < a->last_t || delay < a->last_delay) { /* first (or reset) */
+    a->last_t = now;
+    a->last_delay = delay;
+    if (a->changed_t <= 0.0) a->changed_t = now;
+    if (a->probe_wait <= 0.0) a->probe_wait = CNN_CPU_ADAPT_PROBE;
+    return a->cur;
+  }
+  double dt = now - a->last_t;
+  if (dt < CNN_CPU_ADAPT_PERIOD) return a->cur;
+  double busy = (delay - a->last_delay) / dt; /* seconds waited per second, all threads */
+  a->last_t = now;
+  a->last_delay = delay;
+  /* two contended samples in a row: one alone may be a start-up transient */
+  a->strikes = busy > CNN_CPU_ADAPT_BUSY ? a->strikes + 1 : 0;
+  if (a->strikes >= 2 && a->cur > 1) {
+    a->strikes = 0;
+    /* a probe up that met contention again waits twice as long before the next */
+    if (a->rose && now - a->changed_t < 2 * a->probe_wait)
+      a->probe_wait = a->probe_wait * 2 < CNN_CPU_ADAPT_PROBE_MAX ? a->probe_wait * 2
+                                                                  : CNN_CPU_ADAPT_PROBE_MAX;
+    a->cur--;
+    a->changed_t = now;
+    a->rose = 0;
+  } else if (busy < CNN_CPU_ADAPT_IDLE && a->cur < a->base &&
+             now - a->changed_t >= a->probe_wait) {
+    a->cur++;
+    a->changed_t = now;
+    a->rose = 1;
+  } else if (a->rose && busy < CNN_CPU_ADAPT_IDLE && now - a->changed_t >= 2 * a->probe_wait) {
+    a->probe_wait = CNN_CPU_ADAPT_PROBE; /* the probe held: contention is gone */
+    a->rose = 0;
+  }
+  return a->cur;
+}
+
+double cnn_cpu_run_delay(void) {
+  DIR *dir = opendir("/proc/self/task");
+  if (!dir) return -1.0;
+  double sum = 0.0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char path[96], buf[128];
+    snprintf(path, sizeof path, "/proc/self/task/%.40s/schedstat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    unsigned long long run, wait;
+    if (fgets(buf, sizeof buf, f) && sscanf(buf, "%llu %llu", &run, &wait) == 2) {
+      sum += (double)wait * 1e-9;
+      n++;
+    }
+    fclose(f);
+  }
+  closedir(dir);
+  return n ? sum : -1.0;
 }
