@@ -347,6 +347,22 @@ static inline WINO_INLINE void gt6(const float *restrict in, size_t is, float *r
 
 /* ---- filter transforms ---- */
 
+/* One filter's transform on CH lanes: t[i][s] = sum_r 24G[i][r] g[r][s], u[i][j] =
+ * sum_s t[i][s] 24G[j][s], stored / 576 into dst[xi * xs + l] for lanes l < n */
+static inline WINO_INLINE void filter_tile(const float *restrict g, float *restrict t,
+                                           float *restrict u, float *restrict dst, size_t xs,
+                                           int n) {
+  const float scale = 1.0f / 576.0f;
+  for (int s = 0; s < 3; s++) g3(g + s * CH, 3 * CH, t + s * CH, 3 * CH);
+  for (int i = 0; i < 6; i++) g3(t + i * 3 * CH, CH, u + i * 6 * CH, CH);
+  for (int xi = 0; xi < 36; xi++) {
+    float *d = dst + xi * xs;
+    const float *src = u + xi * CH;
+#pragma omp simd
+    for (int l = 0; l < n; l++) d[l] = src[l] * scale;
+  }
+}
+
 /* U[xi][k][c] = (G g G^T)[xi] of g = w[k][.][.][c] (forward), vectorised over a
  * chunk of c; run inside a parallel region: items are (k block, c chunk) pairs */
 #define WINO_FT_KB 16
@@ -354,7 +370,6 @@ WINO_CLONES
 static void filter_transform(int K, int C, const float *restrict w, float *restrict U) {
   const size_t KC = (size_t)K * C;
   const int chunks = (C + CH - 1) / CH, kblocks = (K + WINO_FT_KB - 1) / WINO_FT_KB;
-  const float scale = 1.0f / 576.0f;
   float g[9 * CH], t[18 * CH], u[36 * CH];
   memset(g, 0, sizeof g);
 #pragma omp for schedule(static)
@@ -367,15 +382,7 @@ static void filter_transform(int K, int C, const float *restrict w, float *restr
         const float *src = w + ((size_t)k * 9 + rs) * C + c0;
         for (int l = 0; l < cc; l++) g[rs * CH + l] = src[l];
       }
-      /* t[i][s] = sum_r 24G[i][r] g[r][s];  u[i][j] = sum_s t[i][s] 24G[j][s] / 576 */
-      for (int s = 0; s < 3; s++) g3(g + s * CH, 3 * CH, t + s * CH, 3 * CH);
-      for (int i = 0; i < 6; i++) g3(t + i * 3 * CH, CH, u + i * 6 * CH, CH);
-      for (int xi = 0; xi < 36; xi++) {
-        float *dst = U + xi * KC + (size_t)k * C + c0;
-        const float *src = u + xi * CH;
-#pragma omp simd
-        for (int l = 0; l < cc; l++) dst[l] = src[l] * scale;
-      }
+      filter_tile(g, t, u, U + (size_t)k * C + c0, KC, cc);
     }
   }
 }
@@ -387,7 +394,6 @@ WINO_CLONES
 static void filter_transform_flip(int K, int C, const float *restrict w, float *restrict U) {
   const size_t KC = (size_t)K * C;
   const int chunks = (K + CH - 1) / CH;
-  const float scale = 1.0f / 576.0f;
   float g[9 * CH], t[18 * CH], u[36 * CH];
   memset(g, 0, sizeof g);
 #pragma omp for schedule(static)
@@ -398,14 +404,7 @@ static void filter_transform_flip(int K, int C, const float *restrict w, float *
         const float *src = w + (size_t)k0 * 9 * C + (size_t)(8 - rs) * C + c;
         for (int l = 0; l < kc; l++) g[rs * CH + l] = src[(size_t)l * 9 * C];
       }
-      for (int s = 0; s < 3; s++) g3(g + s * CH, 3 * CH, t + s * CH, 3 * CH);
-      for (int i = 0; i < 6; i++) g3(t + i * 3 * CH, CH, u + i * 6 * CH, CH);
-      for (int xi = 0; xi < 36; xi++) {
-        float *dst = U + xi * KC + (size_t)c * K + k0;
-        const float *src = u + xi * CH;
-#pragma omp simd
-        for (int l = 0; l < kc; l++) dst[l] = src[l] * scale;
-      }
+      filter_tile(g, t, u, U + (size_t)c * K + k0, KC, kc);
     }
   }
 }
