@@ -41,11 +41,12 @@ typedef struct cpu_sel {
 } cpu_sel;
 
 /* Weights kept repacked for an engine across inference runs (convs whose desc has
- * wconst): one per (shape, engine, epilogue, weight pointer), valid while its epoch
+ * wconst): one per (shape, engine, epilogue, team size, weight pointer), valid while its epoch
  * is the ctx's; weights_changed starts a new epoch. */
 typedef struct cpu_pack {
   cnn_conv_desc d; /* wconst cleared */
   int engine, with_bias, act;
+  int threads; /* oneDNN builds a primitive (and may pick a layout) per team size */
   float alpha;
   const float *w;
   unsigned long epoch; /* of the contents; 0: never filled */
@@ -145,10 +146,12 @@ static cpu_pack *pack_for(cpu_ctx *c, const cnn_conv_desc *d, int engine, int wi
                           cnn_act act, float alpha, const float *w, size_t bytes, int *fill) {
   *fill = 1;
   if (!c || !bytes) return NULL;
+  const int threads = cpu_max_threads();
   for (int i = 0; i < c->npack; i++) {
     cpu_pack *k = &c->pack[i];
     if (k->w == w && k->engine == engine && k->with_bias == with_bias && k->act == (int)act &&
-        k->alpha == alpha && k->bytes == bytes && !memcmp(&k->d, d, sizeof *d)) {
+        k->threads == threads && k->alpha == alpha && k->bytes == bytes &&
+        !memcmp(&k->d, d, sizeof *d)) {
       *fill = k->epoch != c->epoch;
       return k;
     }
@@ -173,6 +176,7 @@ static cpu_pack *pack_for(cpu_ctx *c, const cnn_conv_desc *d, int engine, int wi
   k->with_bias = with_bias;
   k->act = (int)act;
   k->alpha = alpha;
+  k->threads = threads;
   k->w = w;
   k->buf = buf;
   k->bytes = bytes;
