@@ -455,6 +455,16 @@ cnn_status cpu_conv_bwd_filter(void *ctx, const cnn_conv_desc *d0, const float *
   return cpu_own_conv_bwd_filter(NULL, d, x, dy, dw, db, ws, ws_bytes);
 }
 
+/* 1 when pass dir of d may run on Winograd in c's mode. Cheap (no oneDNN primitive
+ * is built, no timing): memory planning asks it for every batch size it tries, so
+ * where the choice depends on oneDNN (default, below 32 channels) or on timing
+ * (auto) it answers yes and the workspace covers Winograd anyway. */
+static int may_run_wino(const cpu_ctx *c, const cnn_conv_desc *d, int dir) {
+  if (!c) return 0;
+  if (c->mode == MODE_DEFAULT) return cpu_wino_wins(d, (cnn_conv_dir)dir);
+  return (c->mode == MODE_WINO || c->mode == MODE_AUTO) && cpu_wino_takes(d);
+}
+
 /* Scratch for every pass of d on the engines chosen for it: ours (im2col tiles) or
  * Winograd's (transformed filters and tile blocks); oneDNN keeps its own. */
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d0) {
@@ -468,8 +478,8 @@ size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d0) {
     size_t wb = cpu_wino_packed_workspace(&d, cpu_max_threads());
     if (wb > ws) ws = wb;
   }
-  for (int dir = 0; dir < 3 && ctx; dir++)
-    if (choose(ctx, &d, dir) == ENG_WINO) {
+  for (int dir = 0; dir < 3; dir++)
+    if (may_run_wino(ctx, &d, dir)) {
       size_t wb = cpu_wino_workspace(&d, (cnn_conv_dir)dir, cpu_max_threads());
       if (wb > ws) ws = wb;
     }
