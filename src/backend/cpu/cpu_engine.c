@@ -390,12 +390,17 @@ static int engine_for(void *ctx, const cnn_conv_desc *d, int dir, int ptrs, size
   return e;
 }
 
-/* An inference forward (wconst) on Winograd with its filter transform kept: where
- * the default's rule says so (cpu_wino_wins_packed), or Winograd is forced */
-static int wino_packed(const cpu_ctx *c, const cnn_conv_desc *d) {
+/* An inference forward (wconst) on Winograd with its filter transform kept: wherever
+ * the forward runs on Winograd anyway (forced, measured, or the default's rule), and
+ * in the default also where keeping the transform makes it win (cpu_wino_wins_packed:
+ * batch 1 of 28x28 layers), under the same 32-channel rule against oneDNN */
+static int wino_packed(cpu_ctx *c, const cnn_conv_desc *d) {
   if (!c) return 0;
   if (c->mode == MODE_WINO) return cpu_wino_takes(d);
-  return c->mode == MODE_DEFAULT && cpu_wino_wins_packed(d);
+  if (c->mode != MODE_DEFAULT && c->mode != MODE_AUTO) return 0;
+  if (choose(c, d, CNN_CONV_FWD) == ENG_WINO) return 1;
+  return c->mode == MODE_DEFAULT && cpu_wino_wins_packed(d) &&
+         ((d->c >= 32 && d->k >= 32) || !dnnl_takes(c, d, CNN_CONV_FWD, ENG_DNNL));
 }
 
 static cnn_status fwd_impl(void *ctx, const cnn_conv_desc *d0, const float *x, const float *w,
@@ -474,7 +479,9 @@ size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d0) {
   }
   cnn_conv_desc d = shape_of(d0);
   size_t ws = cpu_own_conv_workspace(&d);
-  if (wino_packed(ctx, &d)) { /* an inference forward may run on a kept transform */
+  cpu_ctx *c = ctx;
+  /* an inference forward may run on a kept transform (no oneDNN check here: cheap) */
+  if (c && c->mode == MODE_DEFAULT && cpu_wino_wins_packed(&d)) {
     size_t wb = cpu_wino_packed_workspace(&d, cpu_max_threads());
     if (wb > ws) ws = wb;
   }
