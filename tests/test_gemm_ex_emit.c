@@ -63,24 +63,6 @@ static cnn_net *make(cnn_backend *b, cnn_mode mode) {
   return net;
 }
 
-static float *snapshot(cnn_net *net, size_t *count) {
-  size_t total = 0;
-  int nt = cnn_net_num_tensors(net);
-  for (int i = 0; i < nt; i++) {
-    cnn_param_desc d;
-    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
-    total += d.count;
-  }
-  float *all = malloc(total * sizeof *all), *p = all;
-  for (int i = 0; i < nt; i++) {
-    cnn_param_desc d;
-    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
-    CHECK_OK(cnn_net_tensor_get(net, i, p));
-    p += d.count;
-  }
-  *count = total;
-  return all;
-}
 
 static char *program_text(cnn_net *net, cnn_mode mode) {
   char *buf = NULL;
@@ -107,7 +89,7 @@ static void run(cnn_backend *b, double *loss, float **params, size_t *np, float 
     CHECK_OK(cnn_net_train_step(net, xs[s], ys[s], BATCH, &r));
     loss[s] = r.loss;
   }
-  *params = snapshot(net, np);
+  *params = tu_net_snapshot(net, np);
   float *p = *params;
   for (int i = 0; i < cnn_net_num_tensors(net); i++) {
     cnn_param_desc d;

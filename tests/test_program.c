@@ -89,25 +89,6 @@ static cnn_net *make_net(cnn_backend *b, int fuse, cnn_mode mode) {
   return make_net_p(b, fuse, mode, CNN_PRECISION_FP32);
 }
 
-/* all parameters and running statistics, in tensor order */
-static float *snapshot(cnn_net *net, size_t *count) {
-  size_t total = 0;
-  int nt = cnn_net_num_tensors(net);
-  for (int i = 0; i < nt; i++) {
-    cnn_param_desc d;
-    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
-    total += d.count;
-  }
-  float *all = malloc(total * sizeof *all), *p = all;
-  for (int i = 0; i < nt; i++) {
-    cnn_param_desc d;
-    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
-    CHECK_OK(cnn_net_tensor_get(net, i, p));
-    p += d.count;
-  }
-  *count = total;
-  return all;
-}
 
 static void train(cnn_net *net, double *loss) {
   for (int s = 0; s < STEPS; s++) {
@@ -137,7 +118,7 @@ static void test_fused_vs_unfused(cnn_backend *b, double *losses_out) {
     cnn_net *net = make_net(b, fuse, CNN_MODE_TRAIN);
     if (!net) return;
     train(net, loss[fuse]);
-    params[fuse] = snapshot(net, &np);
+    params[fuse] = tu_net_snapshot(net, &np);
     /* inference on a net built for inference: BN folded into the convs when fused */
     cnn_net *inf = NULL;
     CHECK_OK(cnn_net_from_cfg_text(cfg, "program.cfg", &inf));
@@ -291,7 +272,7 @@ static void test_no_host_sync(cnn_backend *cpu) {
 static void expect_refused(cnn_net *net, const float *x, const int32_t *y, int64_t refused,
                            int64_t step, const char *what) {
   size_t np, n2;
-  float *before = snapshot(net, &np);
+  float *before = tu_net_snapshot(net, &np);
   cnn_net_info info;
   CHECK_OK(cnn_net_info_get(net, &info));
   float *m0 = malloc(info.num_params * sizeof *m0), *m1 = malloc(info.num_params * sizeof *m1);
@@ -303,7 +284,7 @@ static void expect_refused(cnn_net *net, const float *x, const int32_t *y, int64
         "%s: refused %lld (expected %lld), last refused step %lld, step %lld (expected %lld)",
         what, (long long)m.refused, (long long)refused, (long long)m.last_refused,
         (long long)m.step, (long long)step);
-  float *after = snapshot(net, &n2);
+  float *after = tu_net_snapshot(net, &n2);
   CHECK(n2 == np && !memcmp(before, after, np * sizeof *after),
         "%s: parameters and running statistics bit-identical after a refused step", what);
   CHECK_OK(cnn_net_opt_state_get(net, 0, m1, info.num_params));
@@ -381,7 +362,7 @@ static void test_bf16(cnn_backend *b, double *bf16_loss) {
   cnn_net *i16 = make_net_p(b, 1, CNN_MODE_INFER, CNN_PRECISION_BF16);
   if (i16) {
     size_t np;
-    float *params = snapshot(n32, &np), *p = params;
+    float *params = tu_net_snapshot(n32, &np), *p = params;
     for (int i = 0; i < cnn_net_num_tensors(n32); i++) {
       cnn_param_desc d;
       CHECK_OK(cnn_net_tensor_desc(n32, i, &d));
@@ -495,7 +476,7 @@ int main(void) {
     train(b, lref2);
     CHECK(!memcmp(lref, lref2, sizeof lref), "ref: identical losses from the same seed");
     size_t n1, n2;
-    float *p1 = snapshot(a, &n1), *p2 = snapshot(b, &n2);
+    float *p1 = tu_net_snapshot(a, &n1), *p2 = tu_net_snapshot(b, &n2);
     CHECK(n1 == n2 && !memcmp(p1, p2, n1 * sizeof *p1), "ref: identical parameters");
     free(p1);
     free(p2);

@@ -122,3 +122,22 @@ void tu_need_cuda(void) {
   }
   tu_skip(why);
 }
+
+float *tu_net_snapshot(cnn_net *net, size_t *count) {
+  size_t total = 0;
+  int nt = cnn_net_num_tensors(net);
+  for (int i = 0; i < nt; i++) {
+    cnn_param_desc d;
+    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
+    total += d.count;
+  }
+  float *all = malloc(total * sizeof *all), *p = all;
+  for (int i = 0; i < nt; i++) {
+    cnn_param_desc d;
+    CHECK_OK(cnn_net_tensor_desc(net, i, &d));
+    CHECK_OK(cnn_net_tensor_get(net, i, p));
+    p += d.count;
+  }
+  *count = total;
+  return all;
+}

@@ -51,6 +51,10 @@ void tu_bn_stats(const float *x, size_t rows, int c, double eps, float *mean, fl
  * f32 z cannot flip between backends or between fused and unfused chains. */
 void tu_bn_off_kink(float *x, size_t rows, int c, const float *gamma, const float *beta,
                     double eps, double margin);
+/* every tensor of a net (parameters and running statistics) in tensor order, in one
+ * malloc'd array of *count floats */
+struct cnn_net;
+float *tu_net_snapshot(struct cnn_net *net, size_t *count);
 /* print "N passed, N failed" and return the exit code */
 int tu_finish(const char *name);
 /* exit 77 (ctest SKIP) with a reason */
