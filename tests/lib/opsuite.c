@@ -964,6 +964,16 @@ static void test_adam(suite *S) {
 
 /* ---- entry point ---------------------------------------------------------------- */
 
+static void suite_init(suite *S, cnn_backend *test, cnn_backend *ref, double tol_f32,
+                       int verbose) {
+  memset(S, 0, sizeof *S);
+  S->be[T] = test;
+  S->be[R] = ref;
+  S->tol = tol_f32;
+  S->verbose = verbose;
+  S->seed = 0x5eed0000u;
+}
+
 int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int verbose) {
   int fail0 = tu_failures, checks0 = tu_checks;
   if (!test || !ref || !test->ops || !ref->ops) {
@@ -977,12 +987,7 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
       return tu_failures - fail0;
     }
   suite S;
-  memset(&S, 0, sizeof S);
-  S.be[T] = test;
-  S.be[R] = ref;
-  S.tol = tol_f32;
-  S.verbose = verbose;
-  S.seed = 0x5eed0000u;
+  suite_init(&S, test, ref, tol_f32, verbose);
 
   printf("op suite: %s vs %s, tol_f32 %.1e\n", test->name, ref->name, tol_f32);
   test_fill_copy(&S);
@@ -1014,12 +1019,7 @@ int cnn_opsuite_run(cnn_backend *test, cnn_backend *ref, double tol_f32, int ver
 int cnn_opsuite_run_conv(cnn_backend *test, cnn_backend *ref, double tol_f32, int verbose) {
   const int fail0 = tu_failures, checks0 = tu_checks;
   suite S;
-  memset(&S, 0, sizeof S);
-  S.be[T] = test;
-  S.be[R] = ref;
-  S.tol = tol_f32;
-  S.verbose = verbose;
-  S.seed = 0x5eed0000u;
+  suite_init(&S, test, ref, tol_f32, verbose);
   printf("op suite (conv): %s vs %s, tol_f32 %.1e\n", test->name, ref->name, tol_f32);
   test_conv(&S);
   test_conv_act(&S);
