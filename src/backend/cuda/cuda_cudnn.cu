@@ -305,6 +305,16 @@ static cnn_status dnn_ws(cnn_cuda_cudnn *h, cnn_conv_dir dir, int algo, size_t *
   return CNN_OK;
 }
 
+/* in dnn_heuristic_ok: does the heuristic's result list r name `algo` (listed), as
+ * available and deterministic (good)? One scan for each pass's own result type */
+#define SCAN_PERF(r)                                                      \
+  for (int i_ = 0; i_ < n && i_ < MAXR; i_++)                             \
+    if ((int)(r)[i_].algo == algo) {                                      \
+      listed = 1;                                                         \
+      good |= (r)[i_].status == CUDNN_STATUS_SUCCESS &&                   \
+              (r)[i_].determinism == CUDNN_DETERMINISTIC;                 \
+    }
+
 /* 0 when cuDNN's heuristic lists `algo` for the prepared descriptors only with a
  * failing status or as non-deterministic; 1 otherwise (also when it does not list
  * it: the workspace query is then the judge) */
@@ -316,35 +326,24 @@ static int dnn_heuristic_ok(cnn_cuda_cudnn *h, cnn_conv_dir dir, int algo) {
     if (h->p_cudnnGetConvolutionForwardAlgorithm_v7(h->handle, h->xd, h->wd, h->cd, h->yd, MAXR,
                                                     &n, r) != CUDNN_STATUS_SUCCESS)
       return 1;
-    for (int i = 0; i < n && i < MAXR; i++)
-      if ((int)r[i].algo == algo) {
-        listed = 1;
-        good |= r[i].status == CUDNN_STATUS_SUCCESS && r[i].determinism == CUDNN_DETERMINISTIC;
-      }
+    SCAN_PERF(r);
   } else if (dir == CNN_CONV_BWD_DATA) {
     cudnnConvolutionBwdDataAlgoPerf_t r[MAXR];
     if (h->p_cudnnGetConvolutionBackwardDataAlgorithm_v7(h->handle, h->wd, h->yd, h->cd, h->xd,
                                                          MAXR, &n, r) != CUDNN_STATUS_SUCCESS)
       return 1;
-    for (int i = 0; i < n && i < MAXR; i++)
-      if ((int)r[i].algo == algo) {
-        listed = 1;
-        good |= r[i].status == CUDNN_STATUS_SUCCESS && r[i].determinism == CUDNN_DETERMINISTIC;
-      }
+    SCAN_PERF(r);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t r[MAXR];
     if (h->p_cudnnGetConvolutionBackwardFilterAlgorithm_v7(h->handle, h->xd, h->yd, h->cd, h->wd,
                                                            MAXR, &n, r) != CUDNN_STATUS_SUCCESS)
       return 1;
-    for (int i = 0; i < n && i < MAXR; i++)
-      if ((int)r[i].algo == algo) {
-        listed = 1;
-        good |= r[i].status == CUDNN_STATUS_SUCCESS && r[i].determinism == CUDNN_DETERMINISTIC;
-      }
+    SCAN_PERF(r);
   }
   (void)cudaGetLastError();
   return !listed || good;
 }
+#undef SCAN_PERF
 
 /* quiet probe: descriptors, workspace and heuristic; CNN_OK when e can run d */
 static cnn_status dnn_probe(cnn_cuda_ctx *ctx, const cnn_cuda_engine *e, const cnn_conv_desc *d,
