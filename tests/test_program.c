@@ -14,6 +14,9 @@
  *  - a backend without an op the program needs is refused at compile time,
  *    naming the node, the op, the dtype and the backend;
  *  - partial batches (n < the built batch) run their own program;
+ *  - a backend with overwriting backward forms (maxpool_bwd_set, bn_act_bwd_set)
+ *    gets them in place of zero-fills, and trains bit-identically to the same
+ *    backend without them (fp32 and bf16);
  *  - bf16 builds (bf16 activations and gradients, f32 everything else) train like
  *    fp32 within bf16 rounding on ref and cpu, agree across the two, and plan less
  *    activation memory. */
@@ -442,6 +445,67 @@ static void test_cast_values(cnn_backend *b) {
   b->ops->free(b->ctx, d_back);
 }
 
+static int count_in(const char *text, const char *what) {
+  int k = 0;
+  for (const char *p = text; (p = strstr(p, what)); p++) k++;
+  return k;
+}
+
+/* the training program's text, printed into a string (the caller frees it) */
+static char *program_text(cnn_net *net) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  CHECK_OK(cnn_net_program_print(net, BATCH, CNN_MODE_TRAIN, f));
+  fclose(f);
+  return buf;
+}
+
+/* b with and without its overwriting backward forms: the first writers of the
+ * pool's and the batch norms' input gradients drop their zero-fills, and the two
+ * train to the same bits (0 + term is what fill + add gives) */
+static void test_first_writers(cnn_backend *b, cnn_precision prec) {
+  CHECK(b->ops->maxpool_bwd_set && b->ops->bn_act_bwd_set, "%s has the overwriting forms",
+        cnn_backend_name(b));
+  cnn_backend_ops ops = *b->ops;
+  ops.destroy = NULL;
+  ops.maxpool_bwd_set = NULL;
+  ops.bn_act_bwd_set = NULL;
+  cnn_backend plain = {"plain", b->ctx, &ops};
+  cnn_backend *bs[2] = {&plain, b};
+  double loss[2][STEPS];
+  float *params[2] = {NULL, NULL};
+  size_t np[2] = {0, 0};
+  int fills[2] = {0, 0}, sets[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    cnn_net *net = make_net_p(bs[k], 1, CNN_MODE_TRAIN, prec);
+    if (!net) return;
+    char *text = program_text(net);
+    fills[k] = count_in(text, " fill ");
+    sets[k] = count_in(text, "maxpool_bwd_set") + count_in(text, "bn_act_bwd_set");
+    /* the pool and the batch norms of conv1, conv2 and the first dense layer write
+     * their dx first */
+    CHECK(k == 0 ? sets[k] == 0 : (count_in(text, "maxpool_bwd_set") == 1 &&
+                                  count_in(text, "bn_act_bwd_set") == 3),
+          "%s (%s): %d overwriting nodes:\n%s", bs[k]->name, cnn_backend_name(b), sets[k], text);
+    free(text);
+    train(net, loss[k]);
+    params[k] = tu_net_snapshot(net, &np[k]);
+    cnn_net_destroy(net);
+  }
+  const char *pn = prec == CNN_PRECISION_BF16 ? "bf16" : "fp32";
+  CHECK(fills[0] - fills[1] == sets[1], "%s %s: %d fills without the overwriting forms, %d with, "
+        "%d overwriting nodes", cnn_backend_name(b), pn, fills[0], fills[1], sets[1]);
+  CHECK(!memcmp(loss[0], loss[1], sizeof loss[0]), "%s %s: the same losses with and without "
+        "the overwriting forms", cnn_backend_name(b), pn);
+  CHECK(np[0] == np[1] && params[0] && params[1] &&
+        !memcmp(params[0], params[1], np[0] * sizeof(float)),
+        "%s %s: the same parameters with and without the overwriting forms", cnn_backend_name(b),
+        pn);
+  free(params[0]);
+  free(params[1]);
+}
+
 /* the last batch of an epoch: fewer images than built */
 static void test_partial(cnn_backend *b) {
   double l[2];
@@ -488,6 +552,10 @@ int main(void) {
   test_refused(cpu);
   test_partial(ref);
   test_partial(cpu);
+  test_first_writers(ref, CNN_PRECISION_FP32);
+  test_first_writers(cpu, CNN_PRECISION_FP32);
+  test_first_writers(ref, CNN_PRECISION_BF16);
+  test_first_writers(cpu, CNN_PRECISION_BF16);
   test_no_host_sync(cpu);
   test_cast_values(ref);
   test_cast_values(cpu);

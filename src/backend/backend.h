@@ -478,6 +478,18 @@ struct cnn_backend_ops {
    * the parameters changed (cnn_program_run's prologue flag: the same events that
    * refold batch norm into conv weights). */
   void (*weights_changed)(void *ctx);
+  /* ---- (optional) overwriting forms of two backward ops: dx = ... where the plain op
+   * does dx += ...; every element of dx is written (0 where no gradient reaches it)
+   * and none is read, so dx may hold anything before. A compiled program calls one
+   * where it would otherwise zero dx and then call the plain op (the first writer of
+   * a gradient, src/core/program.c): one pass over dx instead of three. Where NULL,
+   * the program keeps the zero-fill. Results are the bits of fill(0) + the plain op. */
+  cnn_status (*maxpool_bwd_set)(void *ctx, const cnn_pool_desc *d, const float *x,
+                                const float *dy, float *dx);
+  cnn_status (*bn_act_bwd_set)(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                               const float *gamma, const float *beta, const float *save_mean,
+                               const float *save_invstd, cnn_act act, float alpha, float *dx,
+                               float *dgamma, float *dbeta);
 };
 
 /* constructors, one per backend (cuda's returns CNN_UNSUPPORTED when not compiled

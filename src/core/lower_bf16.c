@@ -94,7 +94,7 @@ static int args_of(cnn_node *nd, node_arg *a) {
       } else {
         if (nd->op == CNN_NODE_MAXPOOL_BWD) ARG(nd->u.pool.x, nx, A_IN);
         ARG(nd->u.pool.dy, ny, A_IN);
-        ARG(nd->u.pool.dx, nx, A_INOUT);
+        ARG(nd->u.pool.dx, nx, nd->set ? A_OUT : A_INOUT);
       }
       break;
     }
@@ -105,7 +105,7 @@ static int args_of(cnn_node *nd, node_arg *a) {
       ARG(nd->u.bn.x, n, A_IN);
       if (nd->op == CNN_NODE_BN_BWD) {
         ARG(nd->u.bn.dy, n, A_IN);
-        ARG(nd->u.bn.dx, n, A_INOUT);
+        ARG(nd->u.bn.dx, n, nd->set ? A_OUT : A_INOUT);
       } else {
         ARG(nd->u.bn.y, n, A_OUT);
       }

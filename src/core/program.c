@@ -21,6 +21,13 @@ const char *cnn_node_op_name(cnn_node_op op) {
   return (unsigned)op < CNN_NODE_COUNT ? op_names[op] : "?";
 }
 
+/* a node's entry name: its op's, or the overwriting form's */
+static const char *node_name(const cnn_node *nd) {
+  if (nd->set && nd->op == CNN_NODE_MAXPOOL_BWD) return "maxpool_bwd_set";
+  if (nd->set && nd->op == CNN_NODE_BN_BWD) return "bn_act_bwd_set";
+  return cnn_node_op_name(nd->op);
+}
+
 const char *cnn_dtype_name(cnn_dtype t) {
   static const char *const names[] = {"f32", "bf16", "f16", "i32", "u8"};
   return (unsigned)t < sizeof names / sizeof *names ? names[t] : "?";
@@ -76,6 +83,13 @@ static const void *entry(const cnn_backend_ops *o, cnn_node_op op) {
 }
 
 static cnn_status run_node_st(const cnn_backend *be, cnn_step_state *st, const cnn_node *nd);
+
+/* the entry a node calls: its op's, or the overwriting form (node.set) */
+static const void *node_entry(const cnn_backend_ops *o, const cnn_node *nd) {
+  if (nd->set && nd->op == CNN_NODE_MAXPOOL_BWD) return (const void *)o->maxpool_bwd_set;
+  if (nd->set && nd->op == CNN_NODE_BN_BWD) return (const void *)o->bn_act_bwd_set;
+  return nd->set ? NULL : entry(o, nd->op);
+}
 
 /* one node on the backend; the caller has checked that its entry exists */
 static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_node *nd) {
@@ -144,7 +158,8 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
     }
     case CNN_NODE_MAXPOOL_FWD: return o->maxpool_fwd(c, &nd->u.pool.d, nd->u.pool.x, nd->u.pool.y);
     case CNN_NODE_MAXPOOL_BWD:
-      return o->maxpool_bwd(c, &nd->u.pool.d, nd->u.pool.x, nd->u.pool.dy, nd->u.pool.dx);
+      return (nd->set ? o->maxpool_bwd_set : o->maxpool_bwd)(c, &nd->u.pool.d, nd->u.pool.x,
+                                                             nd->u.pool.dy, nd->u.pool.dx);
     case CNN_NODE_AVGPOOL_FWD: return o->avgpool_fwd(c, &nd->u.pool.d, nd->u.pool.x, nd->u.pool.y);
     case CNN_NODE_AVGPOOL_BWD: return o->avgpool_bwd(c, &nd->u.pool.d, nd->u.pool.dy, nd->u.pool.dx);
     case CNN_NODE_BN_FWD_TRAIN: {
@@ -159,8 +174,9 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
     }
     case CNN_NODE_BN_BWD: {
       const __typeof__(nd->u.bn) *b = &nd->u.bn;
-      return o->bn_act_bwd(c, b->rows, b->c, b->x, b->dy, b->gamma, b->beta, b->mean, b->invstd,
-                           b->act, b->alpha, b->dx, b->dgamma, b->dbeta);
+      return (nd->set ? o->bn_act_bwd_set : o->bn_act_bwd)(c, b->rows, b->c, b->x, b->dy, b->gamma,
+                                                           b->beta, b->mean, b->invstd, b->act,
+                                                           b->alpha, b->dx, b->dgamma, b->dbeta);
     }
     default: break;
   }
@@ -344,15 +360,40 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kin
   return emit_own(p, (cnn_node){.op = CNN_NODE_STEP_END, .u.step = {.train = kind == CNN_PK_TRAIN}});
 }
 
+/* The first writer of a gradient overwrites it where the backend can: a zero-fill
+ * of a buffer followed at once by a maxpool or batch-norm backward whose dx is
+ * exactly that buffer becomes the op's overwriting form (the fill's zeros would
+ * cost a write of dx, and the op a read of them). */
+static void first_writers(const cnn_backend_ops *o, cnn_program *p) {
+  int k = p->n_prologue;
+  for (int i = p->n_prologue; i < p->n_nodes; i++) {
+    cnn_node *f = &p->nodes[i], *nx = i + 1 < p->n_nodes ? &p->nodes[i + 1] : NULL;
+    if (f->op == CNN_NODE_FILL && f->u.fill.v == 0.0f && nx && !nx->set) {
+      const cnn_pool_desc *d = &nx->u.pool.d;
+      int pool = nx->op == CNN_NODE_MAXPOOL_BWD && o->maxpool_bwd_set &&
+                 nx->u.pool.dx == f->u.fill.x &&
+                 (size_t)d->n * d->h * d->w * d->c == f->u.fill.n;
+      int bn = nx->op == CNN_NODE_BN_BWD && o->bn_act_bwd_set && nx->u.bn.dx == f->u.fill.x &&
+               nx->u.bn.rows * (size_t)nx->u.bn.c == f->u.fill.n;
+      if (pool || bn) {
+        nx->set = 1;
+        continue; /* the fill goes */
+      }
+    }
+    p->nodes[k++] = *f;
+  }
+  p->n_nodes = k;
+}
+
 /* every node's op must exist on the backend: no silent fallbacks */
 static cnn_status check_support(const cnn_net *net, const cnn_program *p) {
   for (int i = 0; i < p->n_nodes; i++) {
     const cnn_node *nd = &p->nodes[i];
-    if (entry(net->b->ops, nd->op)) continue;
+    if (node_entry(net->b->ops, nd)) continue;
     const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "(program)";
     return cnn_error(CNN_UNSUPPORTED,
                      "the %s backend cannot run this net: node %d (%s, %s, layer %s) has no "
-                     "implementation there", net->b->name, i, cnn_node_op_name(nd->op),
+                     "implementation there", net->b->name, i, node_name(nd),
                      cnn_dtype_name(nd->dtype), layer);
   }
   return CNN_OK;
@@ -404,6 +445,7 @@ cnn_status cnn_program_compile(cnn_net *net, int n, cnn_prog_kind kind, cnn_prog
     return cnn_error(CNN_ERR_ARG, "no dataset is bound to the net (cnn_net_bind_data)");
   }
   cnn_status st = compile(net, p, n, kind);
+  if (st == CNN_OK) first_writers(net->b->ops, p);
   if (st == CNN_OK && net->act_dt == CNN_DT_BF16) st = cnn_program_lower_bf16(net, p);
   if (st == CNN_OK) st = check_support(net, p);
   if (st == CNN_OK) st = tune_convs(net, p);
@@ -438,7 +480,7 @@ static cnn_status run_range_timed(cnn_net *net, cnn_program *p, int from, int to
       if (st == CNN_OK) st = o->timer_mark(c, i - a + 1);
       if (st != CNN_OK) {
         const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "(program)";
-        return cnn_error_prefix(st, "node %d (%s of layer %s)", i, cnn_node_op_name(nd->op),
+        return cnn_error_prefix(st, "node %d (%s of layer %s)", i, node_name(nd),
                                 layer);
       }
     }
@@ -462,7 +504,7 @@ static cnn_status run_range(cnn_net *net, cnn_program *p, int from, int to) {
     }
     if (st != CNN_OK) {
       const char *layer = nd->layer >= 0 ? net->layers[nd->layer].name : "(program)";
-      return cnn_error_prefix(st, "node %d (%s of layer %s)", i, cnn_node_op_name(nd->op), layer);
+      return cnn_error_prefix(st, "node %d (%s of layer %s)", i, node_name(nd), layer);
     }
   }
   return CNN_OK;
@@ -542,7 +584,7 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
     if (nd->op == CNN_NODE_GEMM) { /* its own epilogue and math (gemm_ex) */
       const __typeof__(nd->u.gemm) *g = &nd->u.gemm;
       static const char *const maths[] = {"f32", "tf32", "bf16"};
-      fprintf(f, "  %3d  %-18s %-4s %-24s", i, cnn_node_op_name(nd->op), cnn_dtype_name(nd->dtype),
+      fprintf(f, "  %3d  %-18s %-4s %-24s", i, node_name(nd), cnn_dtype_name(nd->dtype),
               l ? l->name : "");
       if (g->bias || g->act != CNN_ACT_LINEAR)
         fprintf(f, "  [+%s%s%s]", g->bias ? "bias" : "",
@@ -556,7 +598,7 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
     if (l && (l->fused_act != CNN_ACT_LINEAR || l->fold_bn >= 0) &&
         nd->op != CNN_NODE_FILL && nd->op != CNN_NODE_BN_FOLD)
       fused = l->fold_bn >= 0 ? "  [+bn folded" : "  [+";
-    fprintf(f, "  %3d  %-18s %-4s %-24s%s", i, cnn_node_op_name(nd->op), cnn_dtype_name(nd->dtype),
+    fprintf(f, "  %3d  %-18s %-4s %-24s%s", i, node_name(nd), cnn_dtype_name(nd->dtype),
             l ? l->name : "", fused);
     if (*fused) {
       if (l->fused_act != CNN_ACT_LINEAR)

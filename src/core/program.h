@@ -11,7 +11,9 @@
  * Per-step values (learning rate, step index, dropout seeds, the non-finite flag)
  * are read by the ops from the step state in backend memory, so a program is the
  * same every step: ref and cpu run it node by node, cuda captures it into a CUDA
- * graph after a warm-up and replays it. Every node's op must exist on the backend:
+ * graph after a warm-up and replays it. Where the backend has an op's overwriting
+ * form (maxpool_bwd_set, bn_act_bwd_set), a zero-fill followed by that op on the
+ * same gradient becomes one node with `set`. Every node's op must exist on the backend:
  * compiling refuses a program otherwise, naming node, op, dtype and backend. */
 #ifndef CNN_PROGRAM_H
 #define CNN_PROGRAM_H
@@ -42,6 +44,8 @@ typedef struct cnn_node {
   cnn_node_op op;
   int layer;        /* the emitting layer; -1: the program's own node */
   cnn_dtype dtype;  /* of the activations it reads and writes */
+  int set;          /* maxpool_bwd, bn_bwd: the backend's overwriting form (dx = ..., not
+                     * dx += ...) in place of a zero-fill before the node */
   union {
     struct { float *x; size_t n; float v; } fill;
     struct { void *dst; const void *src; size_t bytes; } copy;

@@ -39,6 +39,7 @@
  *   conv_bwd_filter dw, db                      tol_f32 * sqrt(n oh ow)
  *   maxpool_fwd                                 0 (a max involves no rounding)
  *   maxpool_bwd, avgpool_bwd                    tol_f32 * sqrt(windows per cell + 1)
+ *   maxpool_bwd_set (dx poisoned first)         tol_f32 * sqrt(windows per cell)
  *   avgpool_fwd                                 tol_f32 * sqrt(kh kw)
  *   bn_fwd_train (y, stats), bn_bwd             tol_f32 * sqrt(rows): every output
  *                                               depends on sums over the rows (x has
@@ -73,7 +74,8 @@
  *   sgd_step_st, adam_step_st                   as sgd_step / adam_step; refused step
  *                                               (nonfinite != 0): 0, p/v/m untouched
  *   dropout_mask_st                             0 (same counter-based draws)
- *   bn_act_fwd_train (y, save_*), bn_act_bwd    tol_f32 * sqrt(rows), as bn_fwd_train
+ *   bn_act_fwd_train (y, save_*), bn_act_bwd,   tol_f32 * sqrt(rows), as bn_fwd_train
+ *   bn_act_bwd_set (dx poisoned first)
  *   bn_act_fwd_infer                            tol_f32, as bn_fwd_infer
  *   bn_commit                                   tol_f32 (a blend of two values); 0 when
  *                                               refused
@@ -654,6 +656,10 @@ static const pool_case pool_cases[] = {
     {"3x3 stride 1 pad 1, all negative",      2,  7,  5,  3, 3, 3, 1, 1, 1, 1, 0, 0, 2},
     {"large 2x2 stride 2",                    4, 16, 16, 32, 2, 2, 2, 2, 0, 0, 0, 0, 0},
     {"large global 8x8",                      2,  8,  8, 64, 8, 8, 8, 8, 0, 0, 0, 0, 0},
+    /* cells no window reaches (maxpool_bwd_set must zero them); channel blocks */
+    {"2x2 stride 3, gaps",                    2,  8,  7,  3, 2, 2, 3, 3, 0, 0, 0, 0, 0},
+    {"2x2 stride 3, gaps, 130 channels",      2,  8,  7,130, 2, 2, 3, 3, 0, 0, 0, 0, 0},
+    {"3x3 stride 1 pad 1, 160 channels",      2,  5,  4,160, 3, 3, 1, 1, 1, 1, 0, 0, 0},
 };
 
 static int cdiv(int a, int b) { return (a + b - 1) / b; }
@@ -695,6 +701,9 @@ static void test_pool_case(suite *S, const pool_case *pc) {
   buf_set(S, &dx, hdx);
   RUN(S, maxpool_bwd, cas, &d, P(x), P(dy), P(dx));
   if (ran) check(S, &dx, "maxpool_bwd", cas, "dx", tol_sum(S, kwin + 1));
+  buf_poison(S, &dx); /* the overwriting form reads nothing of dx */
+  RUN(S, maxpool_bwd_set, cas, &d, P(x), P(dy), P(dx));
+  if (ran) check(S, &dx, "maxpool_bwd_set", cas, "dx", tol_sum(S, kwin));
 
   buf_poison(S, &y);
   RUN(S, avgpool_fwd, cas, &d, P(x), P(y));

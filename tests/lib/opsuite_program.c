@@ -493,6 +493,16 @@ static void test_bn_act(suite *S) {
         check(S, &dg, "bn_act_bwd", cas, "dgamma", tol);
         check(S, &db, "bn_act_bwd", cas, "dbeta", tol);
       }
+      buf_poison(S, &dx); /* the overwriting form reads nothing of dx */
+      buf_poison(S, &dg);
+      buf_poison(S, &db);
+      RUN(S, bn_act_bwd_set, cas, rows, c, P(x), P(dy), P(gamma), P(beta), P(sm), P(si), a,
+          alpha, P(dx), P(dg), P(db));
+      if (ran) {
+        check(S, &dx, "bn_act_bwd_set", cas, "dx", tol);
+        check(S, &dg, "bn_act_bwd_set", cas, "dgamma", tol);
+        check(S, &db, "bn_act_bwd_set", cas, "dbeta", tol);
+      }
     }
     /* commit: a good step moves the running stats, a refused one leaves them alone */
     for (int nf = 0; nf <= CNN_NONFINITE_LOSS; nf += CNN_NONFINITE_LOSS) {

@@ -179,6 +179,8 @@ void cpu_weights_changed(void *ctx);
 cnn_status cpu_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status cpu_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, const float *dy,
                            float *dx);
+cnn_status cpu_maxpool_bwd_set(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, float *dx);
 cnn_status cpu_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
 
@@ -249,6 +251,10 @@ cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
                           const float *gamma, const float *beta, const float *save_mean,
                           const float *save_invstd, cnn_act act, float alpha, float *dx,
                           float *dgamma, float *dbeta);
+cnn_status cpu_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                              const float *gamma, const float *beta, const float *save_mean,
+                              const float *save_invstd, cnn_act act, float alpha, float *dx,
+                              float *dgamma, float *dbeta);
 cnn_status cpu_bn_commit(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
                          const float *save_var, float *running_mean, float *running_var,
                          const cnn_step_state *st);

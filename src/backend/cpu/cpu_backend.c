@@ -553,6 +553,8 @@ static const cnn_backend_ops cpu_ops = {
     .crop_bwd = cpu_crop_bwd,
     .reorg_fwd = cpu_reorg_fwd,
     .reorg_bwd = cpu_reorg_bwd,
+    .maxpool_bwd_set = cpu_maxpool_bwd_set,
+    .bn_act_bwd_set = cpu_bn_act_bwd_set,
     /* capture_*: no graphs on the host; NULL */
     /* conv engines: ours and oneDNN's (cpu_engine.c) */
     .matrix_math = cpu_matrix_math,

@@ -93,6 +93,7 @@ typedef struct bnact_bwd {
   float alpha;
   const float *a, *b, *k;           /* dx += a (g - b - (x - mean) k) */
   float *dx;
+  int set;                          /* dx = 0 + a (...): dx is not read */
 } bnact_bwd;
 
 /* g = dy act'(z) of the tile at row r0, channel j0 (rn rows of w channels, one
@@ -153,7 +154,8 @@ static void bnact_sums(size_t r0, size_t r1, const void *varg, double *acc) {
   }
 }
 
-/* dx += a (g - b - (x - mean) k), g recomputed tile by tile */
+/* dx += a (g - b - (x - mean) k), g recomputed tile by tile (set: dx = 0 + ..., the
+ * bits of a zeroed dx plus the term, without reading dx) */
 static void bnact_dx(const bnact_bwd *p) {
   const size_t c = (size_t)p->c, rows = p->rows;
   size_t trows, tcols;
@@ -171,18 +173,23 @@ static void bnact_dx(const bnact_bwd *p) {
       for (size_t i = 0; i < rn; i++) {
         const float *gr = g + i * w, *xr = p->x + (r + i) * c + j0;
         float *dxr = p->dx + (r + i) * c + j0;
+        if (p->set) {
 #pragma omp simd
-        for (size_t j = 0; j < w; j++) dxr[j] += a[j] * (gr[j] - b[j] - (xr[j] - m[j]) * k[j]);
+          for (size_t j = 0; j < w; j++)
+            dxr[j] = 0.0f + a[j] * (gr[j] - b[j] - (xr[j] - m[j]) * k[j]);
+        } else {
+#pragma omp simd
+          for (size_t j = 0; j < w; j++) dxr[j] += a[j] * (gr[j] - b[j] - (xr[j] - m[j]) * k[j]);
+        }
       }
     }
   }
 }
 
-cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
-                          const float *gamma, const float *beta, const float *save_mean,
-                          const float *save_invstd, cnn_act act, float alpha, float *dx,
-                          float *dgamma, float *dbeta) {
-  const char *op = "bn_act_bwd";
+static cnn_status bn_act_bwd(size_t rows, int c, const float *x, const float *dy,
+                             const float *gamma, const float *beta, const float *save_mean,
+                             const float *save_invstd, cnn_act act, float alpha, float *dx,
+                             float *dgamma, float *dbeta, int set, const char *op) {
   CNN_TRY(cpu_check_bn(rows, c, op));
   CNN_TRY(cpu_check_act(act, op));
   CPU_NEED(x, op);
@@ -202,7 +209,7 @@ cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
     center[j] = save_mean[j];
     scale[j] = (float)(gamma[j] * (double)save_invstd[j]); /* as the forward's scale */
   }
-  bnact_bwd p = {rows, c, x, dy, save_mean, scale, beta, center, act, alpha, a, b, k, dx};
+  bnact_bwd p = {rows, c, x, dy, save_mean, scale, beta, center, act, alpha, a, b, k, dx, set};
   cnn_status st = cpu_reduce_rows(rows, 2 * (size_t)c, (size_t)c, bnact_sums, &p, sums, op);
   if (st == CNN_OK) {
     cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, a, b, k);
@@ -210,6 +217,22 @@ cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
   }
   free(s.heap);
   return st;
+}
+
+cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                          const float *gamma, const float *beta, const float *save_mean,
+                          const float *save_invstd, cnn_act act, float alpha, float *dx,
+                          float *dgamma, float *dbeta) {
+  return bn_act_bwd(rows, c, x, dy, gamma, beta, save_mean, save_invstd, act, alpha, dx, dgamma,
+                    dbeta, 0, "bn_act_bwd");
+}
+
+cnn_status cpu_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                              const float *gamma, const float *beta, const float *save_mean,
+                              const float *save_invstd, cnn_act act, float alpha, float *dx,
+                              float *dgamma, float *dbeta) {
+  return bn_act_bwd(rows, c, x, dy, gamma, beta, save_mean, save_invstd, act, alpha, dx, dgamma,
+                    dbeta, 1, "bn_act_bwd_set");
 }
 
 /* ---- running statistics and folding ---- */

@@ -116,23 +116,43 @@ static void maxpool_bwd_window(const cnn_pool_desc *d, const float *x, const flo
     }
 }
 
-/* dx += dy routed to each window's argmax, recomputed from x. Windows that do not
- * overlap vertically (stride_h >= kh) touch disjoint input rows, so output rows run
- * in parallel; otherwise (image, channel block) pairs do, each walking its windows
- * in order. */
-cnn_status cpu_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, const float *dy,
-                           float *dx) {
-  CNN_TRY(check_pool(d, "maxpool_bwd"));
-  CPU_NEED(x, "maxpool_bwd");
-  CPU_NEED(dy, "maxpool_bwd");
-  CPU_NEED(dx, "maxpool_bwd");
+/* The input rows [lo(oy), lo(oy + 1)) output row oy owns when windows do not overlap
+ * vertically: every row of its window (and rows no window reaches) go to one task. */
+static int owned_row(const cnn_pool_desc *d, int oy) {
+  if (oy <= 0) return 0;
+  if (oy >= d->oh) return d->h;
+  int r = oy * d->stride_h - d->pad_h;
+  return r < 0 ? 0 : r > d->h ? d->h : r;
+}
+
+/* dx += dy routed to each window's argmax, recomputed from x (set: dx is zeroed
+ * first, piece by piece inside the task that then adds to it, so the zeros are
+ * still in cache). Windows that do not overlap vertically (stride_h >= kh) touch
+ * disjoint input rows, so output rows run in parallel; otherwise (image, channel
+ * block) pairs do, each walking its windows in order. */
+static cnn_status maxpool_bwd(const cnn_pool_desc *d, const float *x, const float *dy, float *dx,
+                              int set, const char *op) {
+  CNN_TRY(check_pool(d, op));
+  CPU_NEED(x, op);
+  CPU_NEED(dy, op);
+  CPU_NEED(dx, op);
   const int C = d->c;
+  const size_t img = (size_t)d->h * d->w * C;
+  if (set && (d->oh == 0 || d->ow == 0)) { /* no window: no task would zero dx */
+    memset(dx, 0, (size_t)d->n * img * sizeof *dx);
+    return CNN_OK;
+  }
   size_t work = (size_t)d->n * d->oh * d->ow * C * d->kh * d->kw;
   if (d->stride_h >= d->kh) {
     size_t rows = (size_t)d->n * d->oh;
 #pragma omp parallel for schedule(static) if (par_ok(rows, work))
     for (size_t idx = 0; idx < rows; idx++) {
       int n = (int)(idx / d->oh), oy = (int)(idx % d->oh);
+      if (set) {
+        int r0 = owned_row(d, oy), r1 = owned_row(d, oy + 1);
+        memset(dx + (size_t)n * img + (size_t)r0 * d->w * C, 0,
+               (size_t)(r1 - r0) * d->w * C * sizeof *dx);
+      }
       for (int ox = 0; ox < d->ow; ox++)
         for (int c0 = 0; c0 < C; c0 += POOL_CB)
           maxpool_bwd_window(d, x, dy, dx, n, oy, ox, c0, C - c0 < POOL_CB ? C - c0 : POOL_CB);
@@ -146,10 +166,25 @@ cnn_status cpu_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, co
     int n = (int)(task / blocks);
     int c0 = (int)(task % blocks) * POOL_CB;
     int cb = C - c0 < POOL_CB ? C - c0 : POOL_CB;
+    if (set) {
+      float *dxn = dx + (size_t)n * img + c0;
+      for (size_t px = 0; px < (size_t)d->h * d->w; px++)
+        memset(dxn + px * C, 0, (size_t)cb * sizeof *dx);
+    }
     for (int oy = 0; oy < d->oh; oy++)
       for (int ox = 0; ox < d->ow; ox++) maxpool_bwd_window(d, x, dy, dx, n, oy, ox, c0, cb);
   }
   return CNN_OK;
+}
+
+cnn_status cpu_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, const float *dy,
+                           float *dx) {
+  return maxpool_bwd(d, x, dy, dx, 0, "maxpool_bwd");
+}
+
+cnn_status cpu_maxpool_bwd_set(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, float *dx) {
+  return maxpool_bwd(d, x, dy, dx, 1, "maxpool_bwd_set");
 }
 
 /* y = mean of the window's in-input cells, summed in double */

@@ -61,6 +61,9 @@ cnn_status ref_conv_bwd_filter(void *ctx, const cnn_conv_desc *d, const float *x
 cnn_status ref_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status ref_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, const float *dy,
                            float *dx);
+/* dx = 0, then maxpool_bwd (the definition of the overwriting form) */
+cnn_status ref_maxpool_bwd_set(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, float *dx);
 cnn_status ref_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status ref_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
 
@@ -140,6 +143,11 @@ cnn_status ref_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
                           const float *gamma, const float *beta, const float *save_mean,
                           const float *save_invstd, cnn_act act, float alpha, float *dx,
                           float *dgamma, float *dbeta);
+/* dx = 0, then bn_act_bwd */
+cnn_status ref_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                              const float *gamma, const float *beta, const float *save_mean,
+                              const float *save_invstd, cnn_act act, float alpha, float *dx,
+                              float *dgamma, float *dbeta);
 cnn_status ref_bn_commit(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
                          const float *save_var, float *running_mean, float *running_var,
                          const cnn_step_state *st);

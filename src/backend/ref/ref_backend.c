@@ -114,6 +114,8 @@ static const cnn_backend_ops ref_ops = {
     .crop_bwd = ref_crop_bwd,
     .reorg_fwd = ref_reorg_fwd,
     .reorg_bwd = ref_reorg_bwd,
+    .maxpool_bwd_set = ref_maxpool_bwd_set,
+    .bn_act_bwd_set = ref_bn_act_bwd_set,
 };
 
 cnn_status cnn_backend_ref_create(cnn_backend **out) {

@@ -2,6 +2,8 @@
  * Window (oy, ox) covers input rows oy*stride_h - pad_h + r (r < kh) and columns
  * ox*stride_w - pad_w + s (s < kw); cells outside the input are padding and take
  * no part. A window with no cell inside the input outputs 0 and gets no gradient. */
+#include <string.h>
+
 #include "backend/ref/ref.h"
 
 static cnn_status check_pool(const cnn_pool_desc *d, const char *op) {
@@ -83,6 +85,14 @@ cnn_status ref_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, co
           if (best >= 0) dx[best] += dy[y_at(d, n, oy, ox, ch)];
         }
   return CNN_OK;
+}
+
+cnn_status ref_maxpool_bwd_set(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, float *dx) {
+  CNN_TRY(check_pool(d, "maxpool_bwd_set"));
+  REF_NEED(dx, "maxpool_bwd_set");
+  memset(dx, 0, (size_t)d->n * d->h * d->w * d->c * sizeof *dx);
+  return ref_maxpool_bwd(ctx, d, x, dy, dx);
 }
 
 /* y = mean of the window's in-input cells */

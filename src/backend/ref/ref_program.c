@@ -241,6 +241,17 @@ cnn_status ref_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
   return CNN_OK;
 }
 
+cnn_status ref_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, const float *dy,
+                              const float *gamma, const float *beta, const float *save_mean,
+                              const float *save_invstd, cnn_act act, float alpha, float *dx,
+                              float *dgamma, float *dbeta) {
+  CNN_TRY(ref_check_bn(rows, c, "bn_act_bwd_set"));
+  REF_NEED(dx, "bn_act_bwd_set");
+  memset(dx, 0, rows * (size_t)c * sizeof *dx);
+  return ref_bn_act_bwd(ctx, rows, c, x, dy, gamma, beta, save_mean, save_invstd, act, alpha, dx,
+                        dgamma, dbeta);
+}
+
 /* The running-stat update bn_fwd_train does, from the saved batch statistics; the
  * unbiased variance of a single row is taken as its biased one (0), as there. */
 cnn_status ref_bn_commit(void *ctx, int c, size_t rows, float momentum, const float *save_mean,
