@@ -59,7 +59,7 @@ static inline int cpu_max_threads(void) { return 1; }
 cnn_status cpu_alloc_aligned(size_t bytes, const char *what, void **ptr);
 /* Column sums in double of a [rows, cols] row-major matrix with row stride `ld`:
  *   mode 0: out[j] = sum_r a[r, j]
- *   mode 1: out[j] = sum_r (a[r, j] - center[j])^2
+ *   mode 1: out[j] = sum_r t  and  out[cols + j] = sum_r t^2,  t = a[r, j] - center[j]
  *   mode 2: out[j] = sum_r a[r, j]  and  out[cols + j] = sum_r a[r, j] (b[r, j] - center[j])
  * Deterministic for any thread count (fixed row chunks, combined in order). */
 cnn_status cpu_colsum(size_t rows, size_t cols, size_t ld, const float *a, const float *b,
@@ -203,7 +203,8 @@ void cpu_bn_bwd_coeffs(size_t rows, int c, const float *gamma, const float *save
                        float *k);
 /* CNN_ERR_ARG unless rows >= 1 and c >= 1 */
 cnn_status cpu_check_bn(size_t rows, int c, const char *op);
-/* batch mean and biased variance per channel of x [rows, c], in double */
+/* batch mean and biased variance per channel of x [rows, c], in double, in one
+ * pass; var has room for 2c doubles (the second half is scratch) */
 cnn_status cpu_bn_stats(size_t rows, int c, const float *x, double *mean, double *var,
                         const char *op);
 /* y = act((x - mean) scale + shift) per channel, tile by tile (x may equal y) */

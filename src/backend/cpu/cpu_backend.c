@@ -111,10 +111,12 @@ static void colsum_rows(size_t r0, size_t r1, const void *varg, double *acc) {
   for (size_t r = r0; r < r1; r++) {
     const float *ar = g->a + r * ld;
     if (g->mode == 1) {
+      double *acc2 = acc + cols;
 #pragma omp simd
       for (size_t j = 0; j < cols; j++) {
         double t = ar[j] - center[j];
-        acc[j] += t * t;
+        acc[j] += t;
+        acc2[j] += t * t;
       }
     } else {
       const float *br = g->b + r * ld;
@@ -163,7 +165,7 @@ cnn_status cpu_reduce_rows(size_t rows, size_t width, size_t row_work, cpu_rows_
 cnn_status cpu_colsum(size_t rows, size_t cols, size_t ld, const float *a, const float *b,
                       const double *center, int mode, double *out, const char *op) {
   colsum_arg g = {cols, ld, a, b, center, mode};
-  size_t width = (mode == 2 ? 2 : 1) * cols;
+  size_t width = (mode == 0 ? 1 : 2) * cols;
   return cpu_reduce_rows(rows, cols ? width : 0, cols, colsum_rows, &g, out, op);
 }
 

@@ -40,8 +40,8 @@ cnn_status cpu_bn_act_fwd_train(void *ctx, size_t rows, int c, const float *x,
   CPU_NEED(save_var, op);
   CPU_NEED(y, op);
   cpu_scratch s;
-  CNN_TRY(cpu_scratch_get(&s, c, 2, 1, op));
-  double *mean = s.d, *var = s.d + c;
+  CNN_TRY(cpu_scratch_get(&s, c, 3, 1, op));
+  double *mean = s.d, *var = s.d + c; /* var: 2c (cpu_bn_stats) */
   float *scale = s.f;
   cnn_status st = cpu_bn_stats(rows, c, x, mean, var, op);
   if (st == CNN_OK) {
