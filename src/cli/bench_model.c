@@ -94,7 +94,7 @@ static int backward_op(cnn_node_op op) {
     case CNN_NODE_ACT_BWD: case CNN_NODE_BIAS_GRAD: case CNN_NODE_CONV_BWD_DATA:
     case CNN_NODE_CONV_BWD_FILTER: case CNN_NODE_MAXPOOL_BWD: case CNN_NODE_AVGPOOL_BWD:
     case CNN_NODE_BN_BWD: case CNN_NODE_SHORTCUT_BWD: case CNN_NODE_ADD_ACT_BWD:
-    case CNN_NODE_CROP_BWD: case CNN_NODE_REORG_BWD:
+    case CNN_NODE_CROP_BWD: case CNN_NODE_REORG_BWD: case CNN_NODE_BN_POOL_BWD:
       return 1;
     default:
       return 0;

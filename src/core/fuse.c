@@ -6,6 +6,10 @@
  * shares its absorber's y and dy). Patterns, each taken only when the backend has
  * the fused op and the intermediate output has no other reader:
  *   batch norm -> activation          one bn_act node forward, one backward (any act)
+ *   batch norm [-> act] -> max pool   training, windows without overlap: one
+ *                                     bn_act_pool node forward, one backward; the
+ *                                     full-size normalised map is never stored (the
+ *                                     group's y and dy are the pool's)
  *   conv -> batch norm [-> act]       inference: BN folded into the conv's weights,
  *                                     the activation as the conv epilogue
  *   conv -> act                       inference: the activation as the conv epilogue
@@ -37,6 +41,7 @@ void cnn_net_fuse(cnn_net *net, int train) {
     l->fused_act = CNN_ACT_LINEAR;
     l->fused_alpha = 0;
     l->fold_bn = -1;
+    l->fused_pool = -1;
     l->fold_w = l->fold_b = NULL;
   }
   const cnn_backend_ops *o = net->b ? net->b->ops : NULL;
@@ -79,6 +84,14 @@ void cnn_net_fuse(cnn_net *net, int train) {
         l->fused_act = net->layers[a].act;
         l->fused_alpha = net->layers[a].alpha;
         absorb(net, i, a);
+        tail = a;
+      }
+      const cnn_layer *pl = tail + 1 < L ? &net->layers[tail + 1] : NULL;
+      if (train && o->bn_act_pool_fwd && o->bn_act_pool_bwd && pl && readers[tail] == 1 &&
+          pl->kind == &cnn_kind_maxpool && pl->n_in == 1 && pl->in[0] == tail &&
+          pl->stride_h >= pl->kh && pl->stride_w >= pl->kw && tail + 1 < L - 1) {
+        l->fused_pool = tail + 1;
+        absorb(net, i, tail + 1);
       }
     } else if (l->kind == &cnn_kind_shortcut && o->add_act_fwd && (!train || o->add_act_bwd)) {
       cnn_shape x = l->in_shape[0], f = l->in_shape[1];

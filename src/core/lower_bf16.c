@@ -98,6 +98,19 @@ static int args_of(cnn_node *nd, node_arg *a) {
       }
       break;
     }
+    case CNN_NODE_BN_POOL_FWD:
+    case CNN_NODE_BN_POOL_BWD: {
+      const cnn_pool_desc *d = &nd->u.bnpool.d;
+      size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->c;
+      ARG(nd->u.bnpool.x, nx, A_IN);
+      if (nd->op == CNN_NODE_BN_POOL_FWD) {
+        ARG(nd->u.bnpool.y, ny, A_OUT);
+      } else {
+        ARG(nd->u.bnpool.dy, ny, A_IN);
+        ARG(nd->u.bnpool.dx, nx, nd->set ? A_OUT : A_INOUT);
+      }
+      break;
+    }
     case CNN_NODE_BN_FWD_TRAIN:
     case CNN_NODE_BN_FWD_INFER:
     case CNN_NODE_BN_BWD: {

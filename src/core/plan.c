@@ -117,7 +117,9 @@ static cnn_status collect(cnn_net *net, int n, int train, pbuf **out, int *count
      * buffer of the last layer, which may have been absorbed into this one) and every
      * aux buffer (statistics, losses, masks) in f32 */
     cnn_dtype dt = tail < L - 1 ? net->act_dt : CNN_DT_F32;
-    size_t yb = align_up((size_t)n * cnn_shape_count(l->out) * (dt == CNN_DT_BF16 ? 2 : 4));
+    /* the group's output: the tail's shape (a pool absorbed into a batch norm shrinks it) */
+    size_t yb = align_up((size_t)n * cnn_shape_count(net->layers[tail].out) *
+                         (dt == CNN_DT_BF16 ? 2 : 4));
     int last = net->layers[tail].last_consumer;
     int y_end = train || i == L - 1 ? 2 * L : (last > i ? last : i);
     if (tail == L - 1) y_end = 2 * L;

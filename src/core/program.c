@@ -15,7 +15,7 @@ static const char *const op_names[CNN_NODE_COUNT] = {
     "bn_act_bwd", "bn_commit", "bn_fold", "shortcut_fwd", "shortcut_bwd", "add_act_fwd",
     "add_act_bwd", "dropout_mask_st", "softmax_xent_step", "sgd_step_st", "adam_step_st",
     "step_begin", "step_end", "check_finite", "cast", "gather_aug", "crop_fwd", "crop_bwd",
-    "reorg_fwd", "reorg_bwd"};
+    "reorg_fwd", "reorg_bwd", "bn_act_pool_fwd", "bn_act_pool_bwd"};
 
 const char *cnn_node_op_name(cnn_node_op op) {
   return (unsigned)op < CNN_NODE_COUNT ? op_names[op] : "?";
@@ -25,6 +25,7 @@ const char *cnn_node_op_name(cnn_node_op op) {
 static const char *node_name(const cnn_node *nd) {
   if (nd->set && nd->op == CNN_NODE_MAXPOOL_BWD) return "maxpool_bwd_set";
   if (nd->set && nd->op == CNN_NODE_BN_BWD) return "bn_act_bwd_set";
+  if (nd->set && nd->op == CNN_NODE_BN_POOL_BWD) return "bn_act_pool_bwd_set";
   return cnn_node_op_name(nd->op);
 }
 
@@ -77,6 +78,8 @@ static const void *entry(const cnn_backend_ops *o, cnn_node_op op) {
     case CNN_NODE_CROP_BWD: return (const void *)o->crop_bwd;
     case CNN_NODE_REORG_FWD: return (const void *)o->reorg_fwd;
     case CNN_NODE_REORG_BWD: return (const void *)o->reorg_bwd;
+    case CNN_NODE_BN_POOL_FWD: return (const void *)o->bn_act_pool_fwd;
+    case CNN_NODE_BN_POOL_BWD: return (const void *)o->bn_act_pool_bwd;
     case CNN_NODE_COUNT: break;
   }
   return NULL;
@@ -88,6 +91,7 @@ static cnn_status run_node_st(const cnn_backend *be, cnn_step_state *st, const c
 static const void *node_entry(const cnn_backend_ops *o, const cnn_node *nd) {
   if (nd->set && nd->op == CNN_NODE_MAXPOOL_BWD) return (const void *)o->maxpool_bwd_set;
   if (nd->set && nd->op == CNN_NODE_BN_BWD) return (const void *)o->bn_act_bwd_set;
+  if (nd->op == CNN_NODE_BN_POOL_BWD) return entry(o, nd->op); /* set is an argument */
   return nd->set ? NULL : entry(o, nd->op);
 }
 
@@ -177,6 +181,16 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
       return (nd->set ? o->bn_act_bwd_set : o->bn_act_bwd)(c, b->rows, b->c, b->x, b->dy, b->gamma,
                                                            b->beta, b->mean, b->invstd, b->act,
                                                            b->alpha, b->dx, b->dgamma, b->dbeta);
+    }
+    case CNN_NODE_BN_POOL_FWD: {
+      const __typeof__(nd->u.bnpool) *b = &nd->u.bnpool;
+      return o->bn_act_pool_fwd(c, &b->d, b->x, b->gamma, b->beta, b->eps, b->act, b->alpha,
+                                b->rmean_in, b->rvar_in, b->mean, b->invstd, b->var, b->y);
+    }
+    case CNN_NODE_BN_POOL_BWD: {
+      const __typeof__(nd->u.bnpool) *b = &nd->u.bnpool;
+      return o->bn_act_pool_bwd(c, &b->d, b->x, b->dy, b->gamma, b->beta, b->mean, b->invstd,
+                                b->act, b->alpha, b->dx, b->dgamma, b->dbeta, nd->set);
     }
     default: break;
   }
@@ -361,8 +375,8 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kin
 }
 
 /* The first writer of a gradient overwrites it where the backend can: a zero-fill
- * of a buffer followed at once by a maxpool or batch-norm backward whose dx is
- * exactly that buffer becomes the op's overwriting form (the fill's zeros would
+ * of a buffer followed at once by a maxpool, batch-norm or batch-norm + pool
+ * backward whose dx is exactly that buffer becomes the op's overwriting form (the fill's zeros would
  * cost a write of dx, and the op a read of them). */
 static void first_writers(const cnn_backend_ops *o, cnn_program *p) {
   int k = p->n_prologue;
@@ -375,7 +389,10 @@ static void first_writers(const cnn_backend_ops *o, cnn_program *p) {
                  (size_t)d->n * d->h * d->w * d->c == f->u.fill.n;
       int bn = nx->op == CNN_NODE_BN_BWD && o->bn_act_bwd_set && nx->u.bn.dx == f->u.fill.x &&
                nx->u.bn.rows * (size_t)nx->u.bn.c == f->u.fill.n;
-      if (pool || bn) {
+      const cnn_pool_desc *e = &nx->u.bnpool.d;
+      int bnpool = nx->op == CNN_NODE_BN_POOL_BWD && nx->u.bnpool.dx == f->u.fill.x &&
+                   (size_t)e->n * e->h * e->w * e->c == f->u.fill.n;
+      if (pool || bn || bnpool) {
         nx->set = 1;
         continue; /* the fill goes */
       }
@@ -584,7 +601,7 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
     if (nd->op == CNN_NODE_GEMM) { /* its own epilogue and math (gemm_ex) */
       const __typeof__(nd->u.gemm) *g = &nd->u.gemm;
       static const char *const maths[] = {"f32", "tf32", "bf16"};
-      fprintf(f, "  %3d  %-18s %-4s %-24s", i, node_name(nd), cnn_dtype_name(nd->dtype),
+      fprintf(f, "  %3d  %-19s %-4s %-24s", i, node_name(nd), cnn_dtype_name(nd->dtype),
               l ? l->name : "");
       if (g->bias || g->act != CNN_ACT_LINEAR)
         fprintf(f, "  [+%s%s%s]", g->bias ? "bias" : "",
@@ -595,14 +612,17 @@ void cnn_program_print(const cnn_net *net, const cnn_program *p, void *file) {
       fputc('\n', f);
       continue;
     }
-    if (l && (l->fused_act != CNN_ACT_LINEAR || l->fold_bn >= 0) &&
+    if (l && (l->fused_act != CNN_ACT_LINEAR || l->fold_bn >= 0 || l->fused_pool >= 0) &&
         nd->op != CNN_NODE_FILL && nd->op != CNN_NODE_BN_FOLD)
       fused = l->fold_bn >= 0 ? "  [+bn folded" : "  [+";
-    fprintf(f, "  %3d  %-18s %-4s %-24s%s", i, node_name(nd), cnn_dtype_name(nd->dtype),
+    fprintf(f, "  %3d  %-19s %-4s %-24s%s", i, node_name(nd), cnn_dtype_name(nd->dtype),
             l ? l->name : "", fused);
     if (*fused) {
       if (l->fused_act != CNN_ACT_LINEAR)
         fprintf(f, "%s%s", l->fold_bn >= 0 ? ", " : "", cnn_act_name(l->fused_act));
+      if (l->fused_pool >= 0) /* its name: "maxpool" would read as a layer kind */
+        fprintf(f, "%s%s", l->fused_act != CNN_ACT_LINEAR ? ", " : "",
+                net->layers[l->fused_pool].name);
       fputc(']', f);
     }
     fputc('\n', f);

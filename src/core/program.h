@@ -32,6 +32,7 @@ typedef enum cnn_node_op {
   CNN_NODE_ADD_ACT_BWD, CNN_NODE_DROPOUT_MASK, CNN_NODE_SOFTMAX_XENT, CNN_NODE_SGD,
   CNN_NODE_ADAM, CNN_NODE_STEP_BEGIN, CNN_NODE_STEP_END, CNN_NODE_CHECK_FINITE, CNN_NODE_CAST,
   CNN_NODE_GATHER, CNN_NODE_CROP_FWD, CNN_NODE_CROP_BWD, CNN_NODE_REORG_FWD, CNN_NODE_REORG_BWD,
+  CNN_NODE_BN_POOL_FWD, CNN_NODE_BN_POOL_BWD,
   CNN_NODE_COUNT
 } cnn_node_op;
 
@@ -44,8 +45,8 @@ typedef struct cnn_node {
   cnn_node_op op;
   int layer;        /* the emitting layer; -1: the program's own node */
   cnn_dtype dtype;  /* of the activations it reads and writes */
-  int set;          /* maxpool_bwd, bn_bwd: the backend's overwriting form (dx = ..., not
-                     * dx += ...) in place of a zero-fill before the node */
+  int set;          /* maxpool_bwd, bn_bwd, bn_pool_bwd: the backend's overwriting form
+                     * (dx = ..., not dx += ...) in place of a zero-fill before the node */
   union {
     struct { float *x; size_t n; float v; } fill;
     struct { void *dst; const void *src; size_t bytes; } copy;
@@ -66,6 +67,11 @@ typedef struct cnn_node {
     struct { size_t rows; int c; float eps, momentum; cnn_act act; float alpha;
              const float *x, *dy, *gamma, *beta, *rmean_in, *rvar_in;
              float *mean, *invstd, *var, *y, *dx, *dgamma, *dbeta, *rmean, *rvar; } bn;
+    /* batch norm + act + max pool (bn_act_pool_fwd / _bwd): d the pool, x the bn input;
+     * forward: rmean_in NULL for batch statistics (saved in mean, invstd, var) */
+    struct { cnn_pool_desc d; float eps; cnn_act act; float alpha;
+             const float *x, *dy, *gamma, *beta, *rmean_in, *rvar_in;
+             float *mean, *invstd, *var, *y, *dx, *dgamma, *dbeta; } bnpool;
     struct { int kout; size_t per_k; float eps; const float *w, *bias, *gamma, *beta, *rmean, *rvar;
              float *wout, *bout; } fold;
     struct { cnn_shortcut_desc d; const float *in; float *out; } sc;

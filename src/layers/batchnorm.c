@@ -1,7 +1,8 @@
 /* Batch norm over channels: batch statistics in training (running statistics
  * committed after the optimizer), running statistics in inference and in frozen
  * layers (cnn_net_set_frozen). An activation
- * right after it runs inside its nodes (fused_act). aux: save_mean[c],
+ * right after it runs inside its nodes (fused_act), and in training a max pool
+ * after that too (fused_pool: the nodes are bn_act_pool, y and dy are pooled). aux: save_mean[c],
  * save_invstd[c], a scratch dx when the layer reads the net input (which has no
  * gradient), save_var[c]. */
 #include <stdio.h>
@@ -27,6 +28,17 @@ static void bn_aux(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]) {
 static cnn_status bn_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   const float *x = cnn_layer_x(net, l, 0);
+  if (l->fused_pool >= 0) { /* batch statistics, or running ones as below */
+    int batch = train && !cnn_layer_frozen(net, l);
+    return CNN_EMIT(p, net, l, CNN_NODE_BN_POOL_FWD, bnpool,
+                    .d = cnn_layer_pool_desc(&net->layers[l->fused_pool], n), .x = x,
+                    .gamma = cnn_param_ptr(net, l, 0), .beta = cnn_param_ptr(net, l, 1),
+                    .eps = net->tc.bn_eps, .act = l->fused_act, .alpha = l->fused_alpha,
+                    .rmean_in = batch ? NULL : cnn_param_ptr(net, l, 2),
+                    .rvar_in = batch ? NULL : cnn_param_ptr(net, l, 3),
+                    .mean = batch ? l->aux[0] : NULL, .invstd = batch ? l->aux[1] : NULL,
+                    .var = batch ? l->aux[3] : NULL, .y = l->y);
+  }
   /* training: running statistics are committed at the end of the step (bn_commit);
    * a frozen layer runs on its running statistics, as in inference, and commits none */
   if (train && !cnn_layer_frozen(net, l))
@@ -44,6 +56,13 @@ static cnn_status bn_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n)
   size_t rows = (size_t)n * l->out.h * l->out.w;
   float *dx = cnn_layer_dx(net, l, 0);
   if (!dx) dx = l->aux[2];
+  if (l->fused_pool >= 0)
+    return CNN_EMIT(p, net, l, CNN_NODE_BN_POOL_BWD, bnpool,
+                    .d = cnn_layer_pool_desc(&net->layers[l->fused_pool], n),
+                    .x = cnn_layer_x(net, l, 0), .dy = l->dy, .gamma = cnn_param_ptr(net, l, 0),
+                    .beta = cnn_param_ptr(net, l, 1), .mean = l->aux[0], .invstd = l->aux[1],
+                    .act = l->fused_act, .alpha = l->fused_alpha, .dx = dx,
+                    .dgamma = cnn_grad_ptr(net, l, 0), .dbeta = cnn_grad_ptr(net, l, 1));
   return CNN_EMIT(p, net, l, CNN_NODE_BN_BWD, bn, .rows = rows, .c = l->out.c,
                   .x = cnn_layer_x(net, l, 0), .dy = l->dy, .gamma = cnn_param_ptr(net, l, 0),
                   .beta = cnn_param_ptr(net, l, 1), .mean = l->aux[0], .invstd = l->aux[1],

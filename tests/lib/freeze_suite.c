@@ -181,11 +181,16 @@ static void train_frozen(const char *backend, int frozen, cnn_optimizer_kind opt
         n_frozen, frozen, want_frozen);
   CHECK(n_trained > 0, "something trained");
   char *prog = program(net);
-  /* backward ops in either form (the overwriting one where they write dx first) */
-  int bn_bwd = count_nodes(prog, "bn_act_bwd", "") + count_nodes(prog, "bn_act_bwd_set", "");
+  /* backward ops in either form (the overwriting one where they write dx first), and
+   * the batch norm + pool node where the backend fuses conv1's bn, relu and pool1 */
+  int bnpool = count_nodes(prog, "bn_act_pool_bwd", "") +
+               count_nodes(prog, "bn_act_pool_bwd_set", "");
+  int bn_bwd = count_nodes(prog, "bn_act_bwd", "") + count_nodes(prog, "bn_act_bwd_set", "") +
+               bnpool;
   int commit = count_nodes(prog, "bn_commit", "");
   int data1 = count_nodes(prog, "conv_bwd_data", "conv2"), filt = count_nodes(prog, "conv_bwd_filter", "");
-  int pool = count_nodes(prog, "maxpool_bwd", "") + count_nodes(prog, "maxpool_bwd_set", "");
+  int pool = count_nodes(prog, "maxpool_bwd", "") + count_nodes(prog, "maxpool_bwd_set", "") +
+             bnpool;
   int fc1_data = 0;
   /* fc1's data gradient: the second gemm of fc1's backward (dx), absent when frozen >= 3 */
   int fc1_gemms = count_nodes(prog, "gemm", "fc1");

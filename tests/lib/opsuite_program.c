@@ -728,6 +728,111 @@ static void test_cast(suite *S) {
   }
 }
 
+/* ---- batch norm + activation + max pool ------------------------------------------ */
+
+/* x on a grid of 1/64 steps in [-1, 3): cells of a window differ by whole steps, far
+ * more than the f32 and double z can differ, so both backends take the same argmax
+ * (equal x, or ReLU zeros, are exact ties that both break alike) */
+static void grid_x(suite *S, float *x, size_t n) {
+  urand(S, x, n, 0, 256);
+  for (size_t i = 0; i < n; i++) x[i] = floorf(x[i]) / 64.0f - 1.0f;
+}
+
+static void test_bn_act_pool(suite *S) {
+  static const struct { const char *name; int n, h, w, c, kh, kw, sh, sw, ph, pw, oh, ow; } cases[] = {
+      /* name                             n   h   w    c kh kw sh sw ph pw oh ow */
+      {"2x2 stride 2",                     3,  8,  6,   5, 2, 2, 2, 2, 0, 0, 0, 0},
+      {"2x2 stride 2, odd, clipped",       2,  7,  5,   3, 2, 2, 2, 2, 0, 0, 4, 3},
+      {"3x3 stride 3 pad 1",               2,  7,  8,   4, 3, 3, 3, 3, 1, 1, 0, 0},
+      {"2x2 stride 3, gaps",               2,  8,  7,   3, 2, 2, 3, 3, 0, 0, 0, 0},
+      {"global 7x5",                       3,  7,  5,   6, 7, 5, 7, 5, 0, 0, 0, 0},
+      {"2x2 stride 2, 300 channels",       2,  4,  4, 300, 2, 2, 2, 2, 0, 0, 0, 0},
+      {"global 40x40, channel blocks",     2, 40, 40,  16, 40, 40, 40, 40, 0, 0, 0, 0},
+      {"2x2 stride 2, 28x28x24",           4, 28, 28,  24, 2, 2, 2, 2, 0, 0, 0, 0},
+  };
+  const float eps = 1e-5f, alpha = 0.1f;
+  char cas[192];
+  int ran;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    cnn_pool_desc d;
+    memset(&d, 0, sizeof d);
+    d.n = cases[ci].n; d.h = cases[ci].h; d.w = cases[ci].w; d.c = cases[ci].c;
+    d.kh = cases[ci].kh; d.kw = cases[ci].kw; d.stride_h = cases[ci].sh; d.stride_w = cases[ci].sw;
+    d.pad_h = cases[ci].ph; d.pad_w = cases[ci].pw;
+    d.oh = cases[ci].oh ? cases[ci].oh : (d.h + 2 * d.pad_h - d.kh) / d.stride_h + 1;
+    d.ow = cases[ci].ow ? cases[ci].ow : (d.w + 2 * d.pad_w - d.kw) / d.stride_w + 1;
+    const int c = d.c;
+    const size_t rows = (size_t)d.n * d.h * d.w, nx = rows * c, ny = (size_t)d.n * d.oh * d.ow * c;
+    double tol = tol_sum(S, (double)rows);
+    float *hx = hvec(nx), *hdy = hrand(S, ny, -1, 1), *hdx = hrand(S, nx, -1, 1);
+    float *hg = hrand(S, c, 0.5f, 1.5f), *hbeta = hrand(S, c, -0.5f, 0.5f);
+    float *hrm = hrand(S, c, -0.5f, 0.5f), *hrv = hrand(S, c, 0.5f, 1.5f);
+    float *hsm = hvec(c), *hsv = hvec(c), *hsi = hvec(c);
+    grid_x(S, hx, nx);
+    tu_bn_off_kink(hx, rows, c, hg, hbeta, eps, 1e-3);
+    tu_bn_stats(hx, rows, c, eps, hsm, hsv, hsi);
+    buf x = buf_from(S, hx, nx), gamma = buf_from(S, hg, c), beta = buf_from(S, hbeta, c);
+    buf rm = buf_from(S, hrm, c), rv = buf_from(S, hrv, c), y = buf_new(S, ny);
+    buf sm = buf_new(S, c), si = buf_new(S, c), sv = buf_new(S, c);
+    buf dy = buf_from(S, hdy, ny), dx = buf_new(S, nx), dg = buf_new(S, c), db = buf_new(S, c);
+    for (int ai = 0; ai < CNN_ACT_COUNT; ai++) {
+      cnn_act a = (cnn_act)ai;
+      snprintf(cas, sizeof cas, "%s: n=%d %dx%dx%d -> %dx%d, %s", cases[ci].name, d.n, d.h, d.w,
+               c, d.oh, d.ow, act_name(a));
+      buf *outs[] = {&y, &sm, &si, &sv};
+      for (size_t i = 0; i < 4; i++) buf_poison(S, outs[i]);
+      RUN(S, bn_act_pool_fwd, cas, &d, P(x), P(gamma), P(beta), eps, a, alpha, NULL, NULL, P(sm),
+          P(si), P(sv), P(y));
+      if (ran) {
+        check(S, &y, "bn_act_pool_fwd", cas, "y", tol);
+        check(S, &sm, "bn_act_pool_fwd", cas, "save_mean", tol);
+        check(S, &si, "bn_act_pool_fwd", cas, "save_invstd", tol);
+        check(S, &sv, "bn_act_pool_fwd", cas, "save_var", tol);
+      }
+      for (size_t i = 0; i < 4; i++) buf_poison(S, outs[i]);
+      RUN(S, bn_act_pool_fwd, cas, &d, P(x), P(gamma), P(beta), eps, a, alpha, P(rm), P(rv),
+          NULL, NULL, NULL, P(y));
+      if (ran) check(S, &y, "bn_act_pool_fwd (running statistics)", cas, "y", S->tol);
+      /* backward from the true batch statistics (computed here in double) */
+      for (int set = 0; set <= 1; set++) {
+        buf_set(S, &sm, hsm);
+        buf_set(S, &si, hsi);
+        if (set)
+          buf_poison(S, &dx); /* the overwriting form reads nothing of dx */
+        else
+          buf_set(S, &dx, hdx);
+        buf_poison(S, &dg);
+        buf_poison(S, &db);
+        RUN(S, bn_act_pool_bwd, cas, &d, P(x), P(dy), P(gamma), P(beta), P(sm), P(si), a, alpha,
+            P(dx), P(dg), P(db), set);
+        const char *op = set ? "bn_act_pool_bwd (set)" : "bn_act_pool_bwd";
+        if (ran) {
+          check(S, &dx, op, cas, "dx", tol);
+          check(S, &dg, op, cas, "dgamma", tol);
+          check(S, &db, op, cas, "dbeta", tol);
+        }
+      }
+    }
+    /* overlapping windows are refused, not run wrongly */
+    cnn_pool_desc o = d;
+    o.stride_h = o.kh > 1 ? o.kh - 1 : 1;
+    o.kh = o.stride_h + 1;
+    for (int side = 0; side < 2; side++) {
+      cnn_backend *b = S->be[side];
+      if (!b->ops->bn_act_pool_fwd) continue;
+      cnn_status st = b->ops->bn_act_pool_fwd(b->ctx, &o, x.d[side], gamma.d[side], beta.d[side],
+                                              eps, CNN_ACT_RELU, alpha, NULL, NULL, sm.d[side],
+                                              si.d[side], sv.d[side], y.d[side]);
+      CHECK(st == CNN_ERR_ARG, "%s bn_act_pool_fwd refuses overlapping windows (%s): %s",
+            b->name, cases[ci].name, cnn_status_name(st));
+    }
+    buf *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &sm, &si, &sv, &dy, &dx, &dg, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(S, all[i]);
+    float *hs[] = {hx, hdy, hdx, hg, hbeta, hrm, hrv, hsm, hsv, hsi};
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) free(hs[i]);
+  }
+}
+
 void test_program_ops(suite *S) {
   test_cast(S);
   test_async(S);
@@ -738,6 +843,7 @@ void test_program_ops(suite *S) {
   test_optim_st(S);
   test_dropout_st(S);
   test_bn_act(S);
+  test_bn_act_pool(S);
   test_bn_fold(S);
   test_conv_act(S);
   test_add_act(S);

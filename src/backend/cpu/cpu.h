@@ -181,6 +181,20 @@ cnn_status cpu_maxpool_bwd(void *ctx, const cnn_pool_desc *d, const float *x, co
                            float *dx);
 cnn_status cpu_maxpool_bwd_set(void *ctx, const cnn_pool_desc *d, const float *x,
                                const float *dy, float *dx);
+/* the in-input part [lo, hi) of a window of k cells starting at start in [0, size) */
+void cpu_pool_clip(int start, int k, int size, int *lo, int *hi);
+/* Windows that do not overlap vertically (stride_h >= kh): output row oy owns input
+ * rows [cpu_pool_owned_row(d, oy), cpu_pool_owned_row(d, oy + 1)), which hold its
+ * windows; rows no window reaches are owned too (row 0 on, up to h). */
+int cpu_pool_owned_row(const cnn_pool_desc *d, int oy);
+cnn_status cpu_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *gamma, const float *beta, float eps, cnn_act act,
+                               float alpha, const float *rmean, const float *rvar,
+                               float *save_mean, float *save_invstd, float *save_var, float *y);
+cnn_status cpu_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, const float *gamma, const float *beta,
+                               const float *save_mean, const float *save_invstd, cnn_act act,
+                               float alpha, float *dx, float *dgamma, float *dbeta, int set);
 cnn_status cpu_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
 

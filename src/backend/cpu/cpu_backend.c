@@ -557,6 +557,8 @@ static const cnn_backend_ops cpu_ops = {
     .reorg_bwd = cpu_reorg_bwd,
     .maxpool_bwd_set = cpu_maxpool_bwd_set,
     .bn_act_bwd_set = cpu_bn_act_bwd_set,
+    .bn_act_pool_fwd = cpu_bn_act_pool_fwd,
+    .bn_act_pool_bwd = cpu_bn_act_pool_bwd,
     /* capture_*: no graphs on the host; NULL */
     /* conv engines: ours and oneDNN's (cpu_engine.c) */
     .matrix_math = cpu_matrix_math,

@@ -35,7 +35,7 @@ static cnn_status check_pool(const cnn_pool_desc *d, const char *op) {
 }
 
 /* the in-input part [lo, hi) of a window of `k` cells starting at `start` in [0, size) */
-static void clip(int start, int k, int size, int *lo, int *hi) {
+void cpu_pool_clip(int start, int k, int size, int *lo, int *hi) {
   int a = start < 0 ? 0 : start, b = start + k < size ? start + k : size;
   *lo = a;
   *hi = b > a ? b : a;
@@ -53,12 +53,12 @@ cnn_status cpu_maxpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, fl
   for (size_t idx = 0; idx < rows; idx++) {
     int n = (int)(idx / d->oh), oy = (int)(idx % d->oh);
     int y0, y1;
-    clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
+    cpu_pool_clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
     const float *xn = x + (size_t)n * d->h * d->w * C;
     for (int ox = 0; ox < d->ow; ox++) {
       float *yp = y + (idx * d->ow + ox) * C;
       int x0, x1;
-      clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
+      cpu_pool_clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
       if (y0 == y1 || x0 == x1) {
         memset(yp, 0, (size_t)C * sizeof *yp);
         continue;
@@ -84,8 +84,8 @@ static void maxpool_bwd_window(const cnn_pool_desc *d, const float *x, const flo
                                float *dx, int n, int oy, int ox, int c0, int cb) {
   const size_t C = (size_t)d->c;
   int y0, y1, x0, x1;
-  clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
-  clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
+  cpu_pool_clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
+  cpu_pool_clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
   if (y0 == y1 || x0 == x1) return;
   const size_t img = (size_t)n * d->h * d->w;
   const float *dyp = dy + (((size_t)n * d->oh + oy) * d->ow + ox) * C + c0;
@@ -116,9 +116,7 @@ static void maxpool_bwd_window(const cnn_pool_desc *d, const float *x, const flo
     }
 }
 
-/* The input rows [lo(oy), lo(oy + 1)) output row oy owns when windows do not overlap
- * vertically: every row of its window (and rows no window reaches) go to one task. */
-static int owned_row(const cnn_pool_desc *d, int oy) {
+int cpu_pool_owned_row(const cnn_pool_desc *d, int oy) {
   if (oy <= 0) return 0;
   if (oy >= d->oh) return d->h;
   int r = oy * d->stride_h - d->pad_h;
@@ -149,7 +147,7 @@ static cnn_status maxpool_bwd(const cnn_pool_desc *d, const float *x, const floa
     for (size_t idx = 0; idx < rows; idx++) {
       int n = (int)(idx / d->oh), oy = (int)(idx % d->oh);
       if (set) {
-        int r0 = owned_row(d, oy), r1 = owned_row(d, oy + 1);
+        int r0 = cpu_pool_owned_row(d, oy), r1 = cpu_pool_owned_row(d, oy + 1);
         memset(dx + (size_t)n * img + (size_t)r0 * d->w * C, 0,
                (size_t)(r1 - r0) * d->w * C * sizeof *dx);
       }
@@ -198,13 +196,13 @@ cnn_status cpu_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, fl
   for (size_t idx = 0; idx < rows; idx++) {
     int n = (int)(idx / d->oh), oy = (int)(idx % d->oh);
     int y0, y1;
-    clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
+    cpu_pool_clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
     const float *xn = x + (size_t)n * d->h * d->w * C;
     double acc[POOL_CB];
     for (int ox = 0; ox < d->ow; ox++) {
       float *yp = y + (idx * d->ow + ox) * C;
       int x0, x1;
-      clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
+      cpu_pool_clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
       int count = (y1 - y0) * (x1 - x0);
       if (!count) {
         memset(yp, 0, (size_t)C * sizeof *yp);
@@ -245,7 +243,7 @@ cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, f
     if (oy_hi >= d->oh) oy_hi = d->oh - 1;
     for (int oy = oy_lo; oy <= oy_hi; oy++) {
       int y0, y1;
-      clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
+      cpu_pool_clip(oy * d->stride_h - d->pad_h, d->kh, d->h, &y0, &y1);
       int rows_in = y1 - y0;
       for (int ix = 0; ix < d->w; ix++) {
         int u = ix + d->pad_w;
@@ -255,7 +253,7 @@ cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, f
         float *dxp = dx + (idx * d->w + ix) * C;
         for (int ox = ox_lo; ox <= ox_hi; ox++) {
           int x0, x1;
-          clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
+          cpu_pool_clip(ox * d->stride_w - d->pad_w, d->kw, d->w, &x0, &x1);
           double count = (double)rows_in * (x1 - x0);
           const float *dyp = dy + ((((size_t)n * d->oh + oy) * d->ow + ox) * C);
 #pragma omp simd

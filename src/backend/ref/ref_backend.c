@@ -116,6 +116,8 @@ static const cnn_backend_ops ref_ops = {
     .reorg_bwd = ref_reorg_bwd,
     .maxpool_bwd_set = ref_maxpool_bwd_set,
     .bn_act_bwd_set = ref_bn_act_bwd_set,
+    .bn_act_pool_fwd = ref_bn_act_pool_fwd,
+    .bn_act_pool_bwd = ref_bn_act_pool_bwd,
 };
 
 cnn_status cnn_backend_ref_create(cnn_backend **out) {

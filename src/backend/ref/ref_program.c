@@ -4,6 +4,7 @@
  * Memory is host memory: the async transfers are memcpy and are done on return;
  * the step state is read and written in place. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/ref/ref.h"
@@ -250,6 +251,67 @@ cnn_status ref_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, con
   memset(dx, 0, rows * (size_t)c * sizeof *dx);
   return ref_bn_act_bwd(ctx, rows, c, x, dy, gamma, beta, save_mean, save_invstd, act, alpha, dx,
                         dgamma, dbeta);
+}
+
+/* Batch norm + act + max pool, by definition: the full-size a = act(bn(x)) in a
+ * temporary, then the plain pooling ops (backend.h) */
+static cnn_status bnpool_check(const cnn_pool_desc *d, cnn_act act, const char *op) {
+  REF_NEED(d, op);
+  CNN_TRY(ref_check_act(act, op));
+  if (d->n < 1 || d->h < 1 || d->w < 1 || d->c < 1 || d->kh < 1 || d->kw < 1 ||
+      d->stride_h < d->kh || d->stride_w < d->kw)
+    return cnn_error(CNN_ERR_ARG, "ref %s: n %d, %dx%dx%d, window %dx%d stride %dx%d (windows "
+                     "must not overlap)", op, d->n, d->h, d->w, d->c, d->kh, d->kw, d->stride_h,
+                     d->stride_w);
+  return CNN_OK;
+}
+
+cnn_status ref_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *gamma, const float *beta, float eps, cnn_act act,
+                               float alpha, const float *rmean, const float *rvar,
+                               float *save_mean, float *save_invstd, float *save_var, float *y) {
+  const char *op = "bn_act_pool_fwd";
+  CNN_TRY(bnpool_check(d, act, op));
+  size_t rows = (size_t)d->n * d->h * d->w;
+  float *a = malloc(rows * d->c * sizeof *a);
+  if (!a) return cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
+  cnn_status st =
+      rmean ? ref_bn_act_fwd_infer(ctx, rows, d->c, x, gamma, beta, rmean, rvar, eps, act, alpha, a)
+            : ref_bn_act_fwd_train(ctx, rows, d->c, x, gamma, beta, eps, act, alpha, save_mean,
+                                   save_invstd, save_var, a);
+  if (st == CNN_OK) st = ref_maxpool_fwd(ctx, d, a, y);
+  free(a);
+  return st;
+}
+
+cnn_status ref_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
+                               const float *dy, const float *gamma, const float *beta,
+                               const float *save_mean, const float *save_invstd, cnn_act act,
+                               float alpha, float *dx, float *dgamma, float *dbeta, int set) {
+  const char *op = "bn_act_pool_bwd";
+  CNN_TRY(bnpool_check(d, act, op));
+  REF_NEED(x, op);
+  REF_NEED(gamma, op);
+  REF_NEED(beta, op);
+  REF_NEED(save_mean, op);
+  REF_NEED(save_invstd, op);
+  REF_NEED(dx, op);
+  const size_t rows = (size_t)d->n * d->h * d->w, c = (size_t)d->c;
+  float *a = malloc(rows * c * sizeof *a), *ga = calloc(rows * c, sizeof *ga);
+  cnn_status st = a && ga ? CNN_OK : cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
+  for (size_t i = 0; st == CNN_OK && i < rows; i++)
+    for (size_t ch = 0; ch < c; ch++) {
+      double z = gamma[ch] * ((double)x[i * c + ch] - save_mean[ch]) * save_invstd[ch] + beta[ch];
+      a[i * c + ch] = (float)ref_act_value(act, alpha, z);
+    }
+  if (st == CNN_OK) st = ref_maxpool_bwd(ctx, d, a, dy, ga); /* the gradient of a */
+  if (st == CNN_OK && set) memset(dx, 0, rows * c * sizeof *dx);
+  if (st == CNN_OK)
+    st = ref_bn_act_bwd(ctx, rows, d->c, x, ga, gamma, beta, save_mean, save_invstd, act, alpha,
+                        dx, dgamma, dbeta);
+  free(a);
+  free(ga);
+  return st;
 }
 
 /* The running-stat update bn_fwd_train does, from the saved batch statistics; the
