@@ -497,21 +497,24 @@ struct cnn_backend_ops {
    * Forward: y [n, oh, ow, c] = maxpool(a). rmean == NULL: batch statistics as
    * bn_act_fwd_train (save_mean, save_invstd, save_var written), and z = (x - mean) s
    * + beta with s = gamma * save_invstd (the saved f32 invstd), the z the backward
-   * rebuilds, so both take the same argmax. rmean != NULL: the running statistics
-   * rmean, rvar (a frozen layer, an inference run), s = gamma / sqrt(rvar + eps);
-   * nothing is saved.
-   * Backward: g = dy routed to each window's argmax of a (maxpool_bwd's rule) times
-   * act'(z), 0 in cells no window holds; then the batch-norm backward of g as
-   * bn_act_bwd: dgamma, dbeta overwritten; dx += ..., or with set dx = 0 + ... (dx
-   * not read). */
+   * rebuilds. With batch statistics sel [n, oh, ow, c] gets each output's argmax:
+   * the window-local index r * kw + s of the first cell holding the maximum
+   * (maxpool_fwd's order; windows of at most 255 cells), 255 for a window with no
+   * cell. rmean != NULL: the running statistics rmean, rvar (a frozen layer, an
+   * inference run), s = gamma / sqrt(rvar + eps); nothing is saved, sel untouched.
+   * Backward: g = dy routed to the cell sel names (the forward's argmax), times
+   * act'(z), 0 in every other cell; then the batch-norm backward of g as bn_act_bwd:
+   * dgamma, dbeta overwritten; dx += ..., or with set dx = 0 + ... (dx not read). */
   cnn_status (*bn_act_pool_fwd)(void *ctx, const cnn_pool_desc *d, const float *x,
                                 const float *gamma, const float *beta, float eps, cnn_act act,
                                 float alpha, const float *rmean, const float *rvar,
-                                float *save_mean, float *save_invstd, float *save_var, float *y);
+                                float *save_mean, float *save_invstd, float *save_var,
+                                uint8_t *sel, float *y);
   cnn_status (*bn_act_pool_bwd)(void *ctx, const cnn_pool_desc *d, const float *x,
-                                const float *dy, const float *gamma, const float *beta,
-                                const float *save_mean, const float *save_invstd, cnn_act act,
-                                float alpha, float *dx, float *dgamma, float *dbeta, int set);
+                                const float *dy, const uint8_t *sel, const float *gamma,
+                                const float *beta, const float *save_mean,
+                                const float *save_invstd, cnn_act act, float alpha, float *dx,
+                                float *dgamma, float *dbeta, int set);
 };
 
 /* constructors, one per backend (cuda's returns CNN_UNSUPPORTED when not compiled

@@ -6,7 +6,7 @@
  * shares its absorber's y and dy). Patterns, each taken only when the backend has
  * the fused op and the intermediate output has no other reader:
  *   batch norm -> activation          one bn_act node forward, one backward (any act)
- *   batch norm [-> act] -> max pool   training, windows without overlap: one
+ *   batch norm [-> act] -> max pool   training, windows without overlap (<= 255 cells): one
  *                                     bn_act_pool node forward, one backward; the
  *                                     full-size normalised map is never stored (the
  *                                     group's y and dy are the pool's)
@@ -89,8 +89,10 @@ void cnn_net_fuse(cnn_net *net, int train) {
       const cnn_layer *pl = tail + 1 < L ? &net->layers[tail + 1] : NULL;
       if (train && o->bn_act_pool_fwd && o->bn_act_pool_bwd && pl && readers[tail] == 1 &&
           pl->kind == &cnn_kind_maxpool && pl->n_in == 1 && pl->in[0] == tail &&
-          pl->stride_h >= pl->kh && pl->stride_w >= pl->kw && tail + 1 < L - 1) {
+          pl->stride_h >= pl->kh && pl->stride_w >= pl->kw && pl->kh * pl->kw <= 255 &&
+          tail + 1 < L - 1) {
         l->fused_pool = tail + 1;
+        l->fused_pool_out = pl->out;
         absorb(net, i, tail + 1);
       }
     } else if (l->kind == &cnn_kind_shortcut && o->add_act_fwd && (!train || o->add_act_bwd)) {

@@ -14,7 +14,7 @@
 
 #define CNN_MAX_INPUTS 8
 #define CNN_MAX_PARAMS 4
-#define CNN_MAX_AUX 4
+#define CNN_MAX_AUX 5
 /* largest tensor we accept (elements per image), keeps size arithmetic in range */
 #define CNN_MAX_ELEMS_PER_IMAGE (1ll << 31)
 
@@ -125,6 +125,7 @@ struct cnn_layer {
   int fold_bn;                      /* conv, inference: the batch-norm layer folded in, -1 */
   int fused_pool;                   /* batch norm, training: the max pool absorbed after it
                                        (its y and dy, pooled, are the group's), -1 */
+  cnn_shape fused_pool_out;         /* that pool's output shape */
   float *fold_w, *fold_b;           /* [k, r, s, c/g], [k]: the folded weights (fold buffer) */
 
   /* build: pointers into the arena (NULL where the mode needs none) */

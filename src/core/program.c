@@ -185,12 +185,13 @@ static cnn_status run_node(const cnn_net *net, cnn_step_state *st, const cnn_nod
     case CNN_NODE_BN_POOL_FWD: {
       const __typeof__(nd->u.bnpool) *b = &nd->u.bnpool;
       return o->bn_act_pool_fwd(c, &b->d, b->x, b->gamma, b->beta, b->eps, b->act, b->alpha,
-                                b->rmean_in, b->rvar_in, b->mean, b->invstd, b->var, b->y);
+                                b->rmean_in, b->rvar_in, b->mean, b->invstd, b->var, b->sel,
+                                b->y);
     }
     case CNN_NODE_BN_POOL_BWD: {
       const __typeof__(nd->u.bnpool) *b = &nd->u.bnpool;
-      return o->bn_act_pool_bwd(c, &b->d, b->x, b->dy, b->gamma, b->beta, b->mean, b->invstd,
-                                b->act, b->alpha, b->dx, b->dgamma, b->dbeta, nd->set);
+      return o->bn_act_pool_bwd(c, &b->d, b->x, b->dy, b->sel, b->gamma, b->beta, b->mean,
+                                b->invstd, b->act, b->alpha, b->dx, b->dgamma, b->dbeta, nd->set);
     }
     default: break;
   }

@@ -71,7 +71,7 @@ typedef struct cnn_node {
      * forward: rmean_in NULL for batch statistics (saved in mean, invstd, var) */
     struct { cnn_pool_desc d; float eps; cnn_act act; float alpha;
              const float *x, *dy, *gamma, *beta, *rmean_in, *rvar_in;
-             float *mean, *invstd, *var, *y, *dx, *dgamma, *dbeta; } bnpool;
+             float *mean, *invstd, *var, *y, *dx, *dgamma, *dbeta; uint8_t *sel; } bnpool;
     struct { int kout; size_t per_k; float eps; const float *w, *bias, *gamma, *beta, *rmean, *rvar;
              float *wout, *bout; } fold;
     struct { cnn_shortcut_desc d; const float *in; float *out; } sc;

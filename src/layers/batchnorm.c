@@ -4,7 +4,7 @@
  * right after it runs inside its nodes (fused_act), and in training a max pool
  * after that too (fused_pool: the nodes are bn_act_pool, y and dy are pooled). aux: save_mean[c],
  * save_invstd[c], a scratch dx when the layer reads the net input (which has no
- * gradient), save_var[c]. */
+ * gradient), save_var[c], a fused pool's argmaxes (bytes). */
 #include <stdio.h>
 
 #include "core/net.h"
@@ -23,6 +23,8 @@ static cnn_status bn_infer(cnn_net *net, cnn_layer *l) {
 static void bn_aux(const cnn_layer *l, int n, size_t count[CNN_MAX_AUX]) {
   count[0] = count[1] = count[3] = (size_t)l->out.c;
   count[2] = l->in[0] < 0 ? (size_t)n * cnn_shape_count(l->out) : 0;
+  /* a fused pool's argmax per output, one byte each (in floats, rounded up) */
+  count[4] = l->fused_pool >= 0 ? ((size_t)n * cnn_shape_count(l->fused_pool_out) + 3) / 4 : 0;
 }
 
 static cnn_status bn_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, int train) {
@@ -37,7 +39,7 @@ static cnn_status bn_forward(cnn_program *p, cnn_net *net, cnn_layer *l, int n, 
                     .rmean_in = batch ? NULL : cnn_param_ptr(net, l, 2),
                     .rvar_in = batch ? NULL : cnn_param_ptr(net, l, 3),
                     .mean = batch ? l->aux[0] : NULL, .invstd = batch ? l->aux[1] : NULL,
-                    .var = batch ? l->aux[3] : NULL, .y = l->y);
+                    .var = batch ? l->aux[3] : NULL, .sel = (uint8_t *)l->aux[4], .y = l->y);
   }
   /* training: running statistics are committed at the end of the step (bn_commit);
    * a frozen layer runs on its running statistics, as in inference, and commits none */
@@ -59,7 +61,8 @@ static cnn_status bn_backward(cnn_program *p, cnn_net *net, cnn_layer *l, int n)
   if (l->fused_pool >= 0)
     return CNN_EMIT(p, net, l, CNN_NODE_BN_POOL_BWD, bnpool,
                     .d = cnn_layer_pool_desc(&net->layers[l->fused_pool], n),
-                    .x = cnn_layer_x(net, l, 0), .dy = l->dy, .gamma = cnn_param_ptr(net, l, 0),
+                    .x = cnn_layer_x(net, l, 0), .dy = l->dy, .sel = (uint8_t *)l->aux[4],
+                    .gamma = cnn_param_ptr(net, l, 0),
                     .beta = cnn_param_ptr(net, l, 1), .mean = l->aux[0], .invstd = l->aux[1],
                     .act = l->fused_act, .alpha = l->fused_alpha, .dx = dx,
                     .dgamma = cnn_grad_ptr(net, l, 0), .dbeta = cnn_grad_ptr(net, l, 1));

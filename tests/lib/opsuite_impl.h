@@ -61,12 +61,13 @@ int gate(suite *S, const char *op, int have_test, int have_ref);
 int called(suite *S, const char *op, const char *cas, int side, cnn_status st);
 
 /* Run OP on the test backend, then on ref, with the same arguments; buffers in the
- * argument list are written P(b) (float), PI(b) (int32) or PS(b) (a step state),
+ * argument list are written P(b) (float), PI(b) (int32), PB(b) (bytes) or PS(b) (a step state),
  * which pick the side's memory. Sets `ran` to 1 when both sides ran and returned
  * CNN_OK. */
 #define P(b) ((float *)(b).d[side_])
 #define PI(b) ((int32_t *)(b).d[side_])
 #define PS(b) ((cnn_step_state *)(b).d[side_])
+#define PB(b) ((uint8_t *)(b).d[side_])
 #define RUN(S, OP, CAS, ...)                                                             \
   do {                                                                                   \
     ran = gate((S), #OP, (S)->be[T]->ops->OP != NULL, (S)->be[R]->ops->OP != NULL);      \

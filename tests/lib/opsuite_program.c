@@ -747,7 +747,7 @@ static void test_bn_act_pool(suite *S) {
       {"2x2 stride 3, gaps",               2,  8,  7,   3, 2, 2, 3, 3, 0, 0, 0, 0},
       {"global 7x5",                       3,  7,  5,   6, 7, 5, 7, 5, 0, 0, 0, 0},
       {"2x2 stride 2, 300 channels",       2,  4,  4, 300, 2, 2, 2, 2, 0, 0, 0, 0},
-      {"global 40x40, channel blocks",     2, 40, 40,  16, 40, 40, 40, 40, 0, 0, 0, 0},
+      {"global 15x15, channel blocks",     2, 15, 15,  40, 15, 15, 15, 15, 0, 0, 0, 0},
       {"2x2 stride 2, 28x28x24",           4, 28, 28,  24, 2, 2, 2, 2, 0, 0, 0, 0},
   };
   const float eps = 1e-5f, alpha = 0.1f;
@@ -775,25 +775,33 @@ static void test_bn_act_pool(suite *S) {
     buf rm = buf_from(S, hrm, c), rv = buf_from(S, hrv, c), y = buf_new(S, ny);
     buf sm = buf_new(S, c), si = buf_new(S, c), sv = buf_new(S, c);
     buf dy = buf_from(S, hdy, ny), dx = buf_new(S, nx), dg = buf_new(S, c), db = buf_new(S, c);
+    buf sel = buf_new(S, (ny + 3) / 4); /* bytes */
+    float *hsel[2] = {hvec(sel.n + GUARD), hvec(sel.n + GUARD)};
     for (int ai = 0; ai < CNN_ACT_COUNT; ai++) {
       cnn_act a = (cnn_act)ai;
       snprintf(cas, sizeof cas, "%s: n=%d %dx%dx%d -> %dx%d, %s", cases[ci].name, d.n, d.h, d.w,
                c, d.oh, d.ow, act_name(a));
-      buf *outs[] = {&y, &sm, &si, &sv};
-      for (size_t i = 0; i < 4; i++) buf_poison(S, outs[i]);
+      buf *outs[] = {&y, &sm, &si, &sv, &sel};
+      for (size_t i = 0; i < 5; i++) buf_poison(S, outs[i]);
       RUN(S, bn_act_pool_fwd, cas, &d, P(x), P(gamma), P(beta), eps, a, alpha, NULL, NULL, P(sm),
-          P(si), P(sv), P(y));
+          P(si), P(sv), PB(sel), P(y));
       if (ran) {
         check(S, &y, "bn_act_pool_fwd", cas, "y", tol);
         check(S, &sm, "bn_act_pool_fwd", cas, "save_mean", tol);
         check(S, &si, "bn_act_pool_fwd", cas, "save_invstd", tol);
         check(S, &sv, "bn_act_pool_fwd", cas, "save_var", tol);
+        /* the argmaxes: the same cells on both sides (the grid makes them unambiguous) */
+        for (int side = 0; side < 2; side++) buf_get(S, &sel, side, hsel[side]);
+        CHECK(!memcmp(hsel[T], hsel[R], ny), "bn_act_pool_fwd[%s] sel (%s vs ref)", cas,
+              S->be[T]->name);
       }
       for (size_t i = 0; i < 4; i++) buf_poison(S, outs[i]);
       RUN(S, bn_act_pool_fwd, cas, &d, P(x), P(gamma), P(beta), eps, a, alpha, P(rm), P(rv),
-          NULL, NULL, NULL, P(y));
+          NULL, NULL, NULL, NULL, P(y));
       if (ran) check(S, &y, "bn_act_pool_fwd (running statistics)", cas, "y", S->tol);
-      /* backward from the true batch statistics (computed here in double) */
+      /* backward from the true batch statistics (computed here in double), routed by
+       * ref's argmaxes on both sides */
+      buf_upload_raw(S, &sel, hsel[R]);
       for (int set = 0; set <= 1; set++) {
         buf_set(S, &sm, hsm);
         buf_set(S, &si, hsi);
@@ -803,8 +811,8 @@ static void test_bn_act_pool(suite *S) {
           buf_set(S, &dx, hdx);
         buf_poison(S, &dg);
         buf_poison(S, &db);
-        RUN(S, bn_act_pool_bwd, cas, &d, P(x), P(dy), P(gamma), P(beta), P(sm), P(si), a, alpha,
-            P(dx), P(dg), P(db), set);
+        RUN(S, bn_act_pool_bwd, cas, &d, P(x), P(dy), PB(sel), P(gamma), P(beta), P(sm), P(si),
+            a, alpha, P(dx), P(dg), P(db), set);
         const char *op = set ? "bn_act_pool_bwd (set)" : "bn_act_pool_bwd";
         if (ran) {
           check(S, &dx, op, cas, "dx", tol);
@@ -813,22 +821,26 @@ static void test_bn_act_pool(suite *S) {
         }
       }
     }
-    /* overlapping windows are refused, not run wrongly */
-    cnn_pool_desc o = d;
-    o.stride_h = o.kh > 1 ? o.kh - 1 : 1;
-    o.kh = o.stride_h + 1;
-    for (int side = 0; side < 2; side++) {
-      cnn_backend *b = S->be[side];
-      if (!b->ops->bn_act_pool_fwd) continue;
-      cnn_status st = b->ops->bn_act_pool_fwd(b->ctx, &o, x.d[side], gamma.d[side], beta.d[side],
-                                              eps, CNN_ACT_RELU, alpha, NULL, NULL, sm.d[side],
-                                              si.d[side], sv.d[side], y.d[side]);
-      CHECK(st == CNN_ERR_ARG, "%s bn_act_pool_fwd refuses overlapping windows (%s): %s",
-            b->name, cases[ci].name, cnn_status_name(st));
-    }
-    buf *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &sm, &si, &sv, &dy, &dx, &dg, &db};
+    /* overlapping windows, and windows of more cells than a byte names, are refused */
+    cnn_pool_desc bad[2] = {d, d};
+    bad[0].stride_h = bad[0].kh > 1 ? bad[0].kh - 1 : 1;
+    bad[0].kh = bad[0].stride_h + 1;
+    bad[1].kh = bad[1].stride_h = 16;
+    bad[1].kw = bad[1].stride_w = 16;
+    for (int side = 0; side < 2; side++)
+      for (int k = 0; k < 2; k++) {
+        cnn_backend *b = S->be[side];
+        if (!b->ops->bn_act_pool_fwd) continue;
+        cnn_status st = b->ops->bn_act_pool_fwd(b->ctx, &bad[k], x.d[side], gamma.d[side],
+                                                beta.d[side], eps, CNN_ACT_RELU, alpha, NULL,
+                                                NULL, sm.d[side], si.d[side], sv.d[side],
+                                                sel.d[side], y.d[side]);
+        CHECK(st == CNN_ERR_ARG, "%s bn_act_pool_fwd refuses %s (%s): %s", b->name,
+              k ? "a 16x16 window" : "overlapping windows", cases[ci].name, cnn_status_name(st));
+      }
+    buf *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &sm, &si, &sv, &dy, &dx, &dg, &db, &sel};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) buf_free(S, all[i]);
-    float *hs[] = {hx, hdy, hdx, hg, hbeta, hrm, hrv, hsm, hsv, hsi};
+    float *hs[] = {hx, hdy, hdx, hg, hbeta, hrm, hrv, hsm, hsv, hsi, hsel[0], hsel[1]};
     for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) free(hs[i]);
   }
 }

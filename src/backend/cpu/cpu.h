@@ -190,11 +190,13 @@ int cpu_pool_owned_row(const cnn_pool_desc *d, int oy);
 cnn_status cpu_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x,
                                const float *gamma, const float *beta, float eps, cnn_act act,
                                float alpha, const float *rmean, const float *rvar,
-                               float *save_mean, float *save_invstd, float *save_var, float *y);
+                               float *save_mean, float *save_invstd, float *save_var,
+                               uint8_t *sel, float *y);
 cnn_status cpu_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
-                               const float *dy, const float *gamma, const float *beta,
-                               const float *save_mean, const float *save_invstd, cnn_act act,
-                               float alpha, float *dx, float *dgamma, float *dbeta, int set);
+                               const float *dy, const uint8_t *sel, const float *gamma,
+                               const float *beta, const float *save_mean,
+                               const float *save_invstd, cnn_act act, float alpha, float *dx,
+                               float *dgamma, float *dbeta, int set);
 cnn_status cpu_avgpool_fwd(void *ctx, const cnn_pool_desc *d, const float *x, float *y);
 cnn_status cpu_avgpool_bwd(void *ctx, const cnn_pool_desc *d, const float *dy, float *dx);
 

@@ -143,14 +143,19 @@ cnn_status ref_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const f
                           const float *gamma, const float *beta, const float *save_mean,
                           const float *save_invstd, cnn_act act, float alpha, float *dx,
                           float *dgamma, float *dbeta);
+/* window (n, oy, ox, ch)'s argmax in x as the window-local index r * kw + s (the
+ * first cell holding the maximum), -1 for a window with no cell in the input */
+int ref_pool_argmax_local(const cnn_pool_desc *d, const float *x, int n, int oy, int ox, int ch);
 cnn_status ref_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x,
                                const float *gamma, const float *beta, float eps, cnn_act act,
                                float alpha, const float *rmean, const float *rvar,
-                               float *save_mean, float *save_invstd, float *save_var, float *y);
+                               float *save_mean, float *save_invstd, float *save_var,
+                               uint8_t *sel, float *y);
 cnn_status ref_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
-                               const float *dy, const float *gamma, const float *beta,
-                               const float *save_mean, const float *save_invstd, cnn_act act,
-                               float alpha, float *dx, float *dgamma, float *dbeta, int set);
+                               const float *dy, const uint8_t *sel, const float *gamma,
+                               const float *beta, const float *save_mean,
+                               const float *save_invstd, cnn_act act, float alpha, float *dx,
+                               float *dgamma, float *dbeta, int set);
 /* dx = 0, then bn_act_bwd */
 cnn_status ref_bn_act_bwd_set(void *ctx, size_t rows, int c, const float *x, const float *dy,
                               const float *gamma, const float *beta, const float *save_mean,

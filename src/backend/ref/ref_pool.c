@@ -47,6 +47,13 @@ static long long window_argmax(const cnn_pool_desc *d, const float *x, int n, in
   return best;
 }
 
+int ref_pool_argmax_local(const cnn_pool_desc *d, const float *x, int n, int oy, int ox, int ch) {
+  long long at = window_argmax(d, x, n, oy, ox, ch);
+  if (at < 0) return -1;
+  long long pix = at / d->c, iy = (pix / d->w) % d->h, ix = pix % d->w;
+  return (int)((iy - (oy * d->stride_h - d->pad_h)) * d->kw + (ix - (ox * d->stride_w - d->pad_w)));
+}
+
 /* number of window (oy, ox)'s cells inside the input: avgpool's divisor */
 static int window_count(const cnn_pool_desc *d, int oy, int ox) {
   int count = 0;

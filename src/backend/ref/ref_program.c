@@ -259,19 +259,21 @@ static cnn_status bnpool_check(const cnn_pool_desc *d, cnn_act act, const char *
   REF_NEED(d, op);
   CNN_TRY(ref_check_act(act, op));
   if (d->n < 1 || d->h < 1 || d->w < 1 || d->c < 1 || d->kh < 1 || d->kw < 1 ||
-      d->stride_h < d->kh || d->stride_w < d->kw)
+      d->stride_h < d->kh || d->stride_w < d->kw || d->kh * d->kw > 255)
     return cnn_error(CNN_ERR_ARG, "ref %s: n %d, %dx%dx%d, window %dx%d stride %dx%d (windows "
-                     "must not overlap)", op, d->n, d->h, d->w, d->c, d->kh, d->kw, d->stride_h,
-                     d->stride_w);
+                     "must not overlap and hold at most 255 cells)", op, d->n, d->h, d->w, d->c,
+                     d->kh, d->kw, d->stride_h, d->stride_w);
   return CNN_OK;
 }
 
 cnn_status ref_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x,
                                const float *gamma, const float *beta, float eps, cnn_act act,
                                float alpha, const float *rmean, const float *rvar,
-                               float *save_mean, float *save_invstd, float *save_var, float *y) {
+                               float *save_mean, float *save_invstd, float *save_var,
+                               uint8_t *sel, float *y) {
   const char *op = "bn_act_pool_fwd";
   CNN_TRY(bnpool_check(d, act, op));
+  if (!rmean) REF_NEED(sel, op);
   size_t rows = (size_t)d->n * d->h * d->w;
   float *a = malloc(rows * d->c * sizeof *a);
   if (!a) return cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
@@ -280,36 +282,51 @@ cnn_status ref_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x
             : ref_bn_act_fwd_train(ctx, rows, d->c, x, gamma, beta, eps, act, alpha, save_mean,
                                    save_invstd, save_var, a);
   if (st == CNN_OK) st = ref_maxpool_fwd(ctx, d, a, y);
+  for (int n = 0; st == CNN_OK && !rmean && n < d->n; n++)
+    for (int oy = 0; oy < d->oh; oy++)
+      for (int ox = 0; ox < d->ow; ox++)
+        for (int ch = 0; ch < d->c; ch++) {
+          int li = ref_pool_argmax_local(d, a, n, oy, ox, ch);
+          sel[(((size_t)n * d->oh + oy) * d->ow + ox) * d->c + ch] = (uint8_t)(li < 0 ? 255 : li);
+        }
   free(a);
   return st;
 }
 
 cnn_status ref_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x,
-                               const float *dy, const float *gamma, const float *beta,
-                               const float *save_mean, const float *save_invstd, cnn_act act,
-                               float alpha, float *dx, float *dgamma, float *dbeta, int set) {
+                               const float *dy, const uint8_t *sel, const float *gamma,
+                               const float *beta, const float *save_mean,
+                               const float *save_invstd, cnn_act act, float alpha, float *dx,
+                               float *dgamma, float *dbeta, int set) {
   const char *op = "bn_act_pool_bwd";
   CNN_TRY(bnpool_check(d, act, op));
   REF_NEED(x, op);
-  REF_NEED(gamma, op);
-  REF_NEED(beta, op);
-  REF_NEED(save_mean, op);
-  REF_NEED(save_invstd, op);
+  REF_NEED(dy, op);
+  REF_NEED(sel, op);
   REF_NEED(dx, op);
   const size_t rows = (size_t)d->n * d->h * d->w, c = (size_t)d->c;
-  float *a = malloc(rows * c * sizeof *a), *ga = calloc(rows * c, sizeof *ga);
-  cnn_status st = a && ga ? CNN_OK : cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
-  for (size_t i = 0; st == CNN_OK && i < rows; i++)
-    for (size_t ch = 0; ch < c; ch++) {
-      double z = gamma[ch] * ((double)x[i * c + ch] - save_mean[ch]) * save_invstd[ch] + beta[ch];
-      a[i * c + ch] = (float)ref_act_value(act, alpha, z);
-    }
-  if (st == CNN_OK) st = ref_maxpool_bwd(ctx, d, a, dy, ga); /* the gradient of a */
+  float *ga = calloc(rows * c, sizeof *ga); /* the gradient of a: dy at each sel */
+  if (!ga) return cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
+  cnn_status st = CNN_OK;
+  for (int n = 0; st == CNN_OK && n < d->n; n++)
+    for (int oy = 0; oy < d->oh; oy++)
+      for (int ox = 0; ox < d->ow; ox++)
+        for (size_t ch = 0; ch < c; ch++) {
+          size_t o = (((size_t)n * d->oh + oy) * d->ow + ox) * c + ch;
+          if (sel[o] == 255) continue;
+          int iy = oy * d->stride_h - d->pad_h + sel[o] / d->kw;
+          int ix = ox * d->stride_w - d->pad_w + sel[o] % d->kw;
+          if (sel[o] >= d->kh * d->kw || iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) {
+            st = cnn_error(CNN_ERR_ARG, "ref %s: sel %d of output %zu is outside its window", op,
+                           sel[o], o);
+            break;
+          }
+          ga[(((size_t)n * d->h + iy) * d->w + ix) * c + ch] += dy[o];
+        }
   if (st == CNN_OK && set) memset(dx, 0, rows * c * sizeof *dx);
   if (st == CNN_OK)
     st = ref_bn_act_bwd(ctx, rows, d->c, x, ga, gamma, beta, save_mean, save_invstd, act, alpha,
                         dx, dgamma, dbeta);
-  free(a);
   free(ga);
   return st;
 }
