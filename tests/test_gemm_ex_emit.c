@@ -7,7 +7,6 @@
  *    and in inference no act_fwd after a dense layer (the act is the epilogue);
  *    `cnn summary --program` (cnn_program_print) shows "[+bias, relu]";
  *  - the plain cpu backend (no gemm_ex) keeps its bias_add and act_fwd nodes. */
-#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,20 +63,6 @@ static cnn_net *make(cnn_backend *b, cnn_mode mode) {
 }
 
 
-static char *program_text(cnn_net *net, cnn_mode mode) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  CHECK_OK(cnn_net_program_print(net, BATCH, mode, f));
-  fclose(f);
-  return buf;
-}
-
-static int count(const char *text, const char *what) {
-  int n = 0;
-  for (const char *p = text; (p = strstr(p, what)); p++) n++;
-  return n;
-}
 
 /* train STEPS steps, then predict on a net built for inference with the trained
  * parameters: losses, parameters, probabilities */
@@ -124,18 +109,20 @@ int main(void) {
     cnn_net *tr = make(&wrap, CNN_MODE_TRAIN), *in = make(&wrap, CNN_MODE_INFER);
     cnn_net *ptr = make(cpu, CNN_MODE_TRAIN), *pin = make(cpu, CNN_MODE_INFER);
     if (tr && in && ptr && pin) {
-      char *t = program_text(tr, CNN_MODE_TRAIN), *i = program_text(in, CNN_MODE_INFER);
-      char *pt = program_text(ptr, CNN_MODE_TRAIN), *pi = program_text(pin, CNN_MODE_INFER);
+      char *t = tu_program_text(tr, BATCH, CNN_MODE_TRAIN);
+      char *i = tu_program_text(in, BATCH, CNN_MODE_INFER);
+      char *pt = tu_program_text(ptr, BATCH, CNN_MODE_TRAIN);
+      char *pi = tu_program_text(pin, BATCH, CNN_MODE_INFER);
       if (getenv("CNN_TEST_VERBOSE")) printf("%s\n%s\n", t, i);
-      CHECK(count(t, "bias_add") == 0 && count(t, "[+bias]") == 4,
+      CHECK(tu_count(t, "bias_add") == 0 && tu_count(t, "[+bias]") == 4,
             "training with gemm_ex: the 4 biases are gemm epilogues:\n%s", t);
-      CHECK(count(t, " act_fwd") == 3, "training: the 3 activations stay nodes:\n%s", t);
-      CHECK(count(i, "bias_add") == 0 && count(i, " act_fwd") == 0 &&
-                count(i, "[+bias, relu]") == 1 && count(i, "[+bias, gelu]") == 1 &&
-                count(i, "[+bias, leaky]") == 1 && count(i, "[+bias]") == 1,
+      CHECK(tu_count(t, " act_fwd") == 3, "training: the 3 activations stay nodes:\n%s", t);
+      CHECK(tu_count(i, "bias_add") == 0 && tu_count(i, " act_fwd") == 0 &&
+                tu_count(i, "[+bias, relu]") == 1 && tu_count(i, "[+bias, gelu]") == 1 &&
+                tu_count(i, "[+bias, leaky]") == 1 && tu_count(i, "[+bias]") == 1,
             "inference with gemm_ex: bias and activation in the gemm epilogue:\n%s", i);
-      CHECK(count(pt, "bias_add") == 4 && count(pi, "bias_add") == 4 &&
-                count(pi, " act_fwd") == 3 && !strstr(pi, "[+bias"),
+      CHECK(tu_count(pt, "bias_add") == 4 && tu_count(pi, "bias_add") == 4 &&
+                tu_count(pi, " act_fwd") == 3 && !strstr(pi, "[+bias"),
             "plain cpu: bias_add and act_fwd nodes as before:\n%s\n%s", pt, pi);
       free(t);
       free(i);

@@ -24,7 +24,6 @@
  *  - bf16 builds (bf16 activations and gradients, f32 everything else) train like
  *    fp32 within bf16 rounding on ref and cpu, agree across the two, and plan less
  *    activation memory. */
-#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,33 +160,24 @@ static void test_fused_vs_unfused(cnn_backend *b, double *losses_out) {
 static void test_program_text(cnn_backend *b) {
   cnn_net *tr = make_net(b, 1, CNN_MODE_TRAIN), *in = make_net(b, 1, CNN_MODE_INFER);
   if (!tr || !in) return;
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  CHECK_OK(cnn_net_program_print(tr, BATCH, CNN_MODE_TRAIN, f));
-  fflush(f);
+  char *buf = tu_program_text(tr, BATCH, CNN_MODE_TRAIN);
+  if (!buf) return;
   CHECK(strstr(buf, "bn_act_fwd_train") && strstr(buf, "[+leaky]"), "training: BN + leaky fused:\n%s", buf);
   CHECK(strstr(buf, "add_act_fwd") && strstr(buf, "add_act_bwd"), "training: shortcut + relu fused:\n%s", buf);
   CHECK(strstr(buf, "softmax_xent_step") && !strstr(buf, "softmax_xent_fwd"), "one softmax node:\n%s", buf);
   CHECK(strstr(buf, "sgd_step_st") && strstr(buf, "bn_commit"), "optimizer and BN commits:\n%s", buf);
   /* the only act nodes left: the 1x1 conv's relu (training does not fuse it) */
-  int acts = 0;
-  for (char *p = buf; (p = strstr(p, " act_fwd")); p++) acts++;
+  int acts = tu_count(buf, " act_fwd");
   CHECK(acts == 1, "training: %d act_fwd nodes, expected 1 (the conv's relu):\n%s", acts, buf);
-  fclose(f);
   free(buf);
-  buf = NULL;
-  f = open_memstream(&buf, &len);
-  CHECK_OK(cnn_net_program_print(in, BATCH, CNN_MODE_INFER, f));
-  fflush(f);
+  buf = tu_program_text(in, BATCH, CNN_MODE_INFER);
+  if (!buf) return;
   CHECK(strstr(buf, "bn_fold") && strstr(buf, "conv_fwd_act") && strstr(buf, "[+bn folded, leaky]"),
         "inference: BN folded, act in the conv epilogue:\n%s", buf);
   /* the dense layer's BN stays a node (only convs fold), with tanh fused */
-  int bns = 0;
-  for (char *p = buf; (p = strstr(p, "bn_act_fwd_infer")); p++) bns++;
+  int bns = tu_count(buf, "bn_act_fwd_infer");
   CHECK(bns == 1, "inference: %d bn_act_fwd_infer nodes, expected 1:\n%s", bns, buf);
   CHECK(!strstr(buf, " act_fwd"), "inference: no separate activation node:\n%s", buf);
-  fclose(f);
   free(buf);
   cnn_net_destroy(tr);
   cnn_net_destroy(in);
@@ -449,22 +439,6 @@ static void test_cast_values(cnn_backend *b) {
   b->ops->free(b->ctx, d_back);
 }
 
-static int count_in(const char *text, const char *what) {
-  int k = 0;
-  for (const char *p = text; (p = strstr(p, what)); p++) k++;
-  return k;
-}
-
-/* the training program's text, printed into a string (the caller frees it) */
-static char *program_text(cnn_net *net) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  CHECK_OK(cnn_net_program_print(net, BATCH, CNN_MODE_TRAIN, f));
-  fclose(f);
-  return buf;
-}
-
 /* b with and without its overwriting backward forms: the first writers of the
  * pool's and the batch norms' input gradients drop their zero-fills, and the two
  * train to the same bits (0 + term is what fill + add gives) */
@@ -484,13 +458,13 @@ static void test_first_writers(cnn_backend *b, cnn_precision prec) {
   for (int k = 0; k < 2; k++) {
     cnn_net *net = make_net_p(bs[k], 1, CNN_MODE_TRAIN, prec);
     if (!net) return;
-    char *text = program_text(net);
-    fills[k] = count_in(text, " fill ");
-    sets[k] = count_in(text, "maxpool_bwd_set") + count_in(text, "bn_act_bwd_set");
+    char *text = tu_program_text(net, BATCH, CNN_MODE_TRAIN);
+    fills[k] = tu_count(text, " fill ");
+    sets[k] = tu_count(text, "maxpool_bwd_set") + tu_count(text, "bn_act_bwd_set");
     /* the pool and the batch norms of conv1, conv2 and the first dense layer write
      * their dx first */
-    CHECK(k == 0 ? sets[k] == 0 : (count_in(text, "maxpool_bwd_set") == 1 &&
-                                  count_in(text, "bn_act_bwd_set") == 3),
+    CHECK(k == 0 ? sets[k] == 0 : (tu_count(text, "maxpool_bwd_set") == 1 &&
+                                  tu_count(text, "bn_act_bwd_set") == 3),
           "%s (%s): %d overwriting nodes:\n%s", bs[k]->name, cnn_backend_name(b), sets[k], text);
     free(text);
     train(net, loss[k]);
@@ -549,9 +523,9 @@ static int pool_train(cnn_backend *b, int fuse, cnn_precision prec, int frozen, 
   cnn_plan_info pi;
   CHECK_OK(cnn_net_plan_info(net, &pi));
   r->act_bytes = pi.activation_bytes;
-  char *text = program_text(net);
-  int fw = count_in(text, "bn_act_pool_fwd"), bw = count_in(text, "bn_act_pool_bwd");
-  int pools = count_in(text, "maxpool_");
+  char *text = tu_program_text(net, BATCH, CNN_MODE_TRAIN);
+  int fw = tu_count(text, "bn_act_pool_fwd"), bw = tu_count(text, "bn_act_pool_bwd");
+  int pools = tu_count(text, "maxpool_");
   /* a frozen block has no backward: its pool's backward goes with it */
   CHECK(fuse ? fw == 3 && bw == 3 - frozen && pools == 0
              : fw == 0 && bw == 0 && pools == 6 - frozen,

@@ -8,7 +8,6 @@
  *    (also in a bf16 build where the backend has one);
  *  - the training program computes no gradient for the frozen prefix: no backward
  *    node of a frozen layer, no data gradient into it, no statistics commit. */
-#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include "freeze_suite.h"
 
 #include <math.h>
@@ -101,14 +100,6 @@ static int count_nodes(const char *prog, const char *op, const char *layer) {
   return n;
 }
 
-static char *program(cnn_net *net) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  CHECK_OK(cnn_net_program_print(net, N, CNN_MODE_TRAIN, f));
-  fclose(f);
-  return buf;
-}
 
 /* freeze `frozen` sections, train `steps` steps with optimizer `opt`, compare */
 static void train_frozen(const char *backend, int frozen, cnn_optimizer_kind opt, int steps,
@@ -180,7 +171,7 @@ static void train_frozen(const char *backend, int frozen, cnn_optimizer_kind opt
   CHECK(n_frozen == want_frozen, "%s: %d tensors frozen by %d sections, expected %d", backend,
         n_frozen, frozen, want_frozen);
   CHECK(n_trained > 0, "something trained");
-  char *prog = program(net);
+  char *prog = tu_program_text(net, N, CNN_MODE_TRAIN);
   /* backward ops in either form (the overwriting one where they write dx first), and
    * the batch norm + pool node where the backend fuses conv1's bn, relu and pool1 */
   int bnpool = count_nodes(prog, "bn_act_pool_bwd", "") +

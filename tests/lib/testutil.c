@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include "testutil.h"
 
 #include <math.h>
@@ -121,6 +122,22 @@ void tu_need_cuda(void) {
     exit(1);
   }
   tu_skip(why);
+}
+
+char *tu_program_text(cnn_net *net, int batch, int mode) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  CHECK_OK(cnn_net_program_print(net, batch, (cnn_mode)mode, f));
+  fclose(f);
+  return buf;
+}
+
+int tu_count(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = text; p && (p = strstr(p, what)); p++) n++;
+  return n;
 }
 
 float *tu_net_snapshot(cnn_net *net, size_t *count) {

@@ -55,6 +55,11 @@ void tu_bn_off_kink(float *x, size_t rows, int c, const float *gamma, const floa
  * malloc'd array of *count floats */
 struct cnn_net;
 float *tu_net_snapshot(struct cnn_net *net, size_t *count);
+/* the net's program for `batch` images in mode (a cnn_mode), as cnn summary --program
+ * prints it, in a malloc'd string */
+char *tu_program_text(struct cnn_net *net, int batch, int mode);
+/* how many times `what` occurs in text */
+int tu_count(const char *text, const char *what);
 /* print "N passed, N failed" and return the exit code */
 int tu_finish(const char *name);
 /* exit 77 (ctest SKIP) with a reason */
