@@ -264,18 +264,6 @@ cnn_status cpu_bn_act_fwd_infer(void *ctx, size_t rows, int c, const float *x,
                                 const float *gamma, const float *beta, const float *rmean,
                                 const float *rvar, float eps, cnn_act act, float alpha,
                                 float *y);
-/* dx += a (g - b - (x - mean) k) over w channels, or with set dx = 0 + ... (dx not
- * read): the batch-norm input gradient of bn_act_bwd and bn_act_pool_bwd */
-static inline void cpu_bn_dx(size_t w, int set, const float *a, const float *b, const float *k,
-                             const float *mean, const float *x, const float *g, float *dx) {
-  if (set) {
-#pragma omp simd
-    for (size_t j = 0; j < w; j++) dx[j] = 0.0f + a[j] * (g[j] - b[j] - (x[j] - mean[j]) * k[j]);
-  } else {
-#pragma omp simd
-    for (size_t j = 0; j < w; j++) dx[j] += a[j] * (g[j] - b[j] - (x[j] - mean[j]) * k[j]);
-  }
-}
 cnn_status cpu_bn_act_bwd(void *ctx, size_t rows, int c, const float *x, const float *dy,
                           const float *gamma, const float *beta, const float *save_mean,
                           const float *save_invstd, cnn_act act, float alpha, float *dx,

@@ -171,8 +171,16 @@ static void bnact_dx(const bnact_bwd *p) {
       const float *g = tile_grad(p, r, rn, j0, w, zbuf, gbuf);
       const float *a = p->a + j0, *b = p->b + j0, *k = p->k + j0, *m = p->mean + j0;
       for (size_t i = 0; i < rn; i++) {
-        const size_t at = (r + i) * c + j0;
-        cpu_bn_dx(w, p->set, a, b, k, m, p->x + at, g + i * w, p->dx + at);
+        const float *gr = g + i * w, *xr = p->x + (r + i) * c + j0;
+        float *dxr = p->dx + (r + i) * c + j0;
+        if (p->set) {
+#pragma omp simd
+          for (size_t j = 0; j < w; j++)
+            dxr[j] = 0.0f + a[j] * (gr[j] - b[j] - (xr[j] - m[j]) * k[j]);
+        } else {
+#pragma omp simd
+          for (size_t j = 0; j < w; j++) dxr[j] += a[j] * (gr[j] - b[j] - (xr[j] - m[j]) * k[j]);
+        }
       }
     }
   }
