@@ -749,6 +749,7 @@ static void test_bn_act_pool(suite *S) {
       {"2x2 stride 2, 300 channels",       2,  4,  4, 300, 2, 2, 2, 2, 0, 0, 0, 0},
       {"global 15x15, channel blocks",     2, 15, 15,  40, 15, 15, 15, 15, 0, 0, 0, 0},
       {"2x2 stride 2, 28x28x24",           4, 28, 28,  24, 2, 2, 2, 2, 0, 0, 0, 0},
+      {"1x1 stride 1, 2100 outputs a row", 1,  2, 2100, 3, 1, 1, 1, 1, 0, 0, 0, 0},
   };
   const float eps = 1e-5f, alpha = 0.1f;
   char cas[192];

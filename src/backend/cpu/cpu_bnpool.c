@@ -43,7 +43,8 @@
 
 #define BP_CB 256 /* most channels per task (its per-cell vectors are on the stack) */
 #define BP_CELLS 4096 /* floats of a task's owned rows per channel block, at most */
-#define BP_WIN 2048   /* floats of a task's row of outputs (ow x channel block), at most */
+#define BP_WIN 2048   /* floats of a task's row of outputs (ow x channel block), at most,
+                        * unless ow alone is more */
 
 typedef struct bp_plan {
   const cnn_pool_desc *d;
@@ -58,6 +59,7 @@ typedef struct bp_plan {
   float *y, *dx;
   uint8_t *sel;                     /* forward: written */
   const uint8_t *sel_in;            /* backward: read */
+  float *rowbuf;                    /* backward: [threads][2][ow cb], sel as floats and dy */
   int set;
 } bp_plan;
 
@@ -174,6 +176,11 @@ static void forward_task(const bp_plan *p, size_t t) {
   }
 }
 
+/* this thread's room for row_outputs */
+BP_INLINE float *row_buf(const bp_plan *p) {
+  return p->rowbuf + (size_t)cpu_thread_num() * 2 * p->d->ow * p->cb;
+}
+
 /* the task's row of outputs, [ow][cw]: sel as floats (so the per-cell loops compare
  * floats with floats and vectorise) and dy */
 BP_INLINE void row_outputs(const bp_plan *p, const bp_task *k, float *selw, float *dyw) {
@@ -264,7 +271,7 @@ BP_CLONES
 static void bp_sums(size_t t0, size_t t1, const void *varg, double *acc) {
   const bp_plan *p = varg;
   const cnn_pool_desc *d = p->d;
-  float g[BP_CB], selw[BP_WIN], dyw[BP_WIN];
+  float g[BP_CB], *selw = row_buf(p), *dyw = selw + (size_t)p->d->ow * p->cb;
   for (size_t t = t0; t < t1; t++) {
     const bp_task k = task_at(p, t);
     const size_t cw = (size_t)k.cw;
@@ -295,7 +302,7 @@ static void dx_task(const bp_plan *p, size_t t) {
   const bp_task k = task_at(p, t);
   const size_t cw = (size_t)k.cw;
   const float *ca = p->ca + k.c0, *cb = p->cb_ + k.c0, *ck = p->ck + k.c0, *m = p->mean + k.c0;
-  float g[BP_CB], selw[BP_WIN], dyw[BP_WIN];
+  float g[BP_CB], *selw = row_buf(p), *dyw = selw + (size_t)d->ow * p->cb;
   row_outputs(p, &k, selw, dyw);
   for (int r = k.r0; r < k.r1; r++) {
     const int dr = r + d->pad_h - k.oy * d->stride_h;
@@ -453,14 +460,17 @@ cnn_status cpu_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x
   p.ck = ck;
   p.dx = dx;
   p.set = set;
-  cnn_status st =
-      cpu_reduce_rows(p.tasks, 2 * (size_t)c, task_work(&p) / p.tasks, bp_sums, &p, sums, op);
+  cnn_status st = cpu_alloc_aligned((size_t)cpu_max_threads() * 2 * d->ow * p.cb * sizeof(float),
+                                    op, (void **)&p.rowbuf);
+  if (st == CNN_OK)
+    st = cpu_reduce_rows(p.tasks, 2 * (size_t)c, task_work(&p) / p.tasks, bp_sums, &p, sums, op);
   if (st == CNN_OK) {
     cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, ca, cb, ck);
     int par = p.tasks > 1 && task_work(&p) >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
     for (size_t t = 0; t < p.tasks; t++) dx_task(&p, t);
   }
+  free(p.rowbuf);
   free(s.heap);
   return st;
 }
