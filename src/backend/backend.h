@@ -504,7 +504,10 @@ struct cnn_backend_ops {
    * inference run), s = gamma / sqrt(rvar + eps); nothing is saved, sel untouched.
    * Backward: g = dy routed to the cell sel names (the forward's argmax), times
    * act'(z), 0 in every other cell; then the batch-norm backward of g as bn_act_bwd:
-   * dgamma, dbeta overwritten; dx += ..., or with set dx = 0 + ... (dx not read). */
+   * dgamma, dbeta overwritten; dx += ..., or with set dx = 0 + ... (dx not read).
+   * gamma == NULL: no batch norm (an activation layer with its pool): z = x; the
+   * forward writes sel where it is not NULL and reads no statistics; the backward's
+   * dx (+)= g, and beta, the saved statistics, dgamma and dbeta are not used. */
   cnn_status (*bn_act_pool_fwd)(void *ctx, const cnn_pool_desc *d, const float *x,
                                 const float *gamma, const float *beta, float eps, cnn_act act,
                                 float alpha, const float *rmean, const float *rvar,

@@ -10,6 +10,8 @@
  *                                     bn_act_pool node forward, one backward; the
  *                                     full-size normalised map is never stored (the
  *                                     group's y and dy are the pool's)
+ *   activation -> max pool            training, the same windows: the bn_act_pool
+ *                                     nodes without batch norm (gamma NULL)
  *   conv -> batch norm [-> act]       inference: BN folded into the conv's weights,
  *                                     the activation as the conv epilogue
  *   conv -> act                       inference: the activation as the conv epilogue
@@ -21,6 +23,27 @@
 #include <stdlib.h>
 
 #include "core/net.h"
+
+/* the max pool right after `tail` (the end of i's group) that reads only it, with
+ * windows bn_act_pool takes (no overlap, at most 255 cells), when the backend has the
+ * op and the pool's output is not the net's */
+static int pool_after(const cnn_net *net, const int *readers, int tail, int train) {
+  const cnn_backend_ops *o = net->b->ops;
+  if (!train || !o->bn_act_pool_fwd || !o->bn_act_pool_bwd || tail + 2 >= net->n_layers ||
+      readers[tail] != 1)
+    return -1;
+  const cnn_layer *pl = &net->layers[tail + 1];
+  if (pl->kind != &cnn_kind_maxpool || pl->n_in != 1 || pl->in[0] != tail ||
+      pl->stride_h < pl->kh || pl->stride_w < pl->kw || pl->kh * pl->kw > 255)
+    return -1;
+  return tail + 1;
+}
+
+static void absorb_pool(cnn_net *net, int owner, int pool) {
+  net->layers[owner].fused_pool = pool;
+  net->layers[owner].fused_pool_out = net->layers[pool].out;
+  net->layers[pool].absorbed_by = owner;
+}
 
 /* the act layer right after i that reads only i, when i has no other reader */
 static int sole_act_after(const cnn_net *net, const int *readers, int i) {
@@ -86,15 +109,11 @@ void cnn_net_fuse(cnn_net *net, int train) {
         absorb(net, i, a);
         tail = a;
       }
-      const cnn_layer *pl = tail + 1 < L ? &net->layers[tail + 1] : NULL;
-      if (train && o->bn_act_pool_fwd && o->bn_act_pool_bwd && pl && readers[tail] == 1 &&
-          pl->kind == &cnn_kind_maxpool && pl->n_in == 1 && pl->in[0] == tail &&
-          pl->stride_h >= pl->kh && pl->stride_w >= pl->kw && pl->kh * pl->kw <= 255 &&
-          tail + 1 < L - 1) {
-        l->fused_pool = tail + 1;
-        l->fused_pool_out = pl->out;
-        absorb(net, i, tail + 1);
-      }
+      int pool = pool_after(net, readers, tail, train);
+      if (pool >= 0) absorb_pool(net, i, pool);
+    } else if (l->kind == &cnn_kind_act) { /* left alone by what it follows */
+      int pool = pool_after(net, readers, i, train);
+      if (pool >= 0) absorb_pool(net, i, pool);
     } else if (l->kind == &cnn_kind_shortcut && o->add_act_fwd && (!train || o->add_act_bwd)) {
       cnn_shape x = l->in_shape[0], f = l->in_shape[1];
       int a = sole_act_after(net, readers, i);

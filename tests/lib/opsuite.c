@@ -75,7 +75,11 @@
  *                                               (nonfinite != 0): 0, p/v/m untouched
  *   dropout_mask_st                             0 (same counter-based draws)
  *   bn_act_fwd_train (y, save_*), bn_act_bwd,   tol_f32 * sqrt(rows), as bn_fwd_train
- *   bn_act_bwd_set (dx poisoned first)
+ *   bn_act_bwd_set (dx poisoned first),
+ *   bn_act_pool_fwd, bn_act_pool_bwd (set 0, 1)
+ *   bn_act_pool_fwd sel                         0 (x on a 1/64 grid: no near ties)
+ *   bn_act_pool_* without bn (gamma NULL),      tol_f32 (one activation)
+ *   and on running statistics
  *   bn_act_fwd_infer                            tol_f32, as bn_fwd_infer
  *   bn_commit                                   tol_f32 (a blend of two values); 0 when
  *                                               refused

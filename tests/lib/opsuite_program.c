@@ -821,6 +821,28 @@ static void test_bn_act_pool(suite *S) {
           check(S, &db, op, cas, "dbeta", tol);
         }
       }
+      /* without batch norm (gamma NULL): an activation layer and its pool */
+      buf_poison(S, &y);
+      buf_poison(S, &sel);
+      RUN(S, bn_act_pool_fwd, cas, &d, P(x), NULL, NULL, eps, a, alpha, NULL, NULL, NULL, NULL,
+          NULL, PB(sel), P(y));
+      if (ran) {
+        check(S, &y, "bn_act_pool_fwd (no bn)", cas, "y", S->tol);
+        for (int side = 0; side < 2; side++) buf_get(S, &sel, side, hsel[side]);
+        CHECK(!memcmp(hsel[T], hsel[R], ny), "bn_act_pool_fwd (no bn)[%s] sel (%s vs ref)", cas,
+              S->be[T]->name);
+      }
+      buf_upload_raw(S, &sel, hsel[R]);
+      for (int set = 0; set <= 1; set++) {
+        if (set)
+          buf_poison(S, &dx);
+        else
+          buf_set(S, &dx, hdx);
+        RUN(S, bn_act_pool_bwd, cas, &d, P(x), P(dy), PB(sel), NULL, NULL, NULL, NULL, a, alpha,
+            P(dx), NULL, NULL, set);
+        if (ran) check(S, &dx, set ? "bn_act_pool_bwd (no bn, set)" : "bn_act_pool_bwd (no bn)",
+                       cas, "dx", S->tol);
+      }
     }
     /* overlapping windows, and windows of more cells than a byte names, are refused */
     cnn_pool_desc bad[2] = {d, d};

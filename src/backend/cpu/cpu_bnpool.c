@@ -57,6 +57,7 @@ typedef struct bp_plan {
   float alpha;
   const float *ca, *cb_, *ck;       /* dx (+)= ca (g - cb_ - (x - mean) ck) */
   float *y, *dx;
+  int plain;                        /* no batch norm (gamma NULL): z = x, dx (+)= g */
   uint8_t *sel;                     /* forward: written */
   const uint8_t *sel_in;            /* backward: read */
   float *rowbuf;                    /* backward: [threads][2][ow cb], sel as floats and dy */
@@ -311,6 +312,16 @@ static void dx_task(const bp_plan *p, size_t t) {
       const float *xr = x_at(p, &k, r, col);
       cell_g(p, &k, xr, col_li(d, &cc, dr), cc.ox, selw, dyw, g);
       float *dxr = p->dx + (xr - p->x);
+      if (p->plain) {
+        if (p->set) {
+#pragma omp simd
+          for (size_t j = 0; j < cw; j++) dxr[j] = 0.0f + g[j];
+        } else {
+#pragma omp simd
+          for (size_t j = 0; j < cw; j++) dxr[j] += g[j];
+        }
+        continue;
+      }
       /* bn_act_bwd's dx loop, written out here: shared as an inline helper from cpu.h
        * it made this AVX2 clone 4-6x slower (10 ms instead of 2.4 on fashion's first
        * block, forced inline or not) */
@@ -368,11 +379,11 @@ cnn_status cpu_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x
                                uint8_t *sel, float *y) {
   const char *op = "bn_act_pool_fwd";
   CPU_NEED(x, op);
-  CPU_NEED(gamma, op);
-  CPU_NEED(beta, op);
   CPU_NEED(y, op);
-  if (rmean) {
-    CPU_NEED(rvar, op);
+  const int plain = gamma == NULL;
+  if (!plain) CPU_NEED(beta, op);
+  if (plain || rmean) {
+    if (rmean) CPU_NEED(rvar, op);
   } else {
     CPU_NEED(save_mean, op);
     CPU_NEED(save_invstd, op);
@@ -384,11 +395,17 @@ cnn_status cpu_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x
   const int c = d->c;
   const size_t rows = (size_t)d->n * d->h * d->w;
   cpu_scratch s;
-  CNN_TRY(cpu_scratch_get(&s, c, 3, 2, op));
+  CNN_TRY(cpu_scratch_get(&s, c, 3, 3, op));
   double *mean = s.d, *var = s.d + c; /* var: 2c (cpu_bn_stats) */
-  float *meanf = s.f, *scale = s.f + c;
+  float *meanf = s.f, *scale = s.f + c, *shift = s.f + 2 * c;
   cnn_status st = CNN_OK;
-  if (rmean) { /* as bn_act_fwd_infer */
+  if (plain) { /* z = (x - 0) 1 + 0 */
+    for (int j = 0; j < c; j++) {
+      meanf[j] = shift[j] = 0.0f;
+      scale[j] = 1.0f;
+    }
+    beta = shift;
+  } else if (rmean) { /* as bn_act_fwd_infer */
     for (int j = 0; j < c; j++) {
       meanf[j] = rmean[j];
       scale[j] = (float)(gamma[j] / sqrt((double)rvar[j] + eps));
@@ -410,7 +427,7 @@ cnn_status cpu_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x
     p.beta = beta;
     p.alpha = alpha;
     p.y = y;
-    p.sel = rmean ? NULL : sel;
+    p.sel = rmean && !plain ? NULL : sel;
     int par = p.tasks > 1 && task_work(&p) >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
     for (size_t t = 0; t < p.tasks; t++) forward_task(&p, t);
@@ -428,25 +445,34 @@ cnn_status cpu_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x
   CPU_NEED(x, op);
   CPU_NEED(dy, op);
   CPU_NEED(sel, op);
-  CPU_NEED(gamma, op);
-  CPU_NEED(beta, op);
-  CPU_NEED(save_mean, op);
-  CPU_NEED(save_invstd, op);
   CPU_NEED(dx, op);
-  CPU_NEED(dgamma, op);
-  CPU_NEED(dbeta, op);
+  const int plain = gamma == NULL;
+  if (!plain) {
+    CPU_NEED(beta, op);
+    CPU_NEED(save_mean, op);
+    CPU_NEED(save_invstd, op);
+    CPU_NEED(dgamma, op);
+    CPU_NEED(dbeta, op);
+  }
   bp_plan p = {0};
   CNN_TRY(plan_tasks(&p, d, act, op));
   const int c = d->c;
   const size_t rows = (size_t)d->n * d->h * d->w;
   cpu_scratch s;
-  CNN_TRY(cpu_scratch_get(&s, c, 3, 4, op));
+  CNN_TRY(cpu_scratch_get(&s, c, 3, 5, op));
   double *center = s.d, *sums = s.d + c; /* sums: [sum g | sum g (x - mean)] */
-  float *scale = s.f, *ca = s.f + c, *cb = s.f + 2 * c, *ck = s.f + 3 * c;
+  float *scale = s.f, *ca = s.f + c, *cb = s.f + 2 * c, *ck = s.f + 3 * c, *zero = s.f + 4 * c;
   for (int j = 0; j < c; j++) {
+    if (plain) { /* z = (x - 0) 1 + 0, as the forward's */
+      zero[j] = 0.0f;
+      scale[j] = 1.0f;
+      continue;
+    }
     center[j] = save_mean[j];
     scale[j] = (float)(gamma[j] * (double)save_invstd[j]); /* as the forward's scale */
   }
+  if (plain) save_mean = beta = zero;
+  p.plain = plain;
   p.x = x;
   p.dy = dy;
   p.sel_in = sel;
@@ -462,10 +488,10 @@ cnn_status cpu_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x
   p.set = set;
   cnn_status st = cpu_alloc_aligned((size_t)cpu_max_threads() * 2 * d->ow * p.cb * sizeof(float),
                                     op, (void **)&p.rowbuf);
-  if (st == CNN_OK)
+  if (st == CNN_OK && !plain)
     st = cpu_reduce_rows(p.tasks, 2 * (size_t)c, task_work(&p) / p.tasks, bp_sums, &p, sums, op);
   if (st == CNN_OK) {
-    cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, ca, cb, ck);
+    if (!plain) cpu_bn_bwd_coeffs(rows, c, gamma, save_invstd, sums, dgamma, dbeta, ca, cb, ck);
     int par = p.tasks > 1 && task_work(&p) >= CPU_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
     for (size_t t = 0; t < p.tasks; t++) dx_task(&p, t);

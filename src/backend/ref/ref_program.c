@@ -273,16 +273,18 @@ cnn_status ref_bn_act_pool_fwd(void *ctx, const cnn_pool_desc *d, const float *x
                                uint8_t *sel, float *y) {
   const char *op = "bn_act_pool_fwd";
   CNN_TRY(bnpool_check(d, act, op));
-  if (!rmean) REF_NEED(sel, op);
+  const int plain = gamma == NULL, save = plain ? sel != NULL : !rmean;
+  if (save) REF_NEED(sel, op);
   size_t rows = (size_t)d->n * d->h * d->w;
   float *a = malloc(rows * d->c * sizeof *a);
   if (!a) return cnn_error(CNN_ERR_NOMEM, "ref %s: out of memory", op);
   cnn_status st =
-      rmean ? ref_bn_act_fwd_infer(ctx, rows, d->c, x, gamma, beta, rmean, rvar, eps, act, alpha, a)
-            : ref_bn_act_fwd_train(ctx, rows, d->c, x, gamma, beta, eps, act, alpha, save_mean,
-                                   save_invstd, save_var, a);
+      plain   ? ref_act_fwd(ctx, act, alpha, rows * d->c, x, a)
+      : rmean ? ref_bn_act_fwd_infer(ctx, rows, d->c, x, gamma, beta, rmean, rvar, eps, act, alpha, a)
+              : ref_bn_act_fwd_train(ctx, rows, d->c, x, gamma, beta, eps, act, alpha, save_mean,
+                                     save_invstd, save_var, a);
   if (st == CNN_OK) st = ref_maxpool_fwd(ctx, d, a, y);
-  for (int n = 0; st == CNN_OK && !rmean && n < d->n; n++)
+  for (int n = 0; st == CNN_OK && save && n < d->n; n++)
     for (int oy = 0; oy < d->oh; oy++)
       for (int ox = 0; ox < d->ow; ox++)
         for (int ch = 0; ch < d->c; ch++) {
@@ -324,7 +326,9 @@ cnn_status ref_bn_act_pool_bwd(void *ctx, const cnn_pool_desc *d, const float *x
           ga[(((size_t)n * d->h + iy) * d->w + ix) * c + ch] += dy[o];
         }
   if (st == CNN_OK && set) memset(dx, 0, rows * c * sizeof *dx);
-  if (st == CNN_OK)
+  if (st == CNN_OK && !gamma) /* no batch norm: the activation's gradient alone */
+    st = ref_act_bwd(ctx, act, alpha, rows * c, x, NULL, ga, dx);
+  else if (st == CNN_OK)
     st = ref_bn_act_bwd(ctx, rows, d->c, x, ga, gamma, beta, save_mean, save_invstd, act, alpha,
                         dx, dgamma, dbeta);
   free(ga);
