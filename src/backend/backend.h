@@ -492,8 +492,8 @@ struct cnn_backend_ops {
                                float *dgamma, float *dbeta);
   /* ---- (optional) batch norm + activation + max pool in training: x [n, h, w, c] (the
    * conv output; d->n, d->h, d->w, d->c), d the pool over a = act(bn(x)) with windows
-   * that do not overlap (stride >= size). The full-size a is never stored: forward
-   * and backward rebuild it from x tile by tile.
+   * that do not overlap (stride >= size). The full-size a is never stored: the
+   * forward computes it window by window, the backward needs only x, dy and sel.
    * Forward: y [n, oh, ow, c] = maxpool(a). rmean == NULL: batch statistics as
    * bn_act_fwd_train (save_mean, save_invstd, save_var written), and z = (x - mean) s
    * + beta with s = gamma * save_invstd (the saved f32 invstd), the z the backward

@@ -123,8 +123,9 @@ struct cnn_layer {
   cnn_act fused_act;                /* activation applied by this layer's own nodes */
   float fused_alpha;
   int fold_bn;                      /* conv, inference: the batch-norm layer folded in, -1 */
-  int fused_pool;                   /* batch norm, training: the max pool absorbed after it
-                                       (its y and dy, pooled, are the group's), -1 */
+  int fused_pool;                   /* batch norm or activation, training: the max pool
+                                       absorbed after it (its y and dy, pooled, are the
+                                       group's), -1 */
   cnn_shape fused_pool_out;         /* that pool's output shape */
   float *fold_w, *fold_b;           /* [k, r, s, c/g], [k]: the folded weights (fold buffer) */
 

@@ -377,8 +377,8 @@ static cnn_status compile(cnn_net *net, cnn_program *p, int n, cnn_prog_kind kin
 
 /* The first writer of a gradient overwrites it where the backend can: a zero-fill
  * of a buffer followed at once by a maxpool, batch-norm or batch-norm + pool
- * backward whose dx is exactly that buffer becomes the op's overwriting form (the fill's zeros would
- * cost a write of dx, and the op a read of them). */
+ * backward whose dx is exactly that buffer becomes the op's overwriting form (the
+ * fill's zeros would cost a write of dx, and the op a read of them). */
 static void first_writers(const cnn_backend_ops *o, cnn_program *p) {
   int k = p->n_prologue;
   for (int i = p->n_prologue; i < p->n_nodes; i++) {

@@ -12,9 +12,10 @@
  * are read by the ops from the step state in backend memory, so a program is the
  * same every step: ref and cpu run it node by node, cuda captures it into a CUDA
  * graph after a warm-up and replays it. Where the backend has an op's overwriting
- * form (maxpool_bwd_set, bn_act_bwd_set), a zero-fill followed by that op on the
- * same gradient becomes one node with `set`. Every node's op must exist on the backend:
- * compiling refuses a program otherwise, naming node, op, dtype and backend. */
+ * form (maxpool_bwd_set, bn_act_bwd_set, bn_act_pool_bwd's set), a zero-fill
+ * followed by that op on the same gradient becomes one node with `set`. Every
+ * node's op must exist on the backend: compiling refuses a program otherwise,
+ * naming node, op, dtype and backend. */
 #ifndef CNN_PROGRAM_H
 #define CNN_PROGRAM_H
 
