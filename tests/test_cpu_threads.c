@@ -153,6 +153,7 @@ static void adapt(void) {
   CHECK(cnn_cpu_adapt_step(&a, t, d) == 2, "one contended sample: still 2");
   t += 0.5, d += 0.35;
   CHECK(cnn_cpu_adapt_step(&a, t, d) == 1, "two contended samples: 1 thread");
+  CHECK(a.reduced_s == 0.0, "no time below 2 threads yet: %.2f s", a.reduced_s);
   double dropped = t;
   /* at 1 thread the wait is gone; after CNN_CPU_ADAPT_PROBE seconds a probe up */
   int n = 1;
@@ -162,6 +163,10 @@ static void adapt(void) {
   }
   CHECK(n == 2 && t - dropped >= CNN_CPU_ADAPT_PROBE && t - dropped < CNN_CPU_ADAPT_PROBE + 1.0,
         "probe up after %.1f s (want %.1f)", t - dropped, CNN_CPU_ADAPT_PROBE);
+  /* every interval from the drop to the probe ran on 1 thread (0.5 s steps: exact) */
+  CHECK(a.reduced_s == t - dropped, "time below 2 threads: %.2f s, want %.2f", a.reduced_s,
+        t - dropped);
+  double reduced = a.reduced_s;
   /* the probe meets contention again: down, and the next probe waits twice as long */
   t += 0.5, d += 0.35;
   cnn_cpu_adapt_step(&a, t, d);
@@ -183,6 +188,12 @@ static void adapt(void) {
   }
   CHECK(a.probe_wait == CNN_CPU_ADAPT_PROBE, "the probe wait is back to %.1f: %.1f",
         CNN_CPU_ADAPT_PROBE, a.probe_wait);
+  CHECK(a.reduced_s > reduced + 2 * CNN_CPU_ADAPT_PROBE - 1.0 && a.reduced_s < t - 100.0,
+        "the second drop added its time: %.2f s after %.2f", a.reduced_s, reduced);
+  reduced = a.reduced_s;
+  t += 0.5, d += 0.001;
+  cnn_cpu_adapt_step(&a, t, d);
+  CHECK(a.reduced_s == reduced, "time at 2 threads is not counted: %.2f s", a.reduced_s);
   /* the backoff stops at its maximum */
   for (int k = 0; k < 12; k++) {
     for (int j = 0; j < 2; j++) t += 0.5, d += 0.35, cnn_cpu_adapt_step(&a, t, d);

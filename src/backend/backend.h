@@ -478,6 +478,10 @@ struct cnn_backend_ops {
    * the parameters changed (cnn_program_run's prologue flag: the same events that
    * refold batch norm into conv weights). */
   void (*weights_changed)(void *ctx);
+  /* (optional) the host thread team: its size now, the size it returns to, and the
+   * seconds it has run below that since the backend was made (cnn_cpu_adapt; cpu:
+   * other processes kept cores busy). Without adaptation: team == full, reduced 0. */
+  void (*team_info)(void *ctx, int *team, int *full, double *reduced_s);
   /* ---- (optional) overwriting forms of two backward ops: dx = ... where the plain op
    * does dx += ...; every element of dx is written (0 where no gradient reaches it)
    * and none is read, so dx may hold anything before. A compiled program calls one
@@ -573,6 +577,7 @@ typedef struct cnn_cpu_adapt {
   double probe_wait; /* seconds at cur < base before trying cur + 1 */
   int rose;          /* the last change was a probe up */
   int strikes;       /* contended samples in a row */
+  double reduced_s;  /* seconds between samples spent at fewer threads than base */
 } cnn_cpu_adapt;
 /* the team size after a sample at `now` with summed wait `delay` (both seconds) */
 int cnn_cpu_adapt_step(cnn_cpu_adapt *a, double now, double delay);

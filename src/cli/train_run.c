@@ -16,6 +16,7 @@
 #include <omp.h>
 #endif
 
+#include "backend/backend.h"
 #include "cli/cli.h"
 #include "cli/data_open.h"
 #include "cli/evaluate.h"
@@ -482,6 +483,14 @@ static void step_lines(run *r, int epoch, int64_t *written, int64_t upto) {
   }
 }
 
+/* the backend's thread team (team_info): the seconds it has run smaller than full */
+static double team_reduced(const run *r, int *team, int *full) {
+  double s = 0.0;
+  *team = *full = 0;
+  if (r->b->ops->team_info) r->b->ops->team_info(r->b->ctx, team, full, &s);
+  return s;
+}
+
 /* One epoch of training; returns the mean loss and accuracy. Steps are launched
  * without waiting; the metrics are read asynchronously at most every READ_S
  * seconds (and every READ_STEPS steps, so the device's loss ring never wraps
@@ -619,7 +628,8 @@ static int train_loop(run *r) {
   cli_eval ev = {0};
   for (int e = r->meta.epoch; e < r->tc.epochs; e++, first = 0) {
     double loss, acc, secs;
-    int stopped = 0;
+    int stopped = 0, team, full;
+    double reduced0 = team_reduced(r, &team, &full);
     cnn_status st = train_epoch(r, e, (int)first, &pg, &loss, &acc, &secs, &stopped);
     if (st != CNN_OK) {
       fprintf(stderr, "cnn train: %s\n", cnn_last_error());
@@ -656,9 +666,15 @@ static int train_loop(run *r) {
                  e + 1, (long long)cnn_net_step_count(r->net), loss, acc, r->eval_name, ev.loss,
                  r->eval_name, ev.acc, cnn_net_current_lr(r->net), secs, ips);
     if (!r->o->quiet) {
-      snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f "
-               "| %.1f s, %.0f img/s, %d steps", e + 1, r->tc.epochs, loss, acc, r->eval_name,
-               ev.loss, ev.acc, secs, ips, steps - (int)first);
+      int n = snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.4f | %s loss %.4f "
+                       "acc %.4f | %.1f s, %.0f img/s, %d steps", e + 1, r->tc.epochs, loss, acc,
+                       r->eval_name, ev.loss, ev.acc, secs, ips, steps - (int)first);
+      /* say when the team ran smaller (other processes on our cores): it explains a
+       * slow epoch, which otherwise looks like ours */
+      double cut = secs > 0 ? (team_reduced(r, &team, &full) - reduced0) / secs : 0;
+      if (cut >= 0.05 && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, " | %.0f%% of it on fewer than %d threads: "
+                 "other processes were using the cores", 100 * (cut < 1 ? cut : 1), full);
       cli_term_print(stdout, line);
     }
     fflush(stdout);

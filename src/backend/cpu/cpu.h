@@ -172,6 +172,8 @@ unsigned cpu_matrix_math(void *ctx);
 size_t cpu_conv_workspace(void *ctx, const cnn_conv_desc *d);
 /* at a step's start: the team size under contention (backend.h, cnn_cpu_adapt) */
 void cpu_threads_adapt(void *ctx);
+/* backend.h's team_info */
+void cpu_team_info(void *ctx, int *team, int *full, double *reduced_s);
 /* weights kept repacked for inference convs (wconst) are stale from now on */
 void cpu_weights_changed(void *ctx);
 

@@ -559,6 +559,7 @@ static const cnn_backend_ops cpu_ops = {
     .bn_act_bwd_set = cpu_bn_act_bwd_set,
     .bn_act_pool_fwd = cpu_bn_act_pool_fwd,
     .bn_act_pool_bwd = cpu_bn_act_pool_bwd,
+    .team_info = cpu_team_info,
     /* capture_*: no graphs on the host; NULL */
     /* conv engines: ours and oneDNN's (cpu_engine.c) */
     .matrix_math = cpu_matrix_math,

@@ -125,6 +125,14 @@ void cpu_threads_adapt(void *ctx) {
 #endif
 }
 
+void cpu_team_info(void *ctx, int *team, int *full, double *reduced_s) {
+  const cpu_ctx *c = ctx;
+  int adapting = c && c->adapt.base > 1;
+  *team = adapting ? c->adapt.cur : cpu_max_threads();
+  *full = adapting ? c->adapt.base : *team;
+  *reduced_s = adapting ? c->adapt.reduced_s : 0.0;
+}
+
 void cpu_ctx_destroy(cpu_ctx *c) {
   if (!c) return;
   cpu_dnnl_destroy(c->dnnl);

@@ -166,6 +166,7 @@ int cnn_cpu_adapt_step(cnn_cpu_adapt *a, double now, double delay) {
   double dt = now - a->last_t;
   if (dt < CNN_CPU_ADAPT_PERIOD) return a->cur;
   double busy = (delay - a->last_delay) / dt; /* seconds waited per second, all threads */
+  if (a->cur < a->base) a->reduced_s += dt; /* the interval just ended ran at cur */
   a->last_t = now;
   a->last_delay = delay;
   /* two contended samples in a row: one alone may be a start-up transient */
